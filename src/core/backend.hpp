@@ -1,0 +1,95 @@
+// Internal: the small interface each backend implements (one vtable per backend, as ggml).
+// The backend-neutral FlatIndex (src/core/flat_index.cpp) owns ids, validation, deletes
+// bookkeeping and file I/O; a backend only stores encoded rows and searches them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hive_gpu/device.hpp"
+#include "hive_gpu/types.hpp"
+
+namespace hive::gpu::detail {
+
+struct StoreConfig {
+  std::size_t dim = 0;  // elements per vector (bits for Hamming)
+  Metric metric = Metric::L2;
+  ScalarType storage = ScalarType::F32;  // Bits for Hamming
+  std::size_t row_bytes() const { return hive::gpu::row_bytes(storage, dim); }
+};
+
+// Rows of one flat index on one device, in the storage encoding (fp32, IEEE fp16, bf16, or
+// packed bits). Row numbers are dense 0..rows()-1; the core maps them to user ids.
+class FlatStore {
+ public:
+  virtual ~FlatStore() = default;
+  const StoreConfig& config() const { return cfg_; }
+
+  // Appends n encoded rows (row_bytes() each). Strong guarantee: throws before changing
+  // anything (OutOfMemory) or appends all of them.
+  virtual void append(std::size_t n, const void* encoded) = 0;
+  // Overwrites row `row` (< rows()) in place and clears its deleted mark.
+  virtual void write_row(std::size_t row, const void* encoded) = 0;
+  // Copies n encoded rows starting at `first` into out.
+  virtual void read_rows(std::size_t first, std::size_t n, void* out) const = 0;
+  // Deleted rows never appear in search results.
+  virtual void set_deleted(std::size_t row, bool deleted) = 0;
+  // Keeps the listed rows (ascending, all live) as rows 0..keep.size()-1; nothing is deleted
+  // afterwards.
+  virtual void compact(const std::vector<std::size_t>& keep) = 0;
+  virtual void reserve(std::size_t rows) = 0;
+  virtual void clear() = 0;
+  virtual std::size_t rows() const = 0;
+
+  // Exact k nearest live rows for nq queries. Queries are fp32 rows of dim (already
+  // normalised for Cosine) or packed bits (Hamming). Writes nq x k values in the metric's
+  // reported convention (see types.hpp), best first, and row numbers; unfilled slots get
+  // row -1 and the worst value. 1 <= k <= kMaxK is checked by the caller.
+  virtual void search(std::size_t nq, const void* queries, int k, float* distances,
+                      int64_t* rows) const = 0;
+
+ protected:
+  explicit FlatStore(StoreConfig cfg) : cfg_(cfg) {}
+  StoreConfig cfg_;
+};
+
+// One device of one backend.
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual const DeviceInfo& info() const = 0;
+  // Throws Unsupported where the device cannot hold this configuration (e.g. bf16 on a
+  // backend without it).
+  virtual std::unique_ptr<FlatStore> make_flat_store(const StoreConfig& cfg) = 0;
+};
+
+// A backend: finds its devices once, on first use.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Higher is preferred by Context::open("auto") (GPU backends above the CPU).
+  virtual int priority() const = 0;
+  virtual BackendStatus status() = 0;
+  virtual std::vector<std::shared_ptr<Device>> devices() = 0;
+};
+
+// Every backend this build knows of: compiled-in ones, plus placeholders reporting
+// "not compiled in" for the others, in priority order. Built once, thread-safe.
+const std::vector<std::unique_ptr<Backend>>& registry();
+
+// Factories of the compiled-in backends (defined in each backend's directory).
+std::unique_ptr<Backend> make_cpu_backend();
+#ifdef HIVE_GPU_WITH_CUDA
+std::unique_ptr<Backend> make_cuda_backend();
+#endif
+#ifdef HIVE_GPU_WITH_HIP
+std::unique_ptr<Backend> make_hip_backend();
+#endif
+#ifdef HIVE_GPU_WITH_VULKAN
+std::unique_ptr<Backend> make_vulkan_backend();
+#endif
+
+}  // namespace hive::gpu::detail
