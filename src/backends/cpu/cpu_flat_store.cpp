@@ -1,0 +1,308 @@
+// CPU flat storage and exact search.
+//
+// Two search paths, chosen per call:
+//  - scan: the SIMD kernels score blocks of rows small enough to stay in L2 while every query
+//    of a task reuses them; few queries split the base across threads, many split the queries.
+//    A single query therefore streams the base once at memory bandwidth.
+//  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries, BLAS present): tiles of
+//    queries x rows through sgemm, each tile's scores reduced into per-query heaps at once, so
+//    the nq x n score matrix never exists. The k winners are then re-scored with the exact
+//    kernels, so reported distances do not carry the ||q||^2 + ||x||^2 - 2q.x cancellation.
+#include "backends/cpu/cpu_flat_store.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <new>
+
+#include "backends/cpu/kernels.hpp"
+#include "backends/cpu/thread_pool.hpp"
+#include "core/topk.hpp"
+#include "hive_gpu/error.hpp"
+
+#ifdef HIVE_GPU_WITH_BLAS
+#include <cblas.h>
+#endif
+
+namespace hive::gpu::cpu {
+
+namespace {
+
+using detail::Candidate;
+using detail::TopK;
+
+constexpr std::size_t kAlign = 64;
+// Below this many queries a BLAS call's packing costs more than it saves.
+constexpr std::size_t kGemmMinQueries = 16;
+constexpr std::size_t kGemmQueryTile = 256;
+constexpr std::size_t kGemmRowTile = 1024;
+// Rows scored per kernel call in the scan path: about 128 KiB of encoded rows, so a block
+// stays in L2 while each query of the task passes over it.
+constexpr std::size_t kScanBlockBytes = 128u << 10;
+// Fewer rows than this per thread are not worth a split.
+constexpr std::size_t kMinRowsPerSplit = 2048;
+
+struct FreeDeleter {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
+
+Buffer allocate(std::size_t bytes) {
+  const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded));
+  if (!p)
+    throw Error(ErrorCode::OutOfMemory, "cannot allocate " + std::to_string(bytes) + " bytes for vectors");
+  return Buffer(p);
+}
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+class CpuFlatStore final : public detail::FlatStore {
+ public:
+  explicit CpuFlatStore(const detail::StoreConfig& cfg) : FlatStore(cfg), row_bytes_(cfg.row_bytes()) {}
+
+  void append(std::size_t n, const void* encoded) override {
+    if (n == 0) return;
+    grow_to(rows_ + n);
+    if (cfg_.metric == Metric::L2) norms_.resize(rows_ + n);  // may throw: before any change
+    deleted_.resize(ceil_div(rows_ + n, 64), 0);
+    std::memcpy(data_.get() + rows_ * row_bytes_, encoded, n * row_bytes_);
+    const std::size_t first = rows_;
+    rows_ += n;
+    update_norms(first, n);
+  }
+
+  void write_row(std::size_t row, const void* encoded) override {
+    std::memcpy(data_.get() + row * row_bytes_, encoded, row_bytes_);
+    set_deleted(row, false);
+    update_norms(row, 1);
+  }
+
+  void read_rows(std::size_t first, std::size_t n, void* out) const override {
+    std::memcpy(out, data_.get() + first * row_bytes_, n * row_bytes_);
+  }
+
+  void set_deleted(std::size_t row, bool deleted) override {
+    uint64_t& word = deleted_[row / 64];
+    const uint64_t bit = uint64_t(1) << (row % 64);
+    const bool was = (word & bit) != 0;
+    if (was == deleted) return;
+    word ^= bit;
+    deleted_count_ += deleted ? 1 : std::size_t(-1);
+  }
+
+  void compact(const std::vector<std::size_t>& keep) override {
+    for (std::size_t i = 0; i < keep.size(); ++i) {
+      if (keep[i] == i) continue;
+      std::memcpy(data_.get() + i * row_bytes_, data_.get() + keep[i] * row_bytes_, row_bytes_);
+      if (!norms_.empty()) norms_[i] = norms_[keep[i]];
+    }
+    rows_ = keep.size();
+    if (!norms_.empty()) norms_.resize(rows_);
+    deleted_.assign(ceil_div(rows_, 64), 0);
+    deleted_count_ = 0;
+  }
+
+  void reserve(std::size_t rows) override {
+    if (rows > capacity_) reallocate(rows);
+  }
+
+  void clear() override {
+    rows_ = 0;
+    norms_.clear();
+    deleted_.clear();
+    deleted_count_ = 0;
+  }
+
+  std::size_t rows() const override { return rows_; }
+
+  void search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const override;
+
+ private:
+  void grow_to(std::size_t rows) {
+    if (rows > capacity_) reallocate(std::max(rows, capacity_ * 2));
+  }
+  void reallocate(std::size_t capacity) {
+    Buffer fresh = allocate(capacity * row_bytes_);
+    if (rows_) std::memcpy(fresh.get(), data_.get(), rows_ * row_bytes_);
+    data_ = std::move(fresh);
+    capacity_ = capacity;
+  }
+  // Squared norms of the decoded rows, for the gemm path's L2 (||x||^2 - 2 q.x ranks rows).
+  void update_norms(std::size_t first, std::size_t n) {
+    if (cfg_.metric != Metric::L2) return;
+    const std::vector<float> zero(cfg_.dim, 0.0f);
+    kernels().scan_fn(Metric::L2, cfg_.storage)(zero.data(), row_ptr(first), n, cfg_.dim, norms_.data() + first);
+  }
+  const uint8_t* row_ptr(std::size_t row) const { return data_.get() + row * row_bytes_; }
+  bool is_deleted(std::size_t row) const { return (deleted_[row / 64] >> (row % 64)) & 1u; }
+  void mask_deleted(float* scores, std::size_t first, std::size_t n) const {
+    if (deleted_count_ == 0) return;
+    for (std::size_t i = 0; i < n; ++i)
+      if (is_deleted(first + i)) scores[i] = std::numeric_limits<float>::infinity();
+  }
+
+  // Scores one query (fp32 or bits) against rows [first, first + n) with the kernels.
+  void score(const KernelTable& kt, const void* q, std::size_t first, std::size_t n, float* out) const {
+    if (cfg_.metric == Metric::Hamming)
+      kt.hamming(static_cast<const uint8_t*>(q), row_ptr(first), n, row_bytes_, out);
+    else
+      kt.scan_fn(cfg_.metric, cfg_.storage)(static_cast<const float*>(q), row_ptr(first), n, cfg_.dim, out);
+  }
+  const void* query_ptr(const void* queries, std::size_t i) const {
+    const std::size_t qbytes = cfg_.metric == Metric::Hamming ? row_bytes_ : cfg_.dim * sizeof(float);
+    return static_cast<const uint8_t*>(queries) + i * qbytes;
+  }
+
+  void search_scan(std::size_t nq, const void* queries, int k, std::vector<std::vector<Candidate>>& out) const;
+#ifdef HIVE_GPU_WITH_BLAS
+  void search_gemm(std::size_t nq, const float* queries, int k, std::vector<std::vector<Candidate>>& out) const;
+#endif
+  // Splits [0, rows_) into `splits` ranges and nq queries into chunks, runs task(q0, q1, r0,
+  // r1, heaps) on the pool, and gathers every task's candidates per query into out.
+  template <class Task>
+  void run_tiles(std::size_t nq, std::size_t query_chunk, std::size_t splits, int k,
+                 std::vector<std::vector<Candidate>>& out, const Task& task) const;
+
+  std::size_t row_bytes_;
+  Buffer data_;
+  std::size_t rows_ = 0;
+  std::size_t capacity_ = 0;
+  std::vector<uint64_t> deleted_;
+  std::size_t deleted_count_ = 0;
+  std::vector<float> norms_;
+};
+
+template <class Task>
+void CpuFlatStore::run_tiles(std::size_t nq, std::size_t query_chunk, std::size_t splits, int k,
+                             std::vector<std::vector<Candidate>>& out, const Task& task) const {
+  const std::size_t chunks = ceil_div(nq, query_chunk);
+  std::vector<std::vector<Candidate>> partial(chunks * splits * query_chunk);
+  ThreadPool::instance().parallel_for(chunks * splits, [&](std::size_t t) {
+    const std::size_t c = t / splits, s = t % splits;
+    const std::size_t q0 = c * query_chunk, q1 = std::min(nq, q0 + query_chunk);
+    const std::size_t r0 = rows_ * s / splits, r1 = rows_ * (s + 1) / splits;
+    std::vector<TopK> heaps(q1 - q0, TopK(k));
+    task(q0, q1, r0, r1, heaps);
+    for (std::size_t q = q0; q < q1; ++q) partial[(c * splits + s) * query_chunk + (q - q0)] = std::move(heaps[q - q0].items());
+  });
+  for (std::size_t q = 0; q < nq; ++q) {
+    const std::size_t c = q / query_chunk;
+    auto& all = out[q];
+    for (std::size_t s = 0; s < splits; ++s) {
+      auto& p = partial[(c * splits + s) * query_chunk + (q - c * query_chunk)];
+      all.insert(all.end(), p.begin(), p.end());
+    }
+  }
+}
+
+void CpuFlatStore::search_scan(std::size_t nq, const void* queries, int k,
+                               std::vector<std::vector<Candidate>>& out) const {
+  const KernelTable& kt = kernels();
+  const std::size_t threads = std::size_t(ThreadPool::instance().size());
+  // Few queries: split the base so every thread streams its own part. Many: split queries.
+  std::size_t splits = 1, query_chunk = nq;
+  if (nq < threads) {
+    splits = std::min(ceil_div(threads, nq), std::max<std::size_t>(1, rows_ / kMinRowsPerSplit));
+  } else {
+    query_chunk = ceil_div(nq, std::min(nq, threads * 4));
+  }
+  const std::size_t block = std::clamp<std::size_t>(kScanBlockBytes / row_bytes_, 16, 4096);
+  run_tiles(nq, query_chunk, splits, k, out,
+            [&](std::size_t q0, std::size_t q1, std::size_t r0, std::size_t r1, std::vector<TopK>& heaps) {
+              std::vector<float> scores(block);
+              for (std::size_t b = r0; b < r1; b += block) {
+                const std::size_t m = std::min(block, r1 - b);
+                for (std::size_t q = q0; q < q1; ++q) {
+                  score(kt, query_ptr(queries, q), b, m, scores.data());
+                  mask_deleted(scores.data(), b, m);
+                  heaps[q - q0].push_block(scores.data(), m, int64_t(b));
+                }
+              }
+            });
+}
+
+#ifdef HIVE_GPU_WITH_BLAS
+extern "C" void openblas_set_num_threads(int);
+
+void CpuFlatStore::search_gemm(std::size_t nq, const float* queries, int k,
+                               std::vector<std::vector<Candidate>>& out) const {
+  // Our pool parallelises over tiles; BLAS must not start threads of its own inside them.
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+  const KernelTable& kt = kernels();
+  const std::size_t dim = cfg_.dim;
+  const std::size_t threads = std::size_t(ThreadPool::instance().size());
+  const std::size_t query_chunk = std::min(kGemmQueryTile, ceil_div(nq, threads));
+  const std::size_t chunks = ceil_div(nq, query_chunk);
+  const std::size_t splits = chunks >= threads ? 1
+                                               : std::min(ceil_div(threads, chunks),
+                                                          std::max<std::size_t>(1, rows_ / kGemmRowTile));
+  const bool decode = cfg_.storage != ScalarType::F32;
+  run_tiles(nq, query_chunk, splits, k, out,
+            [&](std::size_t q0, std::size_t q1, std::size_t r0, std::size_t r1, std::vector<TopK>& heaps) {
+              const std::size_t mq = q1 - q0;
+              std::vector<float> tile(mq * kGemmRowTile);
+              std::vector<float> decoded(decode ? kGemmRowTile * dim : 0);
+              for (std::size_t b = r0; b < r1; b += kGemmRowTile) {
+                const std::size_t m = std::min(kGemmRowTile, r1 - b);
+                const float* x = reinterpret_cast<const float*>(row_ptr(b));
+                if (decode) {
+                  kt.decode[int(cfg_.storage)](row_ptr(b), decoded.data(), m * dim);
+                  x = decoded.data();
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mq), int(m), int(dim), 1.0f,
+                            queries + q0 * dim, int(dim), x, int(dim), 0.0f, tile.data(), int(m));
+                for (std::size_t q = 0; q < mq; ++q) {
+                  float* s = tile.data() + q * m;
+                  if (cfg_.metric == Metric::L2) {
+                    const float* nrm = norms_.data() + b;
+                    for (std::size_t j = 0; j < m; ++j) s[j] = nrm[j] - 2.0f * s[j];
+                  } else {
+                    for (std::size_t j = 0; j < m; ++j) s[j] = -s[j];
+                  }
+                  mask_deleted(s, b, m);
+                  heaps[q].push_block(s, m, int64_t(b));
+                }
+              }
+            });
+  // Re-score the winners exactly: their gemm scores rank correctly but are not distances.
+  ThreadPool::instance().parallel_for(ceil_div(nq, 64), [&](std::size_t t) {
+    for (std::size_t q = t * 64; q < std::min(nq, t * 64 + 64); ++q) {
+      for (auto& c : out[q]) score(kt, queries + q * dim, std::size_t(c.row), 1, &c.score);
+    }
+  });
+}
+#endif
+
+void CpuFlatStore::search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const {
+  std::vector<std::vector<Candidate>> cand(nq);
+  const bool gemm_metric = cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct ||
+                           cfg_.metric == Metric::Cosine;
+  bool done = false;
+#ifdef HIVE_GPU_WITH_BLAS
+  if (gemm_metric && nq >= kGemmMinQueries && rows_ > 0) {
+    search_gemm(nq, static_cast<const float*>(queries), k, cand);
+    done = true;
+  }
+#else
+  (void)gemm_metric;
+#endif
+  if (!done && rows_ > 0) search_scan(nq, queries, k, cand);
+  const std::size_t kk = std::size_t(k);
+  for (std::size_t q = 0; q < nq; ++q) {
+    detail::write_best(cand[q], k, distances + q * kk, rows + q * kk);
+    if (cfg_.metric == Metric::InnerProduct)  // kernels minimise -dot; report the dot product
+      for (std::size_t j = 0; j < kk; ++j) distances[q * kk + j] = -distances[q * kk + j];
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<detail::FlatStore> make_cpu_flat_store(const detail::StoreConfig& cfg) {
+  return std::make_unique<CpuFlatStore>(cfg);
+}
+
+}  // namespace hive::gpu::cpu

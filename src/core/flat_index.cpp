@@ -1,0 +1,440 @@
+// FlatIndex: backend-neutral bookkeeping (ids, deletes, validation, files) over a backend's
+// FlatStore, which holds the encoded rows and searches them. Every mutation validates its
+// whole input first, so a throwing call leaves the index as it was.
+#include "hive_gpu/flat_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "core/backend.hpp"
+#include "core/file_format.hpp"
+#include "core/scalar_codec.hpp"
+#include "core/validate.hpp"
+#include "hive_gpu/error.hpp"
+
+namespace hive::gpu {
+
+using detail::FlatStore;
+using detail::StoreConfig;
+
+struct FlatIndex::State {
+  Context ctx;
+  StoreConfig cfg;
+  std::unique_ptr<FlatStore> store;
+  std::vector<int64_t> row_ids;  // id of each stored row; kNoId once deleted
+  std::unordered_map<int64_t, std::size_t> id_to_row;
+  int64_t next_id = 0;
+  // Searches share the lock; mutations take it alone, so concurrent searches are safe.
+  mutable std::shared_mutex mu;
+
+  State(const Context& c, StoreConfig cf) : ctx(c), cfg(cf), store(c.device()->make_flat_store(cf)) {}
+
+  bool is_bits() const { return cfg.metric == Metric::Hamming; }
+
+  void require_floats() const {
+    if (is_bits())
+      throw Error(ErrorCode::Unsupported, "a Hamming index takes packed bits (the uint8_t overloads), not floats");
+  }
+  void require_bits() const {
+    if (!is_bits()) throw Error(ErrorCode::Unsupported, "packed-bit vectors need a Hamming index");
+  }
+
+  // Validates float rows and returns them in the storage encoding (normalised for Cosine).
+  std::vector<uint8_t> encode(std::size_t n, const float* x, const char* what) const {
+    detail::check_pointer(x, n, what);
+    detail::check_finite(x, n, cfg.dim, what);
+    const std::size_t dim = cfg.dim;
+    std::vector<uint8_t> out(n * cfg.row_bytes());
+    std::vector<float> tmp(dim);
+    for (std::size_t i = 0; i < n; ++i) {
+      const float* src = x + i * dim;
+      if (cfg.metric == Metric::Cosine) {
+        normalise(src, tmp.data());
+        src = tmp.data();
+      }
+      switch (cfg.storage) {
+        case ScalarType::F32:
+          std::memcpy(out.data() + i * dim * 4, src, dim * 4);
+          break;
+        case ScalarType::F16: {
+          auto* dst = reinterpret_cast<uint16_t*>(out.data()) + i * dim;
+          for (std::size_t j = 0; j < dim; ++j) {
+            if (std::fabs(src[j]) > detail::kHalfMax)
+              throw Error(ErrorCode::InvalidArgument, std::string(what) + " row " + std::to_string(i) +
+                                                          ", column " + std::to_string(j) + " = " +
+                                                          std::to_string(src[j]) +
+                                                          " exceeds the float16 range (65504); use f32 or bf16");
+            dst[j] = detail::f32_to_f16(src[j]);
+          }
+          break;
+        }
+        case ScalarType::BF16: {
+          auto* dst = reinterpret_cast<uint16_t*>(out.data()) + i * dim;
+          for (std::size_t j = 0; j < dim; ++j) dst[j] = detail::f32_to_bf16(src[j]);
+          break;
+        }
+        case ScalarType::Bits:
+          throw Error(ErrorCode::Internal, "float rows for a bit index");
+      }
+    }
+    return out;
+  }
+
+  void normalise(const float* src, float* dst) const {
+    double s = 0;
+    for (std::size_t j = 0; j < cfg.dim; ++j) s += double(src[j]) * double(src[j]);
+    // A zero vector stays zero (as FAISS's normalize_L2): its cosine distance to anything is 1.
+    const float inv = s > 0 ? float(1.0 / std::sqrt(s)) : 0.0f;
+    for (std::size_t j = 0; j < cfg.dim; ++j) dst[j] = src[j] * inv;
+  }
+
+  void check_new_ids(std::size_t n, const int64_t* ids) const {
+    detail::check_pointer(ids, n, "ids");
+    detail::check_ids(ids, n);
+    for (std::size_t i = 0; i < n; ++i)
+      if (id_to_row.count(ids[i]))
+        throw Error(ErrorCode::IdExists, "id " + std::to_string(ids[i]) +
+                                             " is already in the index (use upsert to replace it)");
+  }
+
+  std::vector<int64_t> sequential_ids(std::size_t n) const {
+    if (n > uint64_t(std::numeric_limits<int64_t>::max() - next_id))
+      throw Error(ErrorCode::InvalidArgument, "sequential ids would overflow int64");
+    std::vector<int64_t> ids(n);
+    for (std::size_t i = 0; i < n; ++i) ids[i] = next_id + int64_t(i);
+    return ids;
+  }
+
+  // Appends encoded rows under ids known to be new; the store throws before changing anything.
+  void append(std::size_t n, const void* encoded, const int64_t* ids) {
+    if (n == 0) return;
+    row_ids.reserve(row_ids.size() + n);
+    id_to_row.reserve(id_to_row.size() + n);
+    store->append(n, encoded);
+    for (std::size_t i = 0; i < n; ++i) {
+      id_to_row.emplace(ids[i], row_ids.size());
+      row_ids.push_back(ids[i]);
+      bump_next_id(ids[i]);
+    }
+  }
+
+  void bump_next_id(int64_t id) {
+    if (id >= next_id) next_id = id == std::numeric_limits<int64_t>::max() ? id : id + 1;
+  }
+
+  // Replaces existing ids' rows in place and appends the rest.
+  void upsert(std::size_t n, const uint8_t* encoded, const int64_t* ids) {
+    const std::size_t rb = cfg.row_bytes();
+    std::vector<uint8_t> fresh;
+    std::vector<int64_t> fresh_ids;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!id_to_row.count(ids[i])) {
+        fresh.insert(fresh.end(), encoded + i * rb, encoded + (i + 1) * rb);
+        fresh_ids.push_back(ids[i]);
+      }
+    }
+    append(fresh_ids.size(), fresh.data(), fresh_ids.data());  // the only step that can throw
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t row = id_to_row.at(ids[i]);
+      if (row < row_ids.size() - fresh_ids.size()) store->write_row(row, encoded + i * rb);
+    }
+  }
+
+  void search(std::size_t nq, const void* q, int k, float* distances, int64_t* out_ids) const {
+    store->search(nq, q, k, distances, out_ids);
+    // Rows -> user ids (a small nq x k pass; the device never needs the id table).
+    for (std::size_t i = 0; i < nq * std::size_t(k); ++i)
+      if (out_ids[i] >= 0) out_ids[i] = row_ids[std::size_t(out_ids[i])];
+  }
+
+  std::size_t row_of(int64_t id) const {
+    auto it = id_to_row.find(id);
+    if (it == id_to_row.end()) throw Error(ErrorCode::UnknownId, "id " + std::to_string(id) + " is not in the index");
+    return it->second;
+  }
+};
+
+namespace {
+StoreConfig make_config(std::size_t dim, Metric metric, FlatOptions opt) {
+  if (uint8_t(metric) > uint8_t(Metric::Hamming))
+    throw Error(ErrorCode::UnknownMetric, "metric code " + std::to_string(int(metric)) + " is not a metric");
+  if (dim == 0 || dim > (std::size_t(1) << 24))
+    throw Error(ErrorCode::InvalidArgument, "dim = " + std::to_string(dim) + " is out of range [1, 2^24]");
+  StoreConfig cfg{dim, metric, opt.storage};
+  if (metric == Metric::Hamming) {
+    if (dim % 8 != 0)
+      throw Error(ErrorCode::InvalidArgument,
+                  "a Hamming index needs dim (in bits) to be a multiple of 8, got " + std::to_string(dim));
+    cfg.storage = ScalarType::Bits;
+  } else if (opt.storage == ScalarType::Bits || uint8_t(opt.storage) > uint8_t(ScalarType::Bits)) {
+    throw Error(ErrorCode::InvalidArgument, "storage " + std::string(to_string(opt.storage)) +
+                                                " is for Hamming indexes; use f32, f16 or bf16");
+  }
+  return cfg;
+}
+}  // namespace
+
+FlatIndex::FlatIndex(const Context& ctx, std::size_t dim, Metric metric, FlatOptions options)
+    : s_(std::make_unique<State>(ctx, make_config(dim, metric, options))) {}
+FlatIndex::FlatIndex(std::size_t dim, Metric metric, FlatOptions options)
+    : FlatIndex(Context::open("auto"), dim, metric, options) {}
+FlatIndex::FlatIndex(std::unique_ptr<State> s) : s_(std::move(s)) {}
+FlatIndex::~FlatIndex() = default;
+FlatIndex::FlatIndex(FlatIndex&&) noexcept = default;
+FlatIndex& FlatIndex::operator=(FlatIndex&&) noexcept = default;
+
+std::size_t FlatIndex::dim() const { return s_->cfg.dim; }
+Metric FlatIndex::metric() const { return s_->cfg.metric; }
+ScalarType FlatIndex::storage() const { return s_->cfg.storage; }
+const Context& FlatIndex::context() const { return s_->ctx; }
+std::size_t FlatIndex::size() const {
+  std::shared_lock lock(s_->mu);
+  return s_->id_to_row.size();
+}
+std::size_t FlatIndex::stored_rows() const {
+  std::shared_lock lock(s_->mu);
+  return s_->row_ids.size();
+}
+int64_t FlatIndex::next_id() const {
+  std::shared_lock lock(s_->mu);
+  return s_->next_id;
+}
+
+void FlatIndex::add(std::size_t n, const float* x) {
+  std::unique_lock lock(s_->mu);
+  s_->require_floats();
+  const auto enc = s_->encode(n, x, "vectors");
+  const auto ids = s_->sequential_ids(n);
+  s_->append(n, enc.data(), ids.data());
+}
+
+void FlatIndex::add_with_ids(std::size_t n, const float* x, const int64_t* ids) {
+  std::unique_lock lock(s_->mu);
+  s_->require_floats();
+  s_->check_new_ids(n, ids);
+  const auto enc = s_->encode(n, x, "vectors");
+  s_->append(n, enc.data(), ids);
+}
+
+void FlatIndex::upsert(std::size_t n, const float* x, const int64_t* ids) {
+  std::unique_lock lock(s_->mu);
+  s_->require_floats();
+  detail::check_pointer(ids, n, "ids");
+  detail::check_ids(ids, n);
+  const auto enc = s_->encode(n, x, "vectors");
+  s_->upsert(n, enc.data(), ids);
+}
+
+void FlatIndex::search(std::size_t nq, const float* q, int k, float* distances, int64_t* ids) const {
+  std::shared_lock lock(s_->mu);
+  s_->require_floats();
+  detail::check_k(k);
+  detail::check_pointer(q, nq, "queries");
+  detail::check_pointer(distances, nq, "distances");
+  detail::check_pointer(ids, nq, "ids");
+  detail::check_finite(q, nq, s_->cfg.dim, "query");
+  if (nq == 0) return;
+  if (s_->cfg.metric == Metric::Cosine) {
+    std::vector<float> normalised(nq * s_->cfg.dim);
+    for (std::size_t i = 0; i < nq; ++i) s_->normalise(q + i * s_->cfg.dim, normalised.data() + i * s_->cfg.dim);
+    s_->search(nq, normalised.data(), k, distances, ids);
+  } else {
+    s_->search(nq, q, k, distances, ids);
+  }
+}
+
+void FlatIndex::add(std::size_t n, const uint8_t* bits) {
+  std::unique_lock lock(s_->mu);
+  s_->require_bits();
+  detail::check_pointer(bits, n, "vectors");
+  const auto ids = s_->sequential_ids(n);
+  s_->append(n, bits, ids.data());
+}
+
+void FlatIndex::add_with_ids(std::size_t n, const uint8_t* bits, const int64_t* ids) {
+  std::unique_lock lock(s_->mu);
+  s_->require_bits();
+  detail::check_pointer(bits, n, "vectors");
+  s_->check_new_ids(n, ids);
+  s_->append(n, bits, ids);
+}
+
+void FlatIndex::upsert(std::size_t n, const uint8_t* bits, const int64_t* ids) {
+  std::unique_lock lock(s_->mu);
+  s_->require_bits();
+  detail::check_pointer(bits, n, "vectors");
+  detail::check_pointer(ids, n, "ids");
+  detail::check_ids(ids, n);
+  s_->upsert(n, bits, ids);
+}
+
+void FlatIndex::search(std::size_t nq, const uint8_t* q, int k, float* distances, int64_t* ids) const {
+  std::shared_lock lock(s_->mu);
+  s_->require_bits();
+  detail::check_k(k);
+  detail::check_pointer(q, nq, "queries");
+  detail::check_pointer(distances, nq, "distances");
+  detail::check_pointer(ids, nq, "ids");
+  if (nq == 0) return;
+  s_->search(nq, q, k, distances, ids);
+}
+
+std::size_t FlatIndex::remove(std::size_t n, const int64_t* ids) {
+  std::unique_lock lock(s_->mu);
+  detail::check_pointer(ids, n, "ids");
+  std::size_t removed = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto it = s_->id_to_row.find(ids[i]);
+    if (it == s_->id_to_row.end()) continue;
+    s_->store->set_deleted(it->second, true);
+    s_->row_ids[it->second] = kNoId;
+    s_->id_to_row.erase(it);
+    ++removed;
+  }
+  return removed;
+}
+
+bool FlatIndex::contains(int64_t id) const {
+  std::shared_lock lock(s_->mu);
+  return s_->id_to_row.count(id) != 0;
+}
+
+std::vector<float> FlatIndex::get(int64_t id) const {
+  std::shared_lock lock(s_->mu);
+  s_->require_floats();
+  const std::size_t row = s_->row_of(id);
+  const std::size_t dim = s_->cfg.dim;
+  std::vector<uint8_t> raw(s_->cfg.row_bytes());
+  s_->store->read_rows(row, 1, raw.data());
+  std::vector<float> out(dim);
+  const auto* h = reinterpret_cast<const uint16_t*>(raw.data());
+  switch (s_->cfg.storage) {
+    case ScalarType::F32: std::memcpy(out.data(), raw.data(), dim * 4); break;
+    case ScalarType::F16: for (std::size_t j = 0; j < dim; ++j) out[j] = detail::f16_to_f32(h[j]); break;
+    case ScalarType::BF16: for (std::size_t j = 0; j < dim; ++j) out[j] = detail::bf16_to_f32(h[j]); break;
+    case ScalarType::Bits: break;
+  }
+  return out;
+}
+
+std::vector<uint8_t> FlatIndex::get_bits(int64_t id) const {
+  std::shared_lock lock(s_->mu);
+  s_->require_bits();
+  std::vector<uint8_t> out(s_->cfg.row_bytes());
+  s_->store->read_rows(s_->row_of(id), 1, out.data());
+  return out;
+}
+
+std::vector<int64_t> FlatIndex::ids() const {
+  std::shared_lock lock(s_->mu);
+  std::vector<int64_t> out;
+  out.reserve(s_->id_to_row.size());
+  for (int64_t id : s_->row_ids)
+    if (id != kNoId) out.push_back(id);
+  return out;
+}
+
+void FlatIndex::reserve(std::size_t n) {
+  std::unique_lock lock(s_->mu);
+  s_->store->reserve(n);
+  s_->row_ids.reserve(n);
+  s_->id_to_row.reserve(n);
+}
+
+void FlatIndex::compact() {
+  std::unique_lock lock(s_->mu);
+  if (s_->id_to_row.size() == s_->row_ids.size()) return;
+  std::vector<std::size_t> keep;
+  std::vector<int64_t> kept_ids;
+  keep.reserve(s_->id_to_row.size());
+  for (std::size_t r = 0; r < s_->row_ids.size(); ++r)
+    if (s_->row_ids[r] != kNoId) {
+      keep.push_back(r);
+      kept_ids.push_back(s_->row_ids[r]);
+    }
+  s_->store->compact(keep);
+  s_->row_ids = std::move(kept_ids);
+  for (std::size_t r = 0; r < s_->row_ids.size(); ++r) s_->id_to_row[s_->row_ids[r]] = r;
+}
+
+void FlatIndex::reset() {
+  std::unique_lock lock(s_->mu);
+  s_->store->clear();
+  s_->row_ids.clear();
+  s_->id_to_row.clear();
+}
+
+void FlatIndex::save(const std::string& path) const {
+  std::shared_lock lock(s_->mu);
+  const std::size_t rb = s_->cfg.row_bytes();
+  detail::AtomicFileWriter w(path);
+  detail::FileHeader h;
+  h.metric = s_->cfg.metric;
+  h.storage = s_->cfg.storage;
+  h.dim = s_->cfg.dim;
+  h.count = s_->id_to_row.size();
+  h.next_id = s_->next_id;
+  w.write_header(h, rb);
+  const auto live = [&] {
+    std::vector<int64_t> out;
+    for (int64_t id : s_->row_ids)
+      if (id != kNoId) out.push_back(id);
+    return out;
+  }();
+  w.write_payload(live.data(), live.size() * sizeof(int64_t));
+  // Rows in bounded chunks, skipping deleted ones: saving compacts on disk.
+  constexpr std::size_t kChunkBytes = 16u << 20;
+  const std::size_t chunk = std::max<std::size_t>(1, kChunkBytes / rb);
+  std::vector<uint8_t> buf(std::min(chunk, s_->row_ids.size()) * rb);
+  for (std::size_t first = 0; first < s_->row_ids.size(); first += chunk) {
+    const std::size_t m = std::min(chunk, s_->row_ids.size() - first);
+    s_->store->read_rows(first, m, buf.data());
+    std::size_t out = 0;
+    for (std::size_t r = 0; r < m; ++r) {
+      if (s_->row_ids[first + r] == kNoId) continue;
+      if (out != r) std::memmove(buf.data() + out * rb, buf.data() + r * rb, rb);
+      ++out;
+    }
+    w.write_payload(buf.data(), out * rb);
+  }
+  w.commit();
+}
+
+FlatIndex FlatIndex::load(const std::string& path, const Context& ctx) {
+  detail::FileReader r(path);
+  const auto& h = r.header();
+  auto s = std::make_unique<State>(ctx, make_config(h.dim, h.metric, FlatOptions{h.storage}));
+  std::vector<int64_t> ids(h.count);
+  r.read_payload(ids.data(), ids.size() * sizeof(int64_t));
+  const std::size_t rb = s->cfg.row_bytes();
+  constexpr std::size_t kChunkBytes = 16u << 20;
+  const std::size_t chunk = std::max<std::size_t>(1, kChunkBytes / rb);
+  std::vector<uint8_t> buf(std::min<std::size_t>(chunk, h.count) * rb);
+  s->store->reserve(h.count);
+  for (std::size_t first = 0; first < h.count; first += chunk) {
+    const std::size_t m = std::min<std::size_t>(chunk, h.count - first);
+    r.read_payload(buf.data(), m * rb);
+    s->append(m, buf.data(), ids.data() + first);
+  }
+  r.finish();
+  // Checked after the checksum, so a damaged id list reports as damage, not as bad ids.
+  try {
+    detail::check_ids(ids.data(), ids.size());
+  } catch (const Error& e) {
+    throw Error(ErrorCode::CorruptFile, "'" + path + "': " + e.what());
+  }
+  if (!ids.empty() && *std::max_element(ids.begin(), ids.end()) >= h.next_id &&
+      h.next_id != std::numeric_limits<int64_t>::max())
+    throw Error(ErrorCode::CorruptFile, "'" + path + "': next id is not above every stored id");
+  s->next_id = h.next_id;
+  return FlatIndex(std::move(s));
+}
+
+FlatIndex FlatIndex::load(const std::string& path) { return load(path, Context::open("auto")); }
+
+}  // namespace hive::gpu

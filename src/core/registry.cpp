@@ -1,0 +1,53 @@
+// The backend registry: compiled-in backends are created here, in priority order; the
+// others appear as placeholders so `hive-gpu info` can say what this build lacks.
+#include <algorithm>
+#include <mutex>
+
+#include "core/backend.hpp"
+
+namespace hive::gpu::detail {
+
+namespace {
+
+class MissingBackend final : public Backend {
+ public:
+  MissingBackend(std::string name, std::string why) : name_(std::move(name)), why_(std::move(why)) {}
+  std::string name() const override { return name_; }
+  int priority() const override { return -1; }
+  BackendStatus status() override { return {name_, false, false, 0, why_}; }
+  std::vector<std::shared_ptr<Device>> devices() override { return {}; }
+
+ private:
+  std::string name_, why_;
+};
+
+std::vector<std::unique_ptr<Backend>> build_registry() {
+  std::vector<std::unique_ptr<Backend>> r;
+#ifdef HIVE_GPU_WITH_CUDA
+  r.push_back(make_cuda_backend());
+#else
+  r.push_back(std::make_unique<MissingBackend>("cuda", "not compiled in (nvcc not found at build time)"));
+#endif
+#ifdef HIVE_GPU_WITH_HIP
+  r.push_back(make_hip_backend());
+#else
+  r.push_back(std::make_unique<MissingBackend>("hip", "not compiled in (build with -DHIVE_GPU_ROCM=ON)"));
+#endif
+#ifdef HIVE_GPU_WITH_VULKAN
+  r.push_back(make_vulkan_backend());
+#else
+  r.push_back(std::make_unique<MissingBackend>("vulkan", "not compiled in (Vulkan SDK not found at build time)"));
+#endif
+  r.push_back(make_cpu_backend());
+  std::stable_sort(r.begin(), r.end(), [](const auto& a, const auto& b) { return a->priority() > b->priority(); });
+  return r;
+}
+
+}  // namespace
+
+const std::vector<std::unique_ptr<Backend>>& registry() {
+  static const std::vector<std::unique_ptr<Backend>> r = build_registry();
+  return r;
+}
+
+}  // namespace hive::gpu::detail
