@@ -149,7 +149,17 @@ def time_batches(np, faiss, index, queries, k, batch, nq, budget, repeat, min_ti
             faiss.normalize_L2(q)
         return index.search(q, k)
 
-    search(0)  # warm-up
+    # Warm-up as tools/timing.cpp: min(batch, 100) queries, then a full batch if under 2 s.
+    small = min(batch, 100)
+    w0 = time.perf_counter()
+    q = queries[:small]
+    if normalise:
+        q = q.copy()
+        faiss.normalize_L2(q)
+    index.search(q, k)
+    per_query = (time.perf_counter() - w0) / small
+    if batch > small and per_query * batch < 2.0:
+        search(0)
     lat = []
     total = 0.0
     searched = 0

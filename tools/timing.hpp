@@ -16,7 +16,7 @@ struct BatchPlan {
   double time_budget_s = 20;    // stop starting new batches of the first pass after this
   int repeat = 1;               // passes over the queries covered by the first pass, at least
   double min_time_s = 0;        // keep adding passes until this much search time is measured
-  bool warmup = true;           // one untimed batch first
+  bool warmup = true;           // untimed: min(batch, 100) queries, then a full batch if cheap
 };
 
 struct BatchTiming {
