@@ -39,6 +39,10 @@ struct KernelTable {
 // one. Detected once.
 SimdLevel best_simd_level();
 bool cpu_supports(SimdLevel level);
+// The level best_simd_level() settles on, given the best the CPU supports and the value of
+// HIVE_GPU_SIMD (null when unset): the requested level if it names one no higher than best,
+// else best. Separate so tests can exercise it.
+SimdLevel resolve_simd_level(SimdLevel best, const char* request) noexcept;
 // Table for a level; throws Error(Unsupported) if this CPU lacks it.
 const KernelTable& kernels(SimdLevel level);
 inline const KernelTable& kernels() { return kernels(best_simd_level()); }
@@ -47,5 +51,8 @@ inline const KernelTable& kernels() { return kernels(best_simd_level()); }
 const KernelTable& scalar_kernels();
 const KernelTable& avx2_kernels();    // needs AVX2 + FMA + F16C
 const KernelTable& avx512_kernels();  // needs AVX-512 F/BW/DQ/VL (+ VPOPCNTDQ used if present)
+// The AVX-512 Hamming kernel that avx512_kernels() holds on CPUs without VPOPCNTDQ (AVX512BW
+// only), exposed so tests also run it where VPOPCNTDQ exists. Needs the AVX512 level.
+ScanBitsFn avx512_hamming_no_vpopcnt();
 
 }  // namespace hive::gpu::cpu
