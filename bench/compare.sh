@@ -10,8 +10,12 @@
 # Options (all optional): --dataset SPEC --metric M --storage LIST --k K --batch LIST
 #   --queries NQ --seed S --b1-queries N --time-budget S --backend NAME --out DIR
 #   --skip-pypi --skip-debian --no-venv-setup
+#   --omp-wait-policy P   OMP_WAIT_POLICY for the FAISS runs (default PASSIVE; "default" leaves
+#                         it unset): libgomp's spinning threads otherwise fight OpenBLAS's
+#                         threads and other processes for the cores, slowing FAISS up to 5x
 # Environment: HIVE_GPU_BIN, HIVE_GPU_DATA_DIR (default ./data), HIVE_GPU_PYTHON (python
-# used to create .venv, default python3), HIVE_GPU_VENV (default .venv).
+# used to create .venv, default python3), HIVE_GPU_VENV (default .venv),
+# HIVE_GPU_PEER_OMP_WAIT_POLICY (default for --omp-wait-policy).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,8 +27,9 @@ DEBIAN_PY=/usr/bin/python3
 
 dataset=fashion-mnist metric=l2 storage=f32 k=10 batch=1,100,10000
 queries="" seed=42 b1q="" budget="" backend=auto out="" skip_pypi=0 skip_debian=0 venv_setup=1
+omp_wait=${HIVE_GPU_PEER_OMP_WAIT_POLICY-PASSIVE}
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -49,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     --skip-pypi) skip_pypi=1; shift ;;
     --skip-debian) skip_debian=1; shift ;;
     --no-venv-setup) venv_setup=0; shift ;;
+    --omp-wait-policy) omp_wait=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "compare.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -91,6 +97,12 @@ if [[ $skip_debian -eq 0 ]]; then
   fi
 fi
 
+# FAISS runs with OpenMP threads that sleep when idle unless told otherwise (see above).
+peer_env=(env -u VIRTUAL_ENV -u PYTHONPATH)
+if [[ -n "$omp_wait" && "$omp_wait" != default ]]; then
+  peer_env+=(OMP_WAIT_POLICY="$omp_wait")
+fi
+
 # --- runs ---------------------------------------------------------------------------------
 common=(--dataset "$dataset" --metric "$metric" --k "$k" --batch "$batch" --seed "$seed" --backend "$backend"
         --data-dir "$DATA_DIR" --no-progress)
@@ -112,12 +124,12 @@ for s in "${storages[@]}"; do
   first=0
   if [[ -n "$pypi_py" ]]; then
     echo "== faiss-cpu (PyPI) --storage $s" >&2
-    "$pypi_py" "$ROOT/bench/peers.py" run --data "$dump" --ours "$ours" --out "$out/faiss-pypi-$s.json"
+    "${peer_env[@]}" "$pypi_py" "$ROOT/bench/peers.py" run --data "$dump" --ours "$ours" --out "$out/faiss-pypi-$s.json"
     files+=("$out/faiss-pypi-$s.json")
   fi
   if [[ $debian_ok -eq 1 ]]; then
     echo "== faiss (Debian python3-faiss) --storage $s" >&2
-    env -u VIRTUAL_ENV -u PYTHONPATH PYTHONNOUSERSITE=1 "$DEBIAN_PY" -s "$ROOT/bench/peers.py" run \
+    "${peer_env[@]}" PYTHONNOUSERSITE=1 "$DEBIAN_PY" -s "$ROOT/bench/peers.py" run \
       --data "$dump" --ours "$ours" --out "$out/faiss-debian-$s.json"
     files+=("$out/faiss-debian-$s.json")
   fi

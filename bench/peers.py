@@ -104,6 +104,14 @@ def recall_at_k(np, metric, k, base, queries, gt_ids, gt_dist, ids):
     return total / nq if nq else 0.0
 
 
+def load_average():
+    """1-minute load average, -1 where unknown (recorded to spot runs on a busy machine)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return -1.0
+
+
 def faiss_label(faiss):
     where = Path(faiss.__file__).resolve()
     origin = "Debian python3-faiss" if str(where).startswith("/usr/lib/python3") else "PyPI faiss-cpu"
@@ -237,6 +245,8 @@ def cmd_run(args):
         "python": sys.executable,
         "numpy_version": np.__version__,
         "threads": threads,
+        "env": {v: os.environ[v] for v in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                           "MKL_NUM_THREADS") if v in os.environ},
         "dataset": ours["dataset"],
         "n": n,
         "d": d,
@@ -263,12 +273,14 @@ def cmd_run(args):
         for s in range(0, n, 65536):
             index.add(xb[s:s + 65536])
         result["build_s"] = time.perf_counter() - t0
+        load_start = load_average()
         for b in (requested or batches):
             nq = min(queries.shape[0], b1_queries) if b == 1 else queries.shape[0]
             print(f"{label}: timing batch {b} ...", file=sys.stderr)
             row, ids = time_batches(np, faiss, index, queries, k, b, nq, budget, repeat, min_time, normalise)
             row["recall"] = recall_at_k(np, metric, k, base, queries, gt_ids, gt_dist, ids)
             result["rows"].append(row)
+        result["loadavg"] = [load_start, load_average()]
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
@@ -358,6 +370,16 @@ def cmd_table(args):
         for p in group_peers:
             if p.get("unsupported"):
                 notes.append(f"{storage}: {p['engine']}: {p['unsupported']} (not measured)")
+        loads = []
+        for r in [o, *group_peers]:
+            la = r.get("loadavg")
+            if la and min(la) >= 0:
+                env = r.get("env") or {}
+                extra = (" [" + " ".join(f"{k}={v}" for k, v in env.items()) + "]") if env else ""
+                loads.append(f"{r['engine']} {la[0]:.1f}->{la[1]:.1f}{extra}")
+        if loads:
+            notes.append(f"{storage}: 1-min load average during each run (cores: {o.get('threads', '?')}): "
+                         + "; ".join(loads))
     print(markdown(headers, rows, right={1, 4, 5, 6, 7, 8, 9}))
     print()
     print("Ratios: a peer's QPS over hive-gpu's (above 1.00x: the peer is faster) and its p50 batch latency "

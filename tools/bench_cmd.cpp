@@ -50,6 +50,15 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The 1-minute load average (Linux), -1 where unknown: recorded so that results taken on a
+// busy machine can be recognised as such.
+double load_average() {
+  std::ifstream f("/proc/loadavg");
+  double v = -1;
+  if (!(f >> v)) return -1;
+  return v;
+}
+
 std::string default_data_dir() {
   const char* env = std::getenv("HIVE_GPU_DATA_DIR");
   return env != nullptr && *env != '\0' ? std::string(env) : std::string("./data");
@@ -62,7 +71,8 @@ struct Row {
 
 void write_json(const std::string& path, const DeviceInfo& dev, const Dataset& ds, Metric metric, ScalarType storage,
                 int k, int k_gt, double load_s, double build_s, double gt_s, bool gt_cached, const ReadFloor* floor,
-                const BatchPlan& plan_defaults, std::size_t b1_queries, const std::vector<Row>& rows) {
+                const BatchPlan& plan_defaults, std::size_t b1_queries, const std::vector<Row>& rows,
+                double load_start, double load_end) {
   std::ofstream os(path);
   if (!os) throw std::runtime_error("cannot write " + path);
   JsonWriter j(os);
@@ -78,6 +88,7 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Dataset& d
   j.field("k", k).field("k_gt", k_gt);
   j.field("load_s", load_s).field("build_s", build_s).field("gt_s", gt_s).field("gt_cached", gt_cached);
   j.field("threads", static_cast<int64_t>(std::thread::hardware_concurrency()));
+  j.key("loadavg").begin_array().value(load_start).value(load_end).end_array();
   if (floor != nullptr) {
     j.field("floor_ms", floor->best_ms).field("floor_bytes", static_cast<uint64_t>(floor->bytes));
     j.field("floor_gbps", floor->gbps).field("floor_threads", static_cast<int64_t>(floor->threads));
@@ -224,6 +235,7 @@ int run_bench(int argc, const char* const* argv, int first) {
   if (args.has("dump-dir")) dump_for_peers(args.get("dump-dir", ""), ds, gt, metric, k);
 
   // Timed searches.
+  const double load_start = load_average();
   std::vector<Row> rows;
   for (std::size_t b : batches) {
     BatchPlan plan = plan_defaults;
@@ -237,6 +249,7 @@ int run_bench(int argc, const char* const* argv, int first) {
     rows.push_back(std::move(row));
   }
 
+  const double load_end = load_average();
   std::optional<ReadFloor> floor;
   if (!args.has("no-floor")) {
     floor = measure_read_floor(index.stored_rows() * row_bytes(storage, ds.d));
@@ -267,7 +280,7 @@ int run_bench(int argc, const char* const* argv, int first) {
   }
   if (args.has("json")) {
     write_json(args.get("json", ""), dev, ds, metric, storage, k, k_gt, load_s, build_s, gt_s, gt_cached,
-               floor ? &*floor : nullptr, plan_defaults, b1_queries, rows);
+               floor ? &*floor : nullptr, plan_defaults, b1_queries, rows, load_start, load_end);
   }
   return 0;
 }
