@@ -26,7 +26,7 @@ std::vector<std::unique_ptr<Backend>> build_registry() {
 #ifdef HIVE_GPU_WITH_CUDA
   r.push_back(make_cuda_backend());
 #else
-  r.push_back(std::make_unique<MissingBackend>("cuda", "not compiled in (nvcc not found at build time)"));
+  r.push_back(std::make_unique<MissingBackend>("cuda", "not compiled in (no nvcc at build time, or HIVE_GPU_CUDA=OFF)"));
 #endif
 #ifdef HIVE_GPU_WITH_HIP
   r.push_back(make_hip_backend());
