@@ -57,47 +57,6 @@ TEST_P(ErrorTest, InvalidK) {
   check_results(m, q, do_search(idx, q, kMaxK), case_name("k=kMaxK"));
 }
 
-// k is validated before anything is allocated for it: the SearchResult form with k = INT_MAX
-// must throw InvalidK, not try to allocate nq x 2^31 results. Run under an address-space
-// limit, so a failing implementation fails fast (bad_alloc) instead of paging in gigabytes.
-TEST_P(ErrorTest, HugeKRejectedBeforeAllocating) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "sanitizer runtimes cannot run under an address-space limit";
-#else
-  const std::size_t dim = dim_for(8);
-  auto idx = make(dim);
-  do_add(idx, data(10, dim, 1));
-  const auto q = data(1, dim, 2);
-  long pages = 0;
-  {
-    std::ifstream statm("/proc/self/statm");
-    statm >> pages;
-  }
-  if (pages <= 0) GTEST_SKIP() << "no /proc/self/statm";
-  rlimit old{};
-  ASSERT_EQ(::getrlimit(RLIMIT_AS, &old), 0);
-  rlimit lim = old;
-  const rlim_t want = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGESIZE)) + (rlim_t(2) << 30);
-  if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < want) GTEST_SKIP() << "address space already limited";
-  lim.rlim_cur = want;
-  ASSERT_EQ(::setrlimit(RLIMIT_AS, &lim), 0);
-  std::string got;
-  try {
-    (void)do_search(idx, q, INT_MAX);
-    got = "no exception";
-  } catch (const Error& e) {
-    got = std::string(hive::gpu::to_string(e.code()));
-  } catch (const std::bad_alloc&) {
-    got = "std::bad_alloc";
-  } catch (const std::exception& e) {
-    got = std::string("std::exception: ") + e.what();
-  }
-  ::setrlimit(RLIMIT_AS, &old);
-  EXPECT_EQ(got, std::string(hive::gpu::to_string(ErrorCode::InvalidK)))
-      << "search(nq, q, INT_MAX) must throw InvalidK before allocating nq x k results";
-#endif
-}
-
 // An id already present: IdExists, and none of the batch is added.
 TEST_P(ErrorTest, IdExists) {
   auto p = populate(*this, dim_for(8), 12);
@@ -312,9 +271,58 @@ TEST_P(HammingErrorTest, FloatOverloadsUnsupported) {
   EXPECT_UNCHANGED(before, p.idx, p.probe, 5);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Once per backend.
+class BackendErrorTest : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { CONFORMANCE_SKIP_IF_UNAVAILABLE(GetParam()); }
+};
+
+// k is validated before anything is allocated for it: the SearchResult form with k = INT_MAX
+// must throw InvalidK, not try to allocate nq x 2^31 results. Run under an address-space
+// limit, so a failing implementation fails fast (bad_alloc) instead of paging in gigabytes.
+TEST_P(BackendErrorTest, HugeKRejectedBeforeAllocating) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sanitizer runtimes cannot run under an address-space limit";
+#else
+  FlatIndex idx(Context::open(GetParam()), 8, Metric::L2);
+  const auto x = random_floats(10, 8, 1);
+  idx.add(10, x.f.data());
+  const auto q = random_floats(1, 8, 2);
+  long pages = 0;
+  {
+    std::ifstream statm("/proc/self/statm");
+    statm >> pages;
+  }
+  if (pages <= 0) GTEST_SKIP() << "no /proc/self/statm";
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_AS, &old), 0);
+  rlimit lim = old;
+  const rlim_t want = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGESIZE)) + (rlim_t(2) << 30);
+  if (old.rlim_cur != RLIM_INFINITY && old.rlim_cur < want) GTEST_SKIP() << "address space already limited";
+  lim.rlim_cur = want;
+  ASSERT_EQ(::setrlimit(RLIMIT_AS, &lim), 0);
+  std::string got;
+  try {
+    (void)idx.search(1, q.f.data(), INT_MAX);
+    got = "no exception";
+  } catch (const Error& e) {
+    got = std::string(hive::gpu::to_string(e.code()));
+  } catch (const std::bad_alloc&) {
+    got = "std::bad_alloc";
+  } catch (const std::exception& e) {
+    got = std::string("std::exception: ") + e.what();
+  }
+  ::setrlimit(RLIMIT_AS, &old);
+  EXPECT_EQ(got, std::string(hive::gpu::to_string(ErrorCode::InvalidK)))
+      << "search(nq, q, INT_MAX) must throw InvalidK before allocating nq x k results";
+#endif
+}
+
 INSTANTIATE_TEST_SUITE_P(Conformance, ErrorTest, testing::ValuesIn(all_params()), param_name);
 INSTANTIATE_TEST_SUITE_P(Conformance, FloatErrorTest, testing::ValuesIn(float_params()), param_name);
 INSTANTIATE_TEST_SUITE_P(Conformance, HammingErrorTest, testing::ValuesIn(hamming_params()), param_name);
+INSTANTIATE_TEST_SUITE_P(Conformance, BackendErrorTest, testing::ValuesIn(compiled_backends()), backend_name);
 
 }  // namespace
 }  // namespace conformance
