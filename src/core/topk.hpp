@@ -45,6 +45,7 @@ class TopK {
     }
   }
   // Pushes scores[0..n) for rows first..first+n, skipping by threshold first (the hot loop).
+  // NaN scores never enter (the CPU store marks removed rows NaN).
   void push_block(const float* scores, std::size_t n, int64_t first) {
     float t = threshold();
     for (std::size_t i = 0; i < n; ++i) {

@@ -4,19 +4,24 @@
 //  - scan: the SIMD kernels score blocks of rows small enough to stay in L2 while every query
 //    of a task reuses them; few queries split the base across threads, many split the queries.
 //    A single query therefore streams the base once at memory bandwidth.
-//  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries, BLAS present): tiles of
-//    queries x rows through sgemm, each tile's scores reduced into per-query heaps at once, so
-//    the nq x n score matrix never exists. The k winners are then re-scored with the exact
-//    kernels, so reported distances do not carry the ||q||^2 + ||x||^2 - 2q.x cancellation.
+//  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries): tiles of queries x rows
+//    through a matrix product (AVX512-BF16 where the CPU has it, else BLAS sgemm), each tile's
+//    scores reduced at once, so the nq x n score matrix never exists. The product only screens:
+//    every score carries a proven error bound (bf16 rounding, zero for vectors exactly
+//    representable in bf16, plus fp32 accumulation), each query keeps every row whose lower
+//    bound does not exceed the k-th smallest upper bound, and those candidates are re-scored
+//    with the exact kernels. The result is the same as the scan path's, distances included.
 #include "backends/cpu/cpu_flat_store.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
 #include <new>
 
+#include "backends/cpu/bf16_gemm.hpp"
 #include "backends/cpu/kernels.hpp"
 #include "backends/cpu/thread_pool.hpp"
 #include "core/topk.hpp"
@@ -36,7 +41,7 @@ using detail::TopK;
 constexpr std::size_t kAlign = 64;
 // Below this many queries a BLAS call's packing costs more than it saves.
 constexpr std::size_t kGemmMinQueries = 16;
-constexpr std::size_t kGemmQueryTile = 256;
+constexpr std::size_t kGemmQueryTile = 1024;
 constexpr std::size_t kGemmRowTile = 1024;
 // Rows scored per kernel call in the scan path: about 128 KiB of encoded rows, so a block
 // stays in L2 while each query of the task passes over it.
@@ -66,7 +71,7 @@ class CpuFlatStore final : public detail::FlatStore {
   void append(std::size_t n, const void* encoded) override {
     if (n == 0) return;
     grow_to(rows_ + n);
-    if (cfg_.metric == Metric::L2) norms_.resize(rows_ + n);  // may throw: before any change
+    if (uses_norms()) norms_.resize(rows_ + n);  // may throw: before any change
     deleted_.resize(ceil_div(rows_ + n, 64), 0);
     std::memcpy(data_.get() + rows_ * row_bytes_, encoded, n * row_bytes_);
     const std::size_t first = rows_;
@@ -130,18 +135,24 @@ class CpuFlatStore final : public detail::FlatStore {
     data_ = std::move(fresh);
     capacity_ = capacity;
   }
-  // Squared norms of the decoded rows, for the gemm path's L2 (||x||^2 - 2 q.x ranks rows).
+  // Squared norms of the decoded rows: the gemm path ranks L2 by ||x||^2 - 2 q.x and scales
+  // its error bounds by ||x||.
+  bool uses_norms() const {
+    return cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct || cfg_.metric == Metric::Cosine;
+  }
   void update_norms(std::size_t first, std::size_t n) {
-    if (cfg_.metric != Metric::L2) return;
+    if (!uses_norms()) return;
     const std::vector<float> zero(cfg_.dim, 0.0f);
     kernels().scan_fn(Metric::L2, cfg_.storage)(zero.data(), row_ptr(first), n, cfg_.dim, norms_.data() + first);
   }
   const uint8_t* row_ptr(std::size_t row) const { return data_.get() + row * row_bytes_; }
   bool is_deleted(std::size_t row) const { return (deleted_[row / 64] >> (row % 64)) & 1u; }
+  // Marks removed rows NaN, which every "score <= threshold" test rejects; +inf would tie with
+  // live rows whose distance overflowed and could take their slots.
   void mask_deleted(float* scores, std::size_t first, std::size_t n) const {
     if (deleted_count_ == 0) return;
     for (std::size_t i = 0; i < n; ++i)
-      if (is_deleted(first + i)) scores[i] = std::numeric_limits<float>::infinity();
+      if (is_deleted(first + i)) scores[i] = std::numeric_limits<float>::quiet_NaN();
   }
 
   // Scores one query (fp32 or bits) against rows [first, first + n) with the kernels.
@@ -157,12 +168,11 @@ class CpuFlatStore final : public detail::FlatStore {
   }
 
   void search_scan(std::size_t nq, const void* queries, int k, std::vector<std::vector<Candidate>>& out) const;
-#ifdef HIVE_GPU_WITH_BLAS
+  bool gemm_available() const;
   void search_gemm(std::size_t nq, const float* queries, int k, std::vector<std::vector<Candidate>>& out) const;
-#endif
   // Splits [0, rows_) into `splits` ranges and nq queries into chunks, runs task(q0, q1, r0,
   // r1, heaps) on the pool, and gathers every task's candidates per query into out.
-  template <class Task>
+  template <class Heap, class Task>
   void run_tiles(std::size_t nq, std::size_t query_chunk, std::size_t splits, int k,
                  std::vector<std::vector<Candidate>>& out, const Task& task) const;
 
@@ -175,7 +185,7 @@ class CpuFlatStore final : public detail::FlatStore {
   std::vector<float> norms_;
 };
 
-template <class Task>
+template <class Heap, class Task>
 void CpuFlatStore::run_tiles(std::size_t nq, std::size_t query_chunk, std::size_t splits, int k,
                              std::vector<std::vector<Candidate>>& out, const Task& task) const {
   const std::size_t chunks = ceil_div(nq, query_chunk);
@@ -184,7 +194,7 @@ void CpuFlatStore::run_tiles(std::size_t nq, std::size_t query_chunk, std::size_
     const std::size_t c = t / splits, s = t % splits;
     const std::size_t q0 = c * query_chunk, q1 = std::min(nq, q0 + query_chunk);
     const std::size_t r0 = rows_ * s / splits, r1 = rows_ * (s + 1) / splits;
-    std::vector<TopK> heaps(q1 - q0, TopK(k));
+    std::vector<Heap> heaps(q1 - q0, Heap(k));
     task(q0, q1, r0, r1, heaps);
     for (std::size_t q = q0; q < q1; ++q) partial[(c * splits + s) * query_chunk + (q - q0)] = std::move(heaps[q - q0].items());
   });
@@ -210,7 +220,7 @@ void CpuFlatStore::search_scan(std::size_t nq, const void* queries, int k,
     query_chunk = ceil_div(nq, std::min(nq, threads * 4));
   }
   const std::size_t block = std::clamp<std::size_t>(kScanBlockBytes / row_bytes_, 16, 4096);
-  run_tiles(nq, query_chunk, splits, k, out,
+  run_tiles<TopK>(nq, query_chunk, splits, k, out,
             [&](std::size_t q0, std::size_t q1, std::size_t r0, std::size_t r1, std::vector<TopK>& heaps) {
               std::vector<float> scores(block);
               for (std::size_t b = r0; b < r1; b += block) {
@@ -224,16 +234,84 @@ void CpuFlatStore::search_scan(std::size_t nq, const void* queries, int k,
             });
 }
 
+// Every row whose true score may be among the k best, given scores known only within
+// [lower, upper]: a row enters while its lower bound is <= the k-th smallest upper bound seen
+// (which only falls), and is dropped once a later bound excludes it.
+class BoundedTopK {
+ public:
+  explicit BoundedTopK(int k) : upper_(k) {}
+  float threshold() const { return upper_.threshold(); }
+  void push(float lower, float upper, int64_t row) {
+    if (lower > upper_.threshold()) return;
+    upper_.push(upper, row);
+    cands_.push_back({lower, row});
+    if (cands_.size() >= cap_) {
+      prune();
+      cap_ = std::max(cap_, 2 * cands_.size());
+    }
+  }
+  // The surviving candidates (score = lower bound).
+  std::vector<Candidate>& items() {
+    prune();
+    return cands_;
+  }
+
+ private:
+  void prune() {
+    const float t = upper_.threshold();
+    cands_.erase(std::remove_if(cands_.begin(), cands_.end(), [t](const Candidate& c) { return c.score > t; }),
+                 cands_.end());
+  }
+  TopK upper_;
+  std::vector<Candidate> cands_;
+  std::size_t cap_ = 256;
+};
+
 #ifdef HIVE_GPU_WITH_BLAS
 extern "C" void openblas_set_num_threads(int);
+#endif
+
+bool use_bf16_engine() {
+  static const bool on = best_simd_level() == SimdLevel::AVX512 && bf16_gemm_supported() &&
+                         std::getenv("HIVE_GPU_NO_BF16") == nullptr;
+  return on;
+}
+
+bool CpuFlatStore::gemm_available() const {
+#ifdef HIVE_GPU_WITH_BLAS
+  return true;
+#else
+  return use_bf16_engine();
+#endif
+}
 
 void CpuFlatStore::search_gemm(std::size_t nq, const float* queries, int k,
                                std::vector<std::vector<Candidate>>& out) const {
+  const bool bf16 = use_bf16_engine();
+#ifdef HIVE_GPU_WITH_BLAS
   // Our pool parallelises over tiles; BLAS must not start threads of its own inside them.
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
+#endif
   const KernelTable& kt = kernels();
   const std::size_t dim = cfg_.dim;
+  const bool l2 = cfg_.metric == Metric::L2;
+  // Error bounds, as multiples of ||q|| ||x||: bf16 rounding of both operands (relative
+  // 2^-8 each) unless both are exact, and fp32 accumulation in any order (gamma_d, applied to
+  // sum |q_p x_p| <= (1 + 2^-8)^2 ||q|| ||x||), then slack for forming the score itself.
+  const double u16 = std::ldexp(1.0, -8), u32 = std::ldexp(1.0, -24);
+  const double gamma = double(dim + 2) * u32 / (1.0 - double(dim + 2) * u32);
+  const float c_round = float(2 * u16 + u16 * u16);
+  const float c_acc = float(gamma * (1 + u16) * (1 + u16) * 1.0001);
+  const float c_form = float(8 * u32);
+
+  std::vector<float> qnorm(nq);
+  for (std::size_t i = 0; i < nq; ++i) {
+    double sq = 0;
+    for (std::size_t p = 0; p < dim; ++p) sq += double(queries[i * dim + p]) * double(queries[i * dim + p]);
+    qnorm[i] = float(std::sqrt(sq) * (1 + 4 * u32));
+  }
+
   const std::size_t threads = std::size_t(ThreadPool::instance().size());
   const std::size_t query_chunk = std::min(kGemmQueryTile, ceil_div(nq, threads));
   const std::size_t chunks = ceil_div(nq, query_chunk);
@@ -241,11 +319,20 @@ void CpuFlatStore::search_gemm(std::size_t nq, const float* queries, int k,
                                                : std::min(ceil_div(threads, chunks),
                                                           std::max<std::size_t>(1, rows_ / kGemmRowTile));
   const bool decode = cfg_.storage != ScalarType::F32;
-  run_tiles(nq, query_chunk, splits, k, out,
-            [&](std::size_t q0, std::size_t q1, std::size_t r0, std::size_t r1, std::vector<TopK>& heaps) {
+  run_tiles<BoundedTopK>(nq, query_chunk, splits, k, out,
+            [&](std::size_t q0, std::size_t q1, std::size_t r0, std::size_t r1, std::vector<BoundedTopK>& heaps) {
               const std::size_t mq = q1 - q0;
               std::vector<float> tile(mq * kGemmRowTile);
               std::vector<float> decoded(decode ? kGemmRowTile * dim : 0);
+              std::vector<float> base(kGemmRowTile), slack(kGemmRowTile), w_exact(kGemmRowTile),
+                  w_inexact(kGemmRowTile), lower(kGemmRowTile), upper(kGemmRowTile);
+              std::vector<uint16_t> packed_q, packed_x;
+              std::vector<uint8_t> q_exact(mq, 1), x_exact(kGemmRowTile, 1);
+              if (bf16) {
+                packed_q.resize(bf16_packed_queries_size(mq, dim));
+                packed_x.resize(bf16_packed_rows_size(kGemmRowTile, dim));
+                bf16_pack_queries(queries + q0 * dim, mq, dim, packed_q.data(), q_exact.data());
+              }
               for (std::size_t b = r0; b < r1; b += kGemmRowTile) {
                 const std::size_t m = std::min(kGemmRowTile, r1 - b);
                 const float* x = reinterpret_cast<const float*>(row_ptr(b));
@@ -253,43 +340,66 @@ void CpuFlatStore::search_gemm(std::size_t nq, const float* queries, int k,
                   kt.decode[int(cfg_.storage)](row_ptr(b), decoded.data(), m * dim);
                   x = decoded.data();
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mq), int(m), int(dim), 1.0f,
-                            queries + q0 * dim, int(dim), x, int(dim), 0.0f, tile.data(), int(m));
+                if (bf16) {
+                  bf16_pack_rows(x, m, dim, packed_x.data(), x_exact.data());
+                  bf16_gemm(packed_q.data(), mq, packed_x.data(), m, dim, tile.data(), m);
+                } else {
+#ifdef HIVE_GPU_WITH_BLAS
+                  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(mq), int(m), int(dim), 1.0f,
+                              queries + q0 * dim, int(dim), x, int(dim), 0.0f, tile.data(), int(m));
+#endif
+                }
+                // Per row, the parts of the bound that do not depend on the query, so the per-score
+                // work is one branch-free pass (it vectorises) and a sparse push:
+                //   L2: score = |x|^2 - 2 q.x, err = 2 c |q| |x| + (gamma + c_form) |x|^2 + 2 c_form |q.x|
+                //   IP/cosine: score = -q.x, err = c |q| |x| + c_form |q.x|
+                const float* nrm = norms_.data() + b;
+                const float ip_scale = l2 ? 2.0f : 1.0f;
+                for (std::size_t j = 0; j < m; ++j) {
+                  const float xn = std::sqrt(nrm[j]) * float(1 + 4 * u32);
+                  const float c = bf16 && !x_exact[j] ? c_acc + c_round : c_acc;
+                  base[j] = l2 ? nrm[j] : 0.0f;
+                  slack[j] = l2 ? (float(gamma) + c_form) * nrm[j] : 0.0f;
+                  w_exact[j] = ip_scale * c * xn;
+                  w_inexact[j] = ip_scale * (c_acc + (bf16 ? c_round : 0.0f)) * xn;
+                }
                 for (std::size_t q = 0; q < mq; ++q) {
-                  float* s = tile.data() + q * m;
-                  if (cfg_.metric == Metric::L2) {
-                    const float* nrm = norms_.data() + b;
-                    for (std::size_t j = 0; j < m; ++j) s[j] = nrm[j] - 2.0f * s[j];
-                  } else {
-                    for (std::size_t j = 0; j < m; ++j) s[j] = -s[j];
+                  const float* ip = tile.data() + q * m;
+                  const float qn = qnorm[q0 + q];
+                  const float* w = bf16 && !q_exact[q] ? w_inexact.data() : w_exact.data();
+                  for (std::size_t j = 0; j < m; ++j) {
+                    const float sc = base[j] - ip_scale * ip[j];
+                    const float err = qn * w[j] + slack[j] + ip_scale * c_form * std::fabs(ip[j]);
+                    lower[j] = sc - err;
+                    upper[j] = sc + err;
                   }
-                  mask_deleted(s, b, m);
-                  heaps[q].push_block(s, m, int64_t(b));
+                  BoundedTopK& heap = heaps[q];
+                  float t = heap.threshold();
+                  for (std::size_t j = 0; j < m; ++j) {
+                    if (lower[j] > t) continue;
+                    if (deleted_count_ && is_deleted(b + j)) continue;
+                    heap.push(lower[j], upper[j], int64_t(b + j));
+                    t = heap.threshold();
+                  }
                 }
               }
             });
-  // Re-score the winners exactly: their gemm scores rank correctly but are not distances.
+  // Re-score the candidates exactly; write_best then keeps the k best.
   ThreadPool::instance().parallel_for(ceil_div(nq, 64), [&](std::size_t t) {
-    for (std::size_t q = t * 64; q < std::min(nq, t * 64 + 64); ++q) {
+    for (std::size_t q = t * 64; q < std::min(nq, t * 64 + 64); ++q)
       for (auto& c : out[q]) score(kt, queries + q * dim, std::size_t(c.row), 1, &c.score);
-    }
   });
 }
-#endif
 
 void CpuFlatStore::search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const {
   std::vector<std::vector<Candidate>> cand(nq);
   const bool gemm_metric = cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct ||
                            cfg_.metric == Metric::Cosine;
   bool done = false;
-#ifdef HIVE_GPU_WITH_BLAS
-  if (gemm_metric && nq >= kGemmMinQueries && rows_ > 0) {
+  if (gemm_metric && nq >= kGemmMinQueries && rows_ > 0 && gemm_available()) {
     search_gemm(nq, static_cast<const float*>(queries), k, cand);
     done = true;
   }
-#else
-  (void)gemm_metric;
-#endif
   if (!done && rows_ > 0) search_scan(nq, queries, k, cand);
   const std::size_t kk = std::size_t(k);
   for (std::size_t q = 0; q < nq; ++q) {
