@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side: hive-gpu bench, then FAISS (latest faiss-cpu from PyPI in .venv, and Debian's
 # python3-faiss under /usr/bin/python3) on exactly the same vectors and ground truth, then
-# one markdown table. Builds nothing: expects build/tools/hive-gpu or $HIVE_GPU_BIN.
+# one markdown table. Builds nothing: expects build/release/tools/hive-gpu (scripts/run builds it),
+# build/tools/hive-gpu or $HIVE_GPU_BIN.
 #
 #   bench/compare.sh --scenario fashion       # fashion-mnist, l2, k=10, batches 1,100,10000
 #   bench/compare.sh --scenario random-ip     # random:100000:128, ip, k=10, batches 1,1000, f32 and f16
@@ -19,7 +20,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${HIVE_GPU_BIN:-$ROOT/build/tools/hive-gpu}
+BIN=${HIVE_GPU_BIN:-}
+if [[ -z "$BIN" ]]; then  # scripts/run builds into build/release
+  for b in "$ROOT/build/release/tools/hive-gpu" "$ROOT/build/tools/hive-gpu"; do
+    [[ -x "$b" ]] && { BIN=$b; break; }
+  done
+  BIN=${BIN:-$ROOT/build/release/tools/hive-gpu}
+fi
 DATA_DIR=${HIVE_GPU_DATA_DIR:-$ROOT/data}
 VENV=${HIVE_GPU_VENV:-$ROOT/.venv}
 PY_FOR_VENV=${HIVE_GPU_PYTHON:-python3}

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,13 @@ class Index {
   virtual void upsert(std::size_t n, const uint8_t* bits, const int64_t* ids);
   virtual void search(std::size_t nq, const uint8_t* q, int k, float* distances, int64_t* ids) const;
   SearchResult search(std::size_t nq, const uint8_t* q, int k) const;
+
+  // Length-checked forms: x.size() must be a multiple of dim() (DimensionMismatch otherwise)
+  // and ids.size() must equal the number of vectors (InvalidArgument otherwise).
+  void add(std::span<const float> x);
+  void add_with_ids(std::span<const float> x, std::span<const int64_t> ids);
+  void upsert(std::span<const float> x, std::span<const int64_t> ids);
+  SearchResult search(std::span<const float> q, int k) const;
 
   // Soft delete: the vectors stop appearing in results at once; their memory is reclaimed by
   // compact(). Unknown ids are ignored. Returns how many were removed.

@@ -3,6 +3,8 @@
 #include "hive_gpu/error.hpp"
 #include "hive_gpu/index.hpp"
 
+#include <string>
+
 namespace hive::gpu {
 
 namespace {
@@ -25,6 +27,37 @@ SearchResult search_into_new(const Index& index, std::size_t nq, const Q* q, int
 
 SearchResult Index::search(std::size_t nq, const float* q, int k) const { return search_into_new(*this, nq, q, k); }
 SearchResult Index::search(std::size_t nq, const uint8_t* q, int k) const { return search_into_new(*this, nq, q, k); }
+
+namespace {
+// Rows in a flat span of floats; throws DimensionMismatch unless its length is whole rows.
+std::size_t rows_in(std::span<const float> x, std::size_t dim, const char* what) {
+  if (x.size() % dim != 0)
+    throw Error(ErrorCode::DimensionMismatch, std::string(what) + " has " + std::to_string(x.size()) +
+                                                  " floats, not a multiple of the index dimension " +
+                                                  std::to_string(dim));
+  return x.size() / dim;
+}
+void check_id_count(std::size_t rows, std::size_t ids) {
+  if (rows != ids)
+    throw Error(ErrorCode::InvalidArgument,
+                std::to_string(rows) + " vectors but " + std::to_string(ids) + " ids");
+}
+}  // namespace
+
+void Index::add(std::span<const float> x) { add(rows_in(x, dim(), "vectors"), x.data()); }
+void Index::add_with_ids(std::span<const float> x, std::span<const int64_t> ids) {
+  const std::size_t n = rows_in(x, dim(), "vectors");
+  check_id_count(n, ids.size());
+  add_with_ids(n, x.data(), ids.data());
+}
+void Index::upsert(std::span<const float> x, std::span<const int64_t> ids) {
+  const std::size_t n = rows_in(x, dim(), "vectors");
+  check_id_count(n, ids.size());
+  upsert(n, x.data(), ids.data());
+}
+SearchResult Index::search(std::span<const float> q, int k) const {
+  return search(rows_in(q, dim(), "queries"), q.data(), k);
+}
 
 void Index::add(std::size_t, const uint8_t*) { no_bits(); }
 void Index::add_with_ids(std::size_t, const uint8_t*, const int64_t*) { no_bits(); }
