@@ -78,6 +78,10 @@ mkdir -p "$out"
 dump="$out/data"
 
 # --- peers available? -------------------------------------------------------------------
+# Debian's faiss 1.7.3, its pthreads OpenBLAS and the data set come from scripts/setup.
+if [[ $venv_setup -eq 1 ]]; then
+  "$ROOT/scripts/setup" --peers >&2
+fi
 pypi_py=""
 if [[ $skip_pypi -eq 0 ]]; then
   if ! "$VENV/bin/python" -c 'import faiss, numpy' >/dev/null 2>&1; then
