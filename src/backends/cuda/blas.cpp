@@ -1,0 +1,88 @@
+#include "backends/cuda/blas.hpp"
+
+#include <cublas_v2.h>
+#include <dlfcn.h>
+
+#include <mutex>
+
+#include "hive_gpu/error.hpp"
+
+namespace hive::gpu::cuda {
+namespace {
+
+struct Api {
+  decltype(&cublasCreate_v2) create = nullptr;
+  decltype(&cublasDestroy_v2) destroy = nullptr;
+  decltype(&cublasSetStream_v2) set_stream = nullptr;
+  decltype(&cublasSetMathMode) set_math_mode = nullptr;
+  decltype(&cublasSgemm_v2) sgemm = nullptr;
+  std::string error;
+  bool ok() const { return sgemm != nullptr; }
+};
+
+template <class F>
+bool bind(void* lib, const char* name, F& fn) {
+  fn = reinterpret_cast<F>(dlsym(lib, name));
+  return fn != nullptr;
+}
+
+const Api& api() {
+  static const Api a = [] {
+    Api r;
+    void* lib = nullptr;
+    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+      lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (lib) break;
+    }
+    if (!lib) {
+      const char* e = dlerror();
+      r.error = std::string("cannot load libcublas: ") + (e ? e : "unknown error");
+      return r;
+    }
+    Api t;
+    if (!bind(lib, "cublasCreate_v2", t.create) || !bind(lib, "cublasDestroy_v2", t.destroy) ||
+        !bind(lib, "cublasSetStream_v2", t.set_stream) || !bind(lib, "cublasSetMathMode", t.set_math_mode) ||
+        !bind(lib, "cublasSgemm_v2", t.sgemm)) {
+      r.error = "libcublas lacks an expected symbol";
+      return r;
+    }
+    return t;  // the library stays loaded for the life of the process
+  }();
+  return a;
+}
+
+}  // namespace
+
+std::string blas_unavailable_reason() { return api().error; }
+
+BlasHandle::BlasHandle(cudaStream_t stream) {
+  const Api& a = api();
+  if (!a.ok()) return;
+  cublasHandle_t h = nullptr;
+  if (a.create(&h) != CUBLAS_STATUS_SUCCESS) return;
+  if (a.set_stream(h, stream) != CUBLAS_STATUS_SUCCESS) {
+    a.destroy(h);
+    return;
+  }
+  handle_ = h;
+}
+
+BlasHandle::~BlasHandle() {
+  if (handle_) api().destroy(static_cast<cublasHandle_t>(handle_));
+}
+
+void BlasHandle::dot_products(const float* rows, std::size_t n, const float* queries, std::size_t nq, std::size_t dim,
+                              float* out, std::size_t ld, bool tf32) {
+  const Api& a = api();
+  auto h = static_cast<cublasHandle_t>(handle_);
+  a.set_math_mode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+  // Column-major view: rows is dim x n, queries dim x nq; out (n x nq, ld) = rows^T queries,
+  // i.e. row-major nq x n with out[q * ld + r].
+  const float one = 1.0f, zero = 0.0f;
+  const cublasStatus_t st = a.sgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(nq), int(dim), &one, rows, int(dim),
+                                    queries, int(dim), &zero, out, int(ld));
+  if (st != CUBLAS_STATUS_SUCCESS)
+    throw Error(ErrorCode::Internal, "cublasSgemm failed with status " + std::to_string(int(st)));
+}
+
+}  // namespace hive::gpu::cuda

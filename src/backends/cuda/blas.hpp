@@ -1,0 +1,33 @@
+// CUDA backend: cuBLAS, loaded at run time (dlopen) so that a library built with CUDA still
+// loads on machines without the CUDA toolkit's cuBLAS; without it the large-batch path falls
+// back to the scan.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <string>
+
+namespace hive::gpu::cuda {
+
+class BlasHandle {
+ public:
+  // An unusable handle (ok() false) when cuBLAS cannot be loaded or initialised.
+  explicit BlasHandle(cudaStream_t stream);
+  ~BlasHandle();
+  BlasHandle(const BlasHandle&) = delete;
+  BlasHandle& operator=(const BlasHandle&) = delete;
+  bool ok() const { return handle_ != nullptr; }
+
+  // out[q * ld + r] = dot(queries[q], rows[r]) for q < nq, r < n (both row-major, dim wide).
+  // tf32: TF32 tensor cores (about 10 mantissa bits) instead of full fp32.
+  void dot_products(const float* rows, std::size_t n, const float* queries, std::size_t nq, std::size_t dim,
+                    float* out, std::size_t ld, bool tf32);
+
+ private:
+  void* handle_ = nullptr;
+};
+
+// Why cuBLAS is unavailable (empty when it loaded).
+std::string blas_unavailable_reason();
+
+}  // namespace hive::gpu::cuda

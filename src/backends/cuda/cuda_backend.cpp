@@ -1,0 +1,112 @@
+// The CUDA backend: finds NVIDIA devices through the CUDA runtime (linked statically, so the
+// library loads and reports "no CUDA device" on machines without a GPU or driver) and makes
+// flat stores in their memory.
+#include <cuda_runtime_api.h>
+
+#include <mutex>
+#include <string>
+
+#include "backends/cuda/cuda_common.hpp"
+#include "backends/cuda/cuda_flat_store.hpp"
+#include "core/backend.hpp"
+
+namespace hive::gpu::cuda {
+namespace {
+
+std::string version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+
+class CudaDevice final : public detail::Device {
+ public:
+  explicit CudaDevice(DeviceInfo info) : info_(std::move(info)) {}
+  const DeviceInfo& info() const override { return info_; }
+  std::unique_ptr<detail::FlatStore> make_flat_store(const detail::StoreConfig& cfg) override {
+    return make_cuda_flat_store(cfg, info_.ordinal);
+  }
+
+ private:
+  DeviceInfo info_;
+};
+
+class CudaBackend final : public detail::Backend {
+ public:
+  std::string name() const override { return "cuda"; }
+  int priority() const override { return 100; }
+  BackendStatus status() override {
+    discover();
+    if (devices_.empty()) return {"cuda", true, false, 0, reason_};
+    return {"cuda", true, true, int(devices_.size()), ""};
+  }
+  std::vector<std::shared_ptr<detail::Device>> devices() override {
+    discover();
+    return devices_;
+  }
+
+ private:
+  void discover() {
+    std::call_once(once_, [this] {
+      try {
+        find_devices();
+      } catch (const std::exception& e) {
+        devices_.clear();
+        reason_ = std::string("CUDA device query failed: ") + e.what();
+      }
+    });
+  }
+
+  void find_devices() {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      reason_ = std::string("no CUDA device: ") + cudaGetErrorString(e);
+      return;
+    }
+    if (count <= 0) {
+      reason_ = "no CUDA device: the driver reports none";
+      return;
+    }
+    int driver = 0, runtime = 0;
+    (void)cudaDriverGetVersion(&driver);
+    (void)cudaRuntimeGetVersion(&runtime);
+    for (int i = 0; i < count; ++i) {
+      cudaDeviceProp p{};
+      check(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
+      DeviceInfo d;
+      d.backend = "cuda";
+      d.ordinal = i;
+      d.vendor = "NVIDIA";
+      d.name = p.name;
+      d.architecture = "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+      d.compute_major = p.major;
+      d.compute_minor = p.minor;
+      d.compute_units = p.multiProcessorCount;
+      d.subgroup_size = p.warpSize;
+      d.total_memory = p.totalGlobalMem;
+      d.free_memory = p.totalGlobalMem;
+      use_device(i);
+      std::size_t free_b = 0, total_b = 0;
+      if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        d.free_memory = free_b;
+        d.total_memory = total_b;
+      } else {
+        (void)cudaGetLastError();
+      }
+      d.driver_version = "CUDA driver " + version_string(driver);
+      d.runtime_version = "CUDA runtime " + version_string(runtime);
+      char bus[32] = {};
+      if (cudaDeviceGetPCIBusId(bus, int(sizeof bus), i) == cudaSuccess) d.pci_bus_id = bus;
+      devices_.push_back(std::make_shared<CudaDevice>(std::move(d)));
+    }
+  }
+
+  std::once_flag once_;
+  std::vector<std::shared_ptr<detail::Device>> devices_;
+  std::string reason_;
+};
+
+}  // namespace
+}  // namespace hive::gpu::cuda
+
+namespace hive::gpu::detail {
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+}  // namespace hive::gpu::detail

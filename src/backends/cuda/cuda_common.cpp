@@ -1,0 +1,62 @@
+#include "backends/cuda/cuda_common.hpp"
+
+namespace hive::gpu::cuda {
+
+void throw_cuda_error(cudaError_t e, const char* what) {
+  (void)cudaGetLastError();  // clear the sticky-free error so later calls do not see it
+  const std::string msg = std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+  if (e == cudaErrorMemoryAllocation) throw Error(ErrorCode::OutOfMemory, msg);
+  throw Error(ErrorCode::Internal, "CUDA " + msg);
+}
+
+void DeviceBuffer::allocate(std::size_t bytes) {
+  if (bytes == 0) return;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw Error(ErrorCode::OutOfMemory, "cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
+                                            cudaGetErrorString(e));
+  }
+  p_ = p;
+  bytes_ = bytes;
+}
+
+void DeviceBuffer::release() noexcept {
+  if (p_) (void)cudaFree(p_);
+  p_ = nullptr;
+  bytes_ = 0;
+}
+
+void PinnedBuffer::ensure(std::size_t bytes) {
+  if (bytes <= bytes_) return;
+  release();
+  void* p = nullptr;
+  const cudaError_t e = cudaMallocHost(&p, bytes);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw Error(ErrorCode::OutOfMemory, "cudaMallocHost of " + std::to_string(bytes) + " bytes failed: " +
+                                            cudaGetErrorString(e));
+  }
+  p_ = p;
+  bytes_ = bytes;
+}
+
+void PinnedBuffer::release() noexcept {
+  if (p_) (void)cudaFreeHost(p_);
+  p_ = nullptr;
+  bytes_ = 0;
+}
+
+Stream::Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
+Stream::~Stream() {
+  if (s_) (void)cudaStreamDestroy(s_);
+}
+
+void use_device(int ordinal) {
+  int cur = -1;
+  if (cudaGetDevice(&cur) == cudaSuccess && cur == ordinal) return;
+  check(cudaSetDevice(ordinal), "cudaSetDevice");
+}
+
+}  // namespace hive::gpu::cuda

@@ -1,0 +1,96 @@
+// CUDA backend: error checking and small RAII owners of device, pinned and stream resources.
+// Host-only (included by .cpp and .cu files alike).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "hive_gpu/error.hpp"
+
+namespace hive::gpu::cuda {
+
+// Throws Error(OutOfMemory) for allocation failures, Error(Internal) otherwise, naming the call.
+void throw_cuda_error(cudaError_t e, const char* what);
+
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw_cuda_error(e, what);
+}
+
+// Device memory, grown on demand (never shrunk): so a warm search path never allocates.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t bytes) { allocate(bytes); }
+  ~DeviceBuffer() { release(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = std::exchange(o.p_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  // Makes the buffer at least `bytes` long; the contents are lost when it grows.
+  void ensure(std::size_t bytes) {
+    if (bytes <= bytes_) return;
+    DeviceBuffer fresh(bytes);
+    *this = std::move(fresh);
+  }
+  void* get() const { return p_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void allocate(std::size_t bytes);
+  void release() noexcept;
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// Page-locked host memory for staging uploads and downloads.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer() { release(); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void ensure(std::size_t bytes);
+  void* get() const { return p_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void release() noexcept;
+  void* p_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+class Stream {
+ public:
+  Stream();
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return s_; }
+  void sync(const char* what) const { check(cudaStreamSynchronize(s_), what); }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+// Makes `ordinal` the calling thread's current device (cheap when it already is).
+void use_device(int ordinal);
+
+}  // namespace hive::gpu::cuda

@@ -1,0 +1,135 @@
+// CUDA backend: device-side helpers shared by the kernels: element decoding, per-metric
+// arithmetic (the same order of operations everywhere, so the scan and the exact re-rank
+// produce identical values) and candidate keys.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backends/cuda/kernels.hpp"
+#include "hive_gpu/types.hpp"
+
+namespace hive::gpu::cuda::dev {
+
+constexpr int kWarp = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// ---- stored elements -------------------------------------------------------------------
+template <ScalarType S>
+struct Elem;
+template <>
+struct Elem<ScalarType::F32> {
+  using T = float;
+  static constexpr int kVec = 4;  // elements per 16-byte load
+  __device__ static float get(T v) { return v; }
+  __device__ static void load16(const T* p, float* out) {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(p));
+    out[0] = v.x;
+    out[1] = v.y;
+    out[2] = v.z;
+    out[3] = v.w;
+  }
+};
+template <>
+struct Elem<ScalarType::F16> {
+  using T = uint16_t;
+  static constexpr int kVec = 8;
+  __device__ static float get(T v) { return __half2float(__ushort_as_half(v)); }
+  __device__ static void load16(const T* p, float* out) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = get(uint16_t(w[i] & 0xffffu));
+      out[2 * i + 1] = get(uint16_t(w[i] >> 16));
+    }
+  }
+};
+template <>
+struct Elem<ScalarType::BF16> {
+  using T = uint16_t;
+  static constexpr int kVec = 8;
+  __device__ static float get(T v) { return __uint_as_float(uint32_t(v) << 16); }
+  __device__ static void load16(const T* p, float* out) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+};
+
+// ---- metric arithmetic (internal convention: smaller is better) --------------------------
+template <Metric M>
+__device__ __forceinline__ float step(float acc, float q, float x) {
+  if constexpr (M == Metric::L2) {
+    const float d = q - x;
+    return __fmaf_rn(d, d, acc);
+  } else if constexpr (M == Metric::InnerProduct || M == Metric::Cosine) {
+    return __fmaf_rn(q, x, acc);
+  } else if constexpr (M == Metric::L1) {
+    return __fadd_rn(acc, fabsf(q - x));
+  } else {
+    return fmaxf(acc, fabsf(q - x));
+  }
+}
+
+template <Metric M>
+__device__ __forceinline__ float combine(float a, float b) {
+  if constexpr (M == Metric::Linf) {
+    return fmaxf(a, b);
+  } else {
+    return __fadd_rn(a, b);
+  }
+}
+
+template <Metric M>
+__device__ __forceinline__ float finish(float v) {
+  if constexpr (M == Metric::InnerProduct) {
+    return -v;
+  } else if constexpr (M == Metric::Cosine) {
+    return __fsub_rn(1.0f, v);
+  } else {
+    return v;
+  }
+}
+
+// Butterfly reduction: every lane ends with the same (bitwise) value.
+template <Metric M>
+__device__ __forceinline__ float warp_reduce(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t warp_sum_u32(uint32_t v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFullMask, v, off);
+  return v;
+}
+
+// ---- candidate keys --------------------------------------------------------------------
+__device__ __forceinline__ uint32_t float_order(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) == 0) u = 0;  // -0 ranks as +0 (ties then break on the row)
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float order_float(uint32_t o) {
+  return __uint_as_float((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
+}
+// NaN never enters (as on the CPU backend).
+__device__ __forceinline__ uint64_t make_key(float s, uint32_t row) {
+  if (isnan(s)) return kEmptyKey;
+  return (uint64_t(float_order(s)) << 32) | uint64_t(row);
+}
+__device__ __forceinline__ float key_score(uint64_t k) { return order_float(uint32_t(k >> 32)); }
+__device__ __forceinline__ uint32_t key_row(uint64_t k) { return uint32_t(k & 0xffffffffu); }
+
+__device__ __forceinline__ bool is_deleted(const uint32_t* bitmap, std::size_t row) {
+  return bitmap != nullptr && ((bitmap[row >> 5] >> (row & 31)) & 1u) != 0;
+}
+
+}  // namespace hive::gpu::cuda::dev

@@ -1,0 +1,75 @@
+// CUDA backend: host-side launchers of the device kernels (defined in the .cu files), so the
+// store itself is plain C++. Every launcher enqueues on `stream` and checks the launch.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "hive_gpu/types.hpp"
+
+namespace hive::gpu::cuda {
+
+// A candidate as one 64-bit key: the score's bits mapped to an unsigned order in the high
+// half, the row in the low half. Smaller keys are better; ties go to the smaller row.
+inline constexpr uint64_t kEmptyKey = ~uint64_t(0);
+
+// Distances (internal convention: smaller is better, InnerProduct as -dot) of rows
+// [0, n) against nq queries: scores[q * ld + r]. Queries are fp32 rows of `dim` (packed bits
+// of dim / 8 bytes for Hamming), `queries` in device memory.
+struct ScanArgs {
+  const void* base = nullptr;
+  std::size_t n = 0;
+  std::size_t dim = 0;
+  Metric metric = Metric::L2;
+  ScalarType storage = ScalarType::F32;
+  const void* queries = nullptr;
+  std::size_t nq = 0;
+  float* scores = nullptr;
+  std::size_t ld = 0;
+};
+void launch_scan(const ScanArgs& a, cudaStream_t stream);
+
+// Exact distances of candidate rows: for each query q and slot j < len, keys[q * ld + j]
+// (a candidate key, or kEmptyKey) is replaced by the key of the same row with its exact
+// distance, computed exactly as launch_scan computes it.
+void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::size_t ld, cudaStream_t stream);
+
+// How a score matrix entry becomes the ranking score: Raw (already final), or from a dot
+// product s: L2 -> norms[row] - 2 s (|q|^2 left out), NegDot -> -s, OneMinusDot -> 1 - s.
+enum class Transform : int { Raw = 0, L2FromDot = 1, NegDot = 2, OneMinusDot = 3 };
+
+// Capacity (a compile-time top-k size) that serves k: 32, 256 or 2048.
+int select_capacity(int k);
+
+// Scratch keys (per buffer) that select_from_scores / select_from_keys need.
+std::size_t select_scratch_keys(std::size_t nq, std::size_t len, int cap);
+
+// The `cap` best keys of each of nq rows of scores (length len, leading dimension ld; row r of
+// the matrix is stored row row0 + r), sorted best first, into out[q * out_ld + j]. Rows set in
+// `deleted` (a bitmap over stored rows, may be null) and NaN scores never enter; slots beyond
+// the live count get kEmptyKey. scratch_a / scratch_b hold select_scratch_keys() keys each.
+void select_from_scores(const float* scores, std::size_t ld, std::size_t nq, std::size_t len, int64_t row0,
+                        const uint32_t* deleted, Transform t, const float* norms, int cap, uint64_t* out,
+                        std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream);
+// The same over keys already formed (keys[q * ld + j], j < len).
+void select_from_keys(const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len, int cap,
+                      uint64_t* out, std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b,
+                      cudaStream_t stream);
+
+// Writes the first k of each query's sorted keys (keys[q * ld + j]) as reported distances and
+// rows: kEmptyKey -> row -1 and +inf (-inf when negate); negate reports -score (InnerProduct).
+void launch_finalize(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate, float* distances,
+                     int64_t* rows, cudaStream_t stream);
+
+// Squared norms of the decoded rows [first, first + n) into norms[first ...].
+void launch_norms(const void* base, std::size_t first, std::size_t n, std::size_t dim, ScalarType storage,
+                  float* norms, cudaStream_t stream);
+// Decodes n rows starting at `first` (fp16 / bf16 / fp32) to fp32 in out (n x dim).
+void launch_decode(const void* base, std::size_t first, std::size_t n, std::size_t dim, ScalarType storage,
+                   float* out, cudaStream_t stream);
+// dst row i = src row keep[i], for i < n (rows of row_bytes bytes).
+void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t n, std::size_t row_bytes,
+                   cudaStream_t stream);
+
+}  // namespace hive::gpu::cuda

@@ -1,0 +1,258 @@
+// CUDA backend: the distance scan (one warp per row, up to kQT queries per pass so each row
+// read from memory serves several queries) and the exact re-score of candidate rows, which
+// shares the scan's arithmetic so both report identical values.
+#include "backends/cuda/cuda_common.hpp"
+#include "backends/cuda/device_util.cuh"
+#include "backends/cuda/kernels.hpp"
+
+namespace hive::gpu::cuda {
+namespace {
+
+using namespace dev;
+
+constexpr int kQT = 8;  // queries per warp pass
+constexpr int kScanThreads = 256;
+
+// Lane `lane` accumulates its share of row x against queries q[0..nqt) (stride dim floats).
+// VEC: 16-byte loads (dim a multiple of Elem::kVec); otherwise one element per lane per step.
+template <Metric M, ScalarType S, bool VEC>
+__device__ __forceinline__ void accumulate(const typename Elem<S>::T* x, const float* q, std::size_t dim, int nqt,
+                                           int lane, float (&acc)[kQT]) {
+  using E = Elem<S>;
+  if constexpr (VEC) {
+    constexpr int V = E::kVec;
+    const std::size_t chunks = dim / V;
+    for (std::size_t c = std::size_t(lane); c < chunks; c += kWarp) {
+      float xv[V];
+      E::load16(x + c * V, xv);
+#pragma unroll
+      for (int qi = 0; qi < kQT; ++qi) {
+        if (qi < nqt) {
+          const float4* qp = reinterpret_cast<const float4*>(q + std::size_t(qi) * dim + c * V);
+#pragma unroll
+          for (int h = 0; h < V / 4; ++h) {
+            const float4 qv = __ldg(qp + h);
+            acc[qi] = step<M>(acc[qi], qv.x, xv[4 * h + 0]);
+            acc[qi] = step<M>(acc[qi], qv.y, xv[4 * h + 1]);
+            acc[qi] = step<M>(acc[qi], qv.z, xv[4 * h + 2]);
+            acc[qi] = step<M>(acc[qi], qv.w, xv[4 * h + 3]);
+          }
+        }
+      }
+    }
+  } else {
+    for (std::size_t j = std::size_t(lane); j < dim; j += kWarp) {
+      const float xv = E::get(x[j]);
+#pragma unroll
+      for (int qi = 0; qi < kQT; ++qi)
+        if (qi < nqt) acc[qi] = step<M>(acc[qi], __ldg(q + std::size_t(qi) * dim + j), xv);
+    }
+  }
+}
+
+template <bool VEC>
+__device__ __forceinline__ void accumulate_bits(const uint8_t* x, const uint8_t* q, std::size_t nbytes, int nqt,
+                                                int lane, uint32_t (&acc)[kQT]) {
+  if constexpr (VEC) {
+    const std::size_t words = nbytes / 4;
+    const uint32_t* xw = reinterpret_cast<const uint32_t*>(x);
+    for (std::size_t w = std::size_t(lane); w < words; w += kWarp) {
+      const uint32_t xv = __ldg(xw + w);
+#pragma unroll
+      for (int qi = 0; qi < kQT; ++qi)
+        if (qi < nqt)
+          acc[qi] += uint32_t(__popc(xv ^ __ldg(reinterpret_cast<const uint32_t*>(q + std::size_t(qi) * nbytes) + w)));
+    }
+  } else {
+    for (std::size_t j = std::size_t(lane); j < nbytes; j += kWarp) {
+      const uint32_t xv = __ldg(x + j);
+#pragma unroll
+      for (int qi = 0; qi < kQT; ++qi)
+        if (qi < nqt) acc[qi] += uint32_t(__popc(xv ^ uint32_t(__ldg(q + std::size_t(qi) * nbytes + j))));
+    }
+  }
+}
+
+template <Metric M, ScalarType S, bool VEC>
+__global__ void __launch_bounds__(kScanThreads) scan_kernel(const void* base, std::size_t n, std::size_t dim,
+                                                            const float* queries, int nq, float* scores,
+                                                            std::size_t ld) {
+  using T = typename Elem<S>::T;
+  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const int q0 = int(blockIdx.y) * kQT;
+  const int nqt = min(kQT, nq - q0);
+  const float* q = queries + std::size_t(q0) * dim;
+  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
+  for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; r < n; r += warps) {
+    float acc[kQT];
+#pragma unroll
+    for (int i = 0; i < kQT; ++i) acc[i] = 0.0f;
+    accumulate<M, S, VEC>(static_cast<const T*>(base) + r * dim, q, dim, nqt, lane, acc);
+#pragma unroll
+    for (int qi = 0; qi < kQT; ++qi) {
+      if (qi < nqt) {
+        const float v = warp_reduce<M>(acc[qi]);
+        if (lane == qi) scores[std::size_t(q0 + qi) * ld + r] = finish<M>(v);
+      }
+    }
+  }
+}
+
+template <bool VEC>
+__global__ void __launch_bounds__(kScanThreads) scan_bits_kernel(const void* base, std::size_t n, std::size_t nbytes,
+                                                                 const uint8_t* queries, int nq, float* scores,
+                                                                 std::size_t ld) {
+  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const int q0 = int(blockIdx.y) * kQT;
+  const int nqt = min(kQT, nq - q0);
+  const uint8_t* q = queries + std::size_t(q0) * nbytes;
+  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
+  for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; r < n; r += warps) {
+    uint32_t acc[kQT];
+#pragma unroll
+    for (int i = 0; i < kQT; ++i) acc[i] = 0;
+    accumulate_bits<VEC>(static_cast<const uint8_t*>(base) + r * nbytes, q, nbytes, nqt, lane, acc);
+#pragma unroll
+    for (int qi = 0; qi < kQT; ++qi) {
+      if (qi < nqt) {
+        const uint32_t v = warp_sum_u32(acc[qi]);
+        if (lane == qi) scores[std::size_t(q0 + qi) * ld + r] = float(v);
+      }
+    }
+  }
+}
+
+// One warp per (query, candidate slot).
+template <Metric M, ScalarType S, bool VEC>
+__global__ void __launch_bounds__(kScanThreads) rescore_kernel(const void* base, std::size_t dim, const float* queries,
+                                                               std::size_t nq, uint64_t* keys, std::size_t len,
+                                                               std::size_t ld) {
+  using T = typename Elem<S>::T;
+  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
+  for (std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; w < nq * len; w += warps) {
+    const std::size_t qi = w / len, j = w % len;
+    uint64_t* slot = keys + qi * ld + j;
+    const uint64_t key = *slot;
+    if (key == kEmptyKey) continue;  // uniform across the warp
+    const uint32_t row = key_row(key);
+    float acc[kQT];
+#pragma unroll
+    for (int i = 0; i < kQT; ++i) acc[i] = 0.0f;
+    accumulate<M, S, VEC>(static_cast<const T*>(base) + std::size_t(row) * dim, queries + qi * dim, dim, 1, lane, acc);
+    const float v = warp_reduce<M>(acc[0]);
+    __syncwarp();
+    if (lane == 0) *slot = make_key(finish<M>(v), row);
+  }
+}
+
+template <bool VEC>
+__global__ void __launch_bounds__(kScanThreads) rescore_bits_kernel(const void* base, std::size_t nbytes,
+                                                                    const uint8_t* queries, std::size_t nq,
+                                                                    uint64_t* keys, std::size_t len, std::size_t ld) {
+  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
+  for (std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; w < nq * len; w += warps) {
+    const std::size_t qi = w / len, j = w % len;
+    uint64_t* slot = keys + qi * ld + j;
+    const uint64_t key = *slot;
+    if (key == kEmptyKey) continue;
+    const uint32_t row = key_row(key);
+    uint32_t acc[kQT] = {};
+    accumulate_bits<VEC>(static_cast<const uint8_t*>(base) + std::size_t(row) * nbytes, queries + qi * nbytes, nbytes,
+                         1, lane, acc);
+    const uint32_t v = warp_sum_u32(acc[0]);
+    __syncwarp();
+    if (lane == 0) *slot = make_key(float(v), row);
+  }
+}
+
+unsigned grid_for(std::size_t warps_of_work) {
+  const std::size_t blocks = (warps_of_work + kScanThreads / kWarp - 1) / (kScanThreads / kWarp);
+  return unsigned(blocks < 1 ? 1 : blocks > 8192 ? 8192 : blocks);
+}
+
+bool vec_ok(const ScanArgs& a) {
+  switch (a.storage) {
+    case ScalarType::F32: return a.dim % 4 == 0;
+    case ScalarType::F16:
+    case ScalarType::BF16: return a.dim % 8 == 0;
+    case ScalarType::Bits: return (a.dim / 8) % 4 == 0;
+  }
+  return false;
+}
+
+// Calls f.template operator()<M, S, VEC>() for the configuration in a (bounded set of
+// instantiations: 5 float metrics x 3 storages x 2).
+template <class F>
+void dispatch_float(const ScanArgs& a, F&& f) {
+  const bool vec = vec_ok(a);
+  auto by_storage = [&]<Metric M>() {
+    switch (a.storage) {
+      case ScalarType::F32:
+        vec ? f.template operator()<M, ScalarType::F32, true>() : f.template operator()<M, ScalarType::F32, false>();
+        return;
+      case ScalarType::F16:
+        vec ? f.template operator()<M, ScalarType::F16, true>() : f.template operator()<M, ScalarType::F16, false>();
+        return;
+      case ScalarType::BF16:
+        vec ? f.template operator()<M, ScalarType::BF16, true>() : f.template operator()<M, ScalarType::BF16, false>();
+        return;
+      case ScalarType::Bits: break;
+    }
+    throw Error(ErrorCode::Internal, "CUDA scan: packed-bit storage with a float metric");
+  };
+  switch (a.metric) {
+    case Metric::L2: by_storage.template operator()<Metric::L2>(); return;
+    case Metric::InnerProduct: by_storage.template operator()<Metric::InnerProduct>(); return;
+    case Metric::Cosine: by_storage.template operator()<Metric::Cosine>(); return;
+    case Metric::L1: by_storage.template operator()<Metric::L1>(); return;
+    case Metric::Linf: by_storage.template operator()<Metric::Linf>(); return;
+    case Metric::Hamming: break;
+  }
+  throw Error(ErrorCode::Internal, "CUDA scan: unexpected metric");
+}
+
+}  // namespace
+
+void launch_scan(const ScanArgs& a, cudaStream_t stream) {
+  if (a.n == 0 || a.nq == 0) return;
+  const std::size_t groups = (a.nq + kQT - 1) / kQT;
+  if (groups > 65535) throw Error(ErrorCode::Internal, "CUDA scan: too many queries in one launch");
+  const dim3 grid{grid_for(a.n), unsigned(groups), 1u};
+  if (a.metric == Metric::Hamming) {
+    const auto* q = static_cast<const uint8_t*>(a.queries);
+    if (vec_ok(a))
+      scan_bits_kernel<true><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim / 8, q, int(a.nq), a.scores, a.ld);
+    else
+      scan_bits_kernel<false><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim / 8, q, int(a.nq), a.scores, a.ld);
+  } else {
+    dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+      scan_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
+                                                              static_cast<const float*>(a.queries), int(a.nq),
+                                                              a.scores, a.ld);
+    });
+  }
+  check(cudaGetLastError(), "scan kernel launch");
+}
+
+void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::size_t ld, cudaStream_t stream) {
+  if (a.nq == 0 || len == 0) return;
+  const unsigned grid = grid_for(a.nq * len);
+  if (a.metric == Metric::Hamming) {
+    const auto* q = static_cast<const uint8_t*>(a.queries);
+    if (vec_ok(a))
+      rescore_bits_kernel<true><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim / 8, q, a.nq, keys, len, ld);
+    else
+      rescore_bits_kernel<false><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim / 8, q, a.nq, keys, len, ld);
+  } else {
+    dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+      rescore_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim,
+                                                                 static_cast<const float*>(a.queries), a.nq, keys,
+                                                                 len, ld);
+    });
+  }
+  check(cudaGetLastError(), "rescore kernel launch");
+}
+
+}  // namespace hive::gpu::cuda

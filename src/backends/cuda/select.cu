@@ -1,0 +1,191 @@
+// CUDA backend: top-k selection on the device. Each block sorts one chunk of candidate keys
+// (bitonic sort in shared memory) and keeps its best `cap`; rounds repeat over the survivors
+// until one chunk per query is left. Three compile-time capacities (32, 256, 2048) serve
+// every k up to kMaxK.
+#include <algorithm>
+
+#include "backends/cuda/cuda_common.hpp"
+#include "backends/cuda/device_util.cuh"
+#include "backends/cuda/kernels.hpp"
+
+namespace hive::gpu::cuda {
+namespace {
+
+using namespace dev;
+
+template <int K>
+struct Config;
+template <>
+struct Config<32> {
+  static constexpr int kChunk = 2048, kThreads = 512;
+};
+template <>
+struct Config<256> {
+  static constexpr int kChunk = 4096, kThreads = 1024;
+};
+template <>
+struct Config<2048> {
+  static constexpr int kChunk = 8192, kThreads = 1024;
+};
+
+__device__ __forceinline__ float apply(Transform t, float s, const float* norms, std::size_t row) {
+  switch (t) {
+    case Transform::Raw: return s;
+    case Transform::L2FromDot: s = norms[row] - 2.0f * s; break;
+    case Transform::NegDot: s = -s; break;
+    case Transform::OneMinusDot: s = 1.0f - s; break;
+  }
+  // An approximate score only screens candidates (they are re-scored exactly): keep a NaN
+  // from overflowing terms in the race rather than dropping a live row.
+  return isnan(s) ? __int_as_float(0x7f800000) : s;
+}
+
+template <int K, bool FROM_SCORES>
+__global__ void __launch_bounds__(Config<K>::kThreads)
+    select_kernel(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t len, int64_t row0,
+                  const uint32_t* deleted, Transform t, const float* norms, uint64_t* out, std::size_t out_ld) {
+  constexpr int kChunk = Config<K>::kChunk, kThreads = Config<K>::kThreads;
+  extern __shared__ uint64_t sh[];
+  const std::size_t q = blockIdx.y;
+  const std::size_t start = std::size_t(blockIdx.x) * kChunk;
+  const std::size_t valid = len > start ? min(std::size_t(kChunk), len - start) : 0;
+  // Only the first p entries (a power of two >= K and >= valid) need sorting: the rest are empty.
+  int p = K;
+  while (std::size_t(p) < valid) p <<= 1;
+  for (int i = int(threadIdx.x); i < p; i += kThreads) {
+    uint64_t key = kEmptyKey;
+    if (std::size_t(i) < valid) {
+      const std::size_t idx = start + std::size_t(i);
+      if constexpr (FROM_SCORES) {
+        const std::size_t row = std::size_t(row0) + idx;
+        if (!is_deleted(deleted, row)) key = make_key(apply(t, scores[q * ld + idx], norms, row), uint32_t(row));
+      } else {
+        key = keys[q * ld + idx];
+      }
+    }
+    sh[i] = key;
+  }
+  __syncthreads();
+  for (int size = 2; size <= p; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = int(threadIdx.x); i < p / 2; i += kThreads) {
+        const int lo = 2 * i - (i & (stride - 1));
+        const int hi = lo + stride;
+        const bool asc = (lo & size) == 0;
+        const uint64_t a = sh[lo], b = sh[hi];
+        if ((a > b) == asc) {
+          sh[lo] = b;
+          sh[hi] = a;
+        }
+      }
+      __syncthreads();
+    }
+  }
+  uint64_t* dst = out + q * out_ld + std::size_t(blockIdx.x) * K;
+  for (int i = int(threadIdx.x); i < K; i += kThreads) dst[i] = sh[i];
+}
+
+__global__ void finalize_kernel(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate,
+                                float* distances, int64_t* rows) {
+  const std::size_t total = nq * std::size_t(k);
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t q = i / std::size_t(k), j = i % std::size_t(k);
+    const uint64_t key = keys[q * ld + j];
+    const float inf = __int_as_float(0x7f800000);
+    if (key == kEmptyKey) {
+      rows[i] = -1;
+      distances[i] = negate ? -inf : inf;
+    } else {
+      rows[i] = int64_t(key_row(key));
+      const float s = key_score(key);
+      distances[i] = negate ? -s : s;
+    }
+  }
+}
+
+template <int K>
+void run_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
+                int64_t row0, const uint32_t* deleted, Transform t, const float* norms, uint64_t* out,
+                std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
+  constexpr int kChunk = Config<K>::kChunk, kThreads = Config<K>::kThreads;
+  constexpr std::size_t kSmem = std::size_t(kChunk) * sizeof(uint64_t);
+  static const bool attr_set = [] {
+    check(cudaFuncSetAttribute(select_kernel<K, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)),
+          "cudaFuncSetAttribute(select)");
+    check(cudaFuncSetAttribute(select_kernel<K, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)),
+          "cudaFuncSetAttribute(select)");
+    return true;
+  }();
+  (void)attr_set;
+  if (nq > 65535) throw Error(ErrorCode::Internal, "CUDA select: too many queries in one launch");
+  bool from_scores = scores != nullptr;
+  uint64_t* bufs[2] = {scratch_a, scratch_b};
+  int which = 0;
+  for (;;) {
+    const std::size_t chunks = std::max<std::size_t>(1, (len + kChunk - 1) / kChunk);
+    const bool last = chunks == 1;
+    uint64_t* dst = last ? out : bufs[which];
+    const std::size_t dst_ld = last ? out_ld : chunks * K;
+    const dim3 grid{unsigned(chunks), unsigned(nq), 1u};
+    if (from_scores)
+      select_kernel<K, true><<<grid, kThreads, kSmem, stream>>>(scores, nullptr, ld, len, row0, deleted, t, norms, dst,
+                                                                 dst_ld);
+    else
+      select_kernel<K, false><<<grid, kThreads, kSmem, stream>>>(nullptr, keys, ld, len, 0, nullptr, t, nullptr, dst,
+                                                                  dst_ld);
+    check(cudaGetLastError(), "select kernel launch");
+    if (last) return;
+    from_scores = false;
+    keys = dst;
+    ld = dst_ld;
+    len = chunks * K;
+    which ^= 1;
+  }
+}
+
+int chunk_of(int cap) { return cap == 32 ? Config<32>::kChunk : cap == 256 ? Config<256>::kChunk : Config<2048>::kChunk; }
+
+void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
+                int64_t row0, const uint32_t* deleted, Transform t, const float* norms, int cap, uint64_t* out,
+                std::size_t out_ld, uint64_t* a, uint64_t* b, cudaStream_t s) {
+  switch (cap) {
+    case 32: run_select<32>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s); return;
+    case 256: run_select<256>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s); return;
+    case 2048: run_select<2048>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s); return;
+    default: throw Error(ErrorCode::Internal, "CUDA select: unsupported capacity " + std::to_string(cap));
+  }
+}
+
+}  // namespace
+
+int select_capacity(int k) { return k <= 32 ? 32 : k <= 256 ? 256 : 2048; }
+
+std::size_t select_scratch_keys(std::size_t nq, std::size_t len, int cap) {
+  const std::size_t chunk = std::size_t(chunk_of(cap));
+  const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
+  return nq * chunks * std::size_t(cap);
+}
+
+void select_from_scores(const float* scores, std::size_t ld, std::size_t nq, std::size_t len, int64_t row0,
+                        const uint32_t* deleted, Transform t, const float* norms, int cap, uint64_t* out,
+                        std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
+  select_any(scores, nullptr, ld, nq, len, row0, deleted, t, norms, cap, out, out_ld, scratch_a, scratch_b, stream);
+}
+
+void select_from_keys(const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len, int cap, uint64_t* out,
+                      std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
+  select_any(nullptr, keys, ld, nq, len, 0, nullptr, Transform::Raw, nullptr, cap, out, out_ld, scratch_a, scratch_b,
+             stream);
+}
+
+void launch_finalize(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate, float* distances,
+                     int64_t* rows, cudaStream_t stream) {
+  const std::size_t total = nq * std::size_t(k);
+  if (total == 0) return;
+  const unsigned grid = unsigned(std::min<std::size_t>((total + 255) / 256, 4096));
+  finalize_kernel<<<grid, 256, 0, stream>>>(keys, ld, nq, k, negate, distances, rows);
+  check(cudaGetLastError(), "finalize kernel launch");
+}
+
+}  // namespace hive::gpu::cuda
