@@ -1,0 +1,201 @@
+// GPU benchmark of the public API: FlatIndex::search on the CUDA backend (query upload and
+// result download included), median wall time over many calls after warm-up, next to the read
+// floor n * d * 4 / (copy bandwidth / 2), with recall@10 against an exact float64 reference.
+//   hive_gpu_bench_gpu [--n 100000,1000000,10000000] [--d 128] [--json FILE] [--quick]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "hive_gpu/hive_gpu.hpp"
+
+namespace {
+
+using namespace hive::gpu;
+
+struct Row {
+  std::size_t n, d, nq;
+  int k;
+  double median_us, qps, floor_us, recall;
+  int iters;
+};
+
+std::vector<float> uniform_data(std::size_t count, uint64_t seed) {
+  std::vector<float> v(count);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& x : v) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    x = float(double(s >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+  }
+  return v;
+}
+
+double copy_bandwidth(std::size_t bytes) {
+  void *a = nullptr, *b = nullptr;
+  if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) {
+    std::fprintf(stderr, "bench: cudaMalloc for the bandwidth test failed\n");
+    std::exit(2);
+  }
+  cudaMemset(a, 1, bytes);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<float> ms;
+  for (int i = 0; i < 13; ++i) {
+    cudaEventRecord(e0);
+    cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float t = 0;
+    cudaEventElapsedTime(&t, e0, e1);
+    if (i >= 3) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * double(bytes) / (double(ms[ms.size() / 2]) * 1e-3);  // bytes read + written per second
+}
+
+// Exact L2 neighbours (float64) of query q.
+std::vector<int64_t> exact_l2(const std::vector<float>& x, std::size_t n, std::size_t d, const float* q, int k) {
+  std::vector<std::pair<double, int64_t>> all(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    double s = 0;
+    const float* r = x.data() + i * d;
+    for (std::size_t j = 0; j < d; ++j) {
+      const double t = double(q[j]) - double(r[j]);
+      s += t * t;
+    }
+    all[i] = {s, int64_t(i)};
+  }
+  std::partial_sort(all.begin(), all.begin() + k, all.end());
+  std::vector<int64_t> ids(std::size_t(k), 0);
+  for (int j = 0; j < k; ++j) ids[std::size_t(j)] = all[std::size_t(j)].second;
+  return ids;
+}
+
+double recall_at(const std::vector<float>& x, std::size_t n, std::size_t d, const std::vector<float>& q,
+                 const std::vector<int64_t>& got, int k, std::size_t check_queries) {
+  const int kk = std::min(k, 10);
+  double hit = 0;
+  for (std::size_t qi = 0; qi < check_queries; ++qi) {
+    const auto want = exact_l2(x, n, d, q.data() + qi * d, kk);
+    for (int j = 0; j < kk; ++j)
+      for (int jj = 0; jj < kk; ++jj)
+        if (got[qi * std::size_t(k) + std::size_t(jj)] == want[std::size_t(j)]) {
+          hit += 1;
+          break;
+        }
+  }
+  return hit / double(check_queries * std::size_t(kk));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::size_t> ns = {100000, 1000000, 10000000};
+  std::size_t d = 128;
+  std::string json_path;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--n" && i + 1 < argc) {
+      ns.clear();
+      std::stringstream ss(argv[++i]);
+      for (std::string t; std::getline(ss, t, ',');) ns.push_back(std::stoull(t));
+    } else if (a == "--d" && i + 1 < argc) {
+      d = std::stoull(argv[++i]);
+    } else if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (a == "--quick") {
+      quick = true;
+    } else {
+      std::fprintf(stderr, "usage: %s [--n N1,N2,..] [--d D] [--json FILE] [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  try {
+    const Context ctx = Context::open("cuda");
+    const DeviceInfo& info = ctx.info();
+    std::printf("device %s (%s, %d SMs, %.1f GiB), %s, %s\n", info.name.c_str(), info.architecture.c_str(),
+                info.compute_units, double(info.total_memory) / double(1ull << 30), info.driver_version.c_str(),
+                info.runtime_version.c_str());
+    const double bw = copy_bandwidth(std::size_t(1) << 30);
+    std::printf("device copy bandwidth %.3f TB/s (read + written)\n", bw / 1e12);
+    std::vector<Row> rows;
+    for (std::size_t n : ns) {
+      std::printf("n = %zu: generating and adding...\n", n);
+      std::fflush(stdout);
+      const auto x = uniform_data(n * d, 1);
+      FlatIndex idx(ctx, d, Metric::L2);
+      idx.add(n, x.data());
+      const double floor_us = double(n * d * 4) / (bw / 2) * 1e6;
+      struct Case {
+        std::size_t nq;
+        int k;
+      };
+      std::vector<Case> cases = {{1, 10}, {100, 10}};
+      if (n == 1000000) {
+        cases.push_back({1, 1024});
+        cases.push_back({10000, 10});
+      }
+      for (const Case& c : cases) {
+        const auto q = uniform_data(c.nq * d, 1000 + c.nq + std::size_t(c.k));
+        std::vector<float> dist(c.nq * std::size_t(c.k));
+        std::vector<int64_t> ids(c.nq * std::size_t(c.k));
+        const double work = double(n) * double(c.nq);
+        int iters = work <= 2e8 ? 200 : work <= 2e9 ? 50 : 7;
+        if (quick) iters = std::max(3, iters / 10);
+        for (int w = 0; w < 3; ++w) idx.search(c.nq, q.data(), c.k, dist.data(), ids.data());
+        std::vector<double> us;
+        for (int it = 0; it < iters; ++it) {
+          const auto t0 = std::chrono::steady_clock::now();
+          idx.search(c.nq, q.data(), c.k, dist.data(), ids.data());
+          const auto t1 = std::chrono::steady_clock::now();
+          us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        }
+        std::sort(us.begin(), us.end());
+        const double med = us[us.size() / 2];
+        const std::size_t check = std::min<std::size_t>(c.nq, n >= 10000000 ? 2 : 8);
+        const double rec = recall_at(x, n, d, q, ids, c.k, check);
+        Row r{n, d, c.nq, c.k, med, double(c.nq) / (med * 1e-6), floor_us, rec, iters};
+        rows.push_back(r);
+        std::printf("{\"n\": %zu, \"d\": %zu, \"nq\": %zu, \"k\": %d, \"median_us\": %.2f, \"qps\": %.1f, "
+                    "\"floor_us\": %.2f, \"x_floor\": %.3f, \"recall10\": %.4f, \"iters\": %d}\n",
+                    n, d, c.nq, c.k, med, r.qps, floor_us, med / floor_us, rec, iters);
+        std::fflush(stdout);
+      }
+    }
+    if (!json_path.empty()) {
+      std::ofstream out(json_path);
+      out << "{\"device\": \"" << info.name << "\", \"copy_TBps\": " << bw / 1e12 << ", \"rows\": [\n";
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const Row& r = rows[i];
+        out << "  {\"n\": " << r.n << ", \"d\": " << r.d << ", \"nq\": " << r.nq << ", \"k\": " << r.k
+            << ", \"median_us\": " << r.median_us << ", \"qps\": " << r.qps << ", \"floor_us\": " << r.floor_us
+            << ", \"recall10\": " << r.recall << ", \"iters\": " << r.iters << "}" << (i + 1 < rows.size() ? "," : "")
+            << "\n";
+      }
+      out << "]}\n";
+    }
+    std::printf("\n| n | nq | k | median us | QPS | floor us | x floor | recall@10 |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const Row& r : rows)
+      std::printf("| %zu | %zu | %d | %.1f | %.0f | %.1f | %.2f | %.4f |\n", r.n, r.nq, r.k, r.median_us, r.qps,
+                  r.floor_us, r.median_us / r.floor_us, r.recall);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
