@@ -3,6 +3,7 @@
 // until one chunk per query is left. Three compile-time capacities (32, 256, 2048) serve
 // every k up to kMaxK.
 #include <algorithm>
+#include <atomic>
 
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
@@ -110,14 +111,18 @@ void run_select(const float* scores, const uint64_t* keys, std::size_t ld, std::
                 std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
   constexpr int kChunk = Config<K>::kChunk, kThreads = Config<K>::kThreads;
   constexpr std::size_t kSmem = std::size_t(kChunk) * sizeof(uint64_t);
-  static const bool attr_set = [] {
+  // The shared-memory opt-in is per device: set it once for each device this process uses.
+  static std::atomic<uint64_t> attr_done{0};
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  const uint64_t bit = uint64_t(1) << (device & 63);
+  if ((attr_done.load(std::memory_order_acquire) & bit) == 0) {
     check(cudaFuncSetAttribute(select_kernel<K, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)),
           "cudaFuncSetAttribute(select)");
     check(cudaFuncSetAttribute(select_kernel<K, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)),
           "cudaFuncSetAttribute(select)");
-    return true;
-  }();
-  (void)attr_set;
+    attr_done.fetch_or(bit, std::memory_order_acq_rel);
+  }
   if (nq > 65535) throw Error(ErrorCode::Internal, "CUDA select: too many queries in one launch");
   bool from_scores = scores != nullptr;
   uint64_t* bufs[2] = {scratch_a, scratch_b};
