@@ -192,7 +192,7 @@ def test_save_load_round_trip(tmp_path, rng):
         ix.remove([3, 4])
         path = tmp_path / f"{metric}.hive"
         ix.save(path)  # os.PathLike
-        back = hive_gpu.load(str(path), device="cpu")
+        back = hive_gpu.load(str(path), device=ix.device.id)  # same device: identical answers
         assert (back.dim, back.metric, back.dtype, len(back), back.next_id) == (dim, metric, dtype, 38, 40)
         np.testing.assert_array_equal(back.ids(), ix.ids())
         np.testing.assert_array_equal(back.get(back.ids()), ix.get(ix.ids()))
@@ -200,6 +200,10 @@ def test_save_load_round_trip(tmp_path, rng):
         D2, I2 = back.search(x[:5], 5)
         np.testing.assert_array_equal(I1, I2)
         np.testing.assert_array_equal(D1, D2)
+        on_cpu = hive_gpu.load(path, device="cpu")  # another backend: same ids, rounding may differ
+        D3, I3 = on_cpu.search(x[:5], 5)
+        assert on_cpu.device.id == "cpu:0" and (I3[:, 0] == I1[:, 0]).all()
+        np.testing.assert_allclose(D3, D1, rtol=1e-4, atol=1e-4)
     assert len(hive_gpu.load(os.fsencode(tmp_path / "l2.hive"))) == 38  # bytes path
 
 
