@@ -13,6 +13,8 @@
 //    with the exact kernels. The result is the same as the scan path's, distances included.
 #include "backends/cpu/cpu_flat_store.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -54,11 +56,18 @@ struct FreeDeleter {
 };
 using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
 
+// Large stores are 2 MiB aligned and ask for transparent huge pages: a search streams the
+// whole buffer, and on 4 KiB pages the hardware prefetchers stop at every page boundary.
+constexpr std::size_t kHugePage = 2u << 20;
+
 Buffer allocate(std::size_t bytes) {
-  const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded));
+  const bool huge = bytes >= 4 * kHugePage;
+  const std::size_t align = huge ? kHugePage : kAlign;
+  const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + align - 1) / align * align;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, rounded));
   if (!p)
     throw Error(ErrorCode::OutOfMemory, "cannot allocate " + std::to_string(bytes) + " bytes for vectors");
+  if (huge && !std::getenv("HIVE_GPU_NO_THP")) (void)::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
   return Buffer(p);
 }
 
