@@ -4,6 +4,8 @@
 // every k up to kMaxK.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
@@ -86,6 +88,106 @@ __global__ void __launch_bounds__(Config<K>::kThreads)
   for (int i = int(threadIdx.x); i < K; i += kThreads) dst[i] = sh[i];
 }
 
+// ---- warp select (capacity 32): one pass over the keys, each read once ----------------
+// One warp per (query, chunk): lane i holds the i-th best key so far (ascending across the
+// lanes); a new key enters only when it beats lane 31's (ballot filter), by a shift of the
+// lanes above its place. Keys are unique (row in the low half), so ties are exact.
+constexpr int kWarpCap = 32;
+constexpr int kWsThreads = 256;
+constexpr int kWsUnroll = 8;  // loads in flight per lane
+constexpr std::size_t kWsMinChunk = 1024;
+
+template <bool FROM_SCORES>
+__global__ void __launch_bounds__(kWsThreads)
+    warp_select_kernel(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t len, int64_t row0,
+                       const uint32_t* deleted, Transform t, const float* norms, std::size_t chunk,
+                       std::size_t chunks, std::size_t nq, uint64_t* out, std::size_t out_ld) {
+  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  if (w >= nq * chunks) return;  // uniform across the warp
+  const std::size_t q = w / chunks, c = w % chunks;
+  const std::size_t start = c * chunk, end = min(len, start + chunk);
+  uint64_t list = kEmptyKey, worst = kEmptyKey;
+  for (std::size_t b = start; b < end; b += std::size_t(kWarp) * kWsUnroll) {
+    uint64_t key[kWsUnroll];
+#pragma unroll
+    for (int u = 0; u < kWsUnroll; ++u) {
+      const std::size_t idx = b + std::size_t(u) * kWarp + std::size_t(lane);
+      key[u] = kEmptyKey;
+      if (idx < end) {
+        if constexpr (FROM_SCORES) {
+          const std::size_t row = std::size_t(row0) + idx;
+          if (!is_deleted(deleted, row)) key[u] = make_key(apply(t, __ldg(scores + q * ld + idx), norms, row), uint32_t(row));
+        } else {
+          key[u] = __ldg(reinterpret_cast<const unsigned long long*>(keys) + q * ld + idx);
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kWsUnroll; ++u) {
+      unsigned m = __ballot_sync(kFullMask, key[u] < worst);
+      while (m != 0) {
+        const int src = __ffs(int(m)) - 1;
+        m &= m - 1;
+        const uint64_t nk = __shfl_sync(kFullMask, key[u], src);
+        if (nk < worst) {  // uniform: worst is the same in every lane
+          const int pos = __popc(__ballot_sync(kFullMask, list < nk));
+          const uint64_t up = __shfl_up_sync(kFullMask, list, 1);
+          if (lane > pos) list = up;
+          else if (lane == pos) list = nk;
+          worst = __shfl_sync(kFullMask, list, kWarp - 1);
+        }
+      }
+    }
+  }
+  out[q * out_ld + c * kWarpCap + std::size_t(lane)] = list;
+}
+
+std::size_t warp_chunk(std::size_t nq, std::size_t len) {
+  // Enough warps to fill the GPU (about 16k), each chunk reduced at least 32-fold.
+  std::size_t chunk = (nq * len + 16383) / 16384;
+  chunk = (chunk + 31) / 32 * 32;
+  return std::max(chunk, kWsMinChunk);
+}
+
+void run_warp_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
+                     int64_t row0, const uint32_t* deleted, Transform t, const float* norms, uint64_t* out,
+                     std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
+  bool from_scores = scores != nullptr;
+  uint64_t* bufs[2] = {scratch_a, scratch_b};
+  int which = 0;
+  for (;;) {
+    const std::size_t chunk = warp_chunk(nq, len);
+    const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
+    const bool last = chunks == 1;
+    uint64_t* dst = last ? out : bufs[which];
+    const std::size_t dst_ld = last ? out_ld : chunks * kWarpCap;
+    const std::size_t threads = nq * chunks * kWarp;
+    const unsigned grid = unsigned((threads + kWsThreads - 1) / kWsThreads);
+    if (from_scores)
+      warp_select_kernel<true><<<grid, kWsThreads, 0, stream>>>(scores, nullptr, ld, len, row0, deleted, t, norms,
+                                                                chunk, chunks, nq, dst, dst_ld);
+    else
+      warp_select_kernel<false><<<grid, kWsThreads, 0, stream>>>(nullptr, keys, ld, len, 0, nullptr, t, nullptr, chunk,
+                                                                 chunks, nq, dst, dst_ld);
+    check(cudaGetLastError(), "warp select kernel launch");
+    if (last) return;
+    from_scores = false;
+    keys = dst;
+    ld = dst_ld;
+    len = chunks * kWarpCap;
+    which ^= 1;
+  }
+}
+
+bool legacy_select() {
+  static const bool v = [] {
+    const char* e = std::getenv("HIVE_GPU_CUDA_LEGACY_SELECT");
+    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+  }();
+  return v;
+}
+
 __global__ void finalize_kernel(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate,
                                 float* distances, int64_t* rows) {
   const std::size_t total = nq * std::size_t(k);
@@ -154,6 +256,10 @@ int chunk_of(int cap) { return cap == 32 ? Config<32>::kChunk : cap == 256 ? Con
 void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
                 int64_t row0, const uint32_t* deleted, Transform t, const float* norms, int cap, uint64_t* out,
                 std::size_t out_ld, uint64_t* a, uint64_t* b, cudaStream_t s) {
+  if (cap == kWarpCap && !legacy_select()) {
+    run_warp_select(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
+    return;
+  }
   switch (cap) {
     case 32: run_select<32>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s); return;
     case 256: run_select<256>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s); return;
@@ -167,7 +273,8 @@ void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::
 int select_capacity(int k) { return k <= 32 ? 32 : k <= 256 ? 256 : 2048; }
 
 std::size_t select_scratch_keys(std::size_t nq, std::size_t len, int cap) {
-  const std::size_t chunk = std::size_t(chunk_of(cap));
+  // The warp select's chunks (capacity 32) are never smaller than kWsMinChunk.
+  const std::size_t chunk = cap == kWarpCap ? std::min<std::size_t>(kWsMinChunk, chunk_of(cap)) : std::size_t(chunk_of(cap));
   const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
   return nq * chunks * std::size_t(cap);
 }
