@@ -16,6 +16,11 @@ struct Api {
   decltype(&cublasSetStream_v2) set_stream = nullptr;
   decltype(&cublasSetMathMode) set_math_mode = nullptr;
   decltype(&cublasSgemm_v2) sgemm = nullptr;
+  // Optional; spelled out because cublas_api.h overloads cublasGemmEx for C++.
+  using GemmEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                                    const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                                    cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+  GemmEx gemm_ex = nullptr;
   std::string error;
   bool ok() const { return sgemm != nullptr; }
 };
@@ -46,6 +51,7 @@ const Api& api() {
       r.error = "libcublas lacks an expected symbol";
       return r;
     }
+    bind(lib, "cublasGemmEx", t.gemm_ex);
     return t;  // the library stays loaded for the life of the process
   }();
   return a;
@@ -83,6 +89,22 @@ void BlasHandle::dot_products(const float* rows, std::size_t n, const float* que
                                     queries, int(dim), &zero, out, int(ld));
   if (st != CUBLAS_STATUS_SUCCESS)
     throw Error(ErrorCode::Internal, "cublasSgemm failed with status " + std::to_string(int(st)));
+}
+
+bool BlasHandle::dot_products_half(const void* rows, std::size_t n, const void* queries, std::size_t nq,
+                                   std::size_t dim, bool bf16, float* out, std::size_t ld) {
+  const Api& a = api();
+  if (a.gemm_ex == nullptr) return false;
+  auto h = static_cast<cublasHandle_t>(handle_);
+  a.set_math_mode(h, CUBLAS_DEFAULT_MATH);
+  const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float one = 1.0f, zero = 0.0f;
+  const cublasStatus_t st = a.gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(nq), int(dim), &one, rows, t, int(dim),
+                                      queries, t, int(dim), &zero, out, CUDA_R_32F, int(ld), CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    throw Error(ErrorCode::Internal, "cublasGemmEx failed with status " + std::to_string(int(st)));
+  return true;
 }
 
 }  // namespace hive::gpu::cuda

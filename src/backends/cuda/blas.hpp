@@ -22,6 +22,10 @@ class BlasHandle {
   // tf32: TF32 tensor cores (about 10 mantissa bits) instead of full fp32.
   void dot_products(const float* rows, std::size_t n, const float* queries, std::size_t nq, std::size_t dim,
                     float* out, std::size_t ld, bool tf32);
+  // The same with fp16 (bf16 when `bf16`) rows and queries, fp32 accumulation and output
+  // (cublasGemmEx, tensor cores). Returns false, doing nothing, where cublasGemmEx is missing.
+  bool dot_products_half(const void* rows, std::size_t n, const void* queries, std::size_t nq, std::size_t dim,
+                         bool bf16, float* out, std::size_t ld);
 
  private:
   void* handle_ = nullptr;

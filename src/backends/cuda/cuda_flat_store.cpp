@@ -209,7 +209,7 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable bool deleted_dirty_ = false;
   mutable DeviceBuffer deleted_dev_;
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_dist_, ws_rows_,
-      ws_decoded_;
+      ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_dist_, pin_rows_;
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
@@ -237,10 +237,14 @@ void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const ui
 void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
                               int64_t* drows) const {
   cudaStream_t s = stream_->get();
-  static const bool tf32 = env_set("HIVE_GPU_CUDA_TF32");
+  // Tensor-core screening (read per search, so a benchmark can compare both): TF32 for fp32
+  // storage, fp16 / bf16 GEMM (queries rounded to the storage type) for half storage. Either
+  // way the candidates are re-scored exactly in fp32 before the final k are chosen.
+  const bool tf32 = env_set("HIVE_GPU_CUDA_TF32");
+  const bool half_gemm = tf32 && (cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16);
   const std::size_t n = rows_, dim = cfg_.dim;
   // Candidates kept per query before the exact re-score: k plus a margin for rounding.
-  const int cap_c = select_capacity(std::min(kMaxK, k + (tf32 ? 64 : 16)));
+  const int cap_c = select_capacity(std::min(kMaxK, k + (tf32 ? std::max(16, k) : 16)));
   const int cap_k = select_capacity(k);
   const std::size_t row_tile = std::min(n, std::max<std::size_t>(1024, kScoreBudget / nq));
   const std::size_t tiles = ceil_div(n, row_tile);
@@ -258,14 +262,24 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
   const Transform t = cfg_.metric == Metric::L2             ? Transform::L2FromDot
                       : cfg_.metric == Metric::InnerProduct ? Transform::NegDot
                                                             : Transform::OneMinusDot;
+  if (half_gemm) {
+    ws_qhalf_.ensure(nq * dim * sizeof(uint16_t));
+    launch_encode_half(dq, nq * dim, cfg_.storage, ws_qhalf_.get(), s);
+  }
   for (std::size_t ti = 0; ti < tiles; ++ti) {
     const std::size_t r0 = ti * row_tile, m = std::min(row_tile, n - r0);
-    const float* x = reinterpret_cast<const float*>(data_.as<const uint8_t>() + r0 * row_bytes_);
-    if (cfg_.storage != ScalarType::F32) {
-      launch_decode(data_.get(), r0, m, dim, cfg_.storage, ws_decoded_.as<float>(), s);
-      x = ws_decoded_.as<float>();
+    const void* rows_at = data_.as<const uint8_t>() + r0 * row_bytes_;
+    const bool done = half_gemm && blas_->dot_products_half(rows_at, m, ws_qhalf_.get(), nq, dim,
+                                                            cfg_.storage == ScalarType::BF16,
+                                                            ws_scores_.as<float>(), row_tile);
+    if (!done) {
+      const float* x = static_cast<const float*>(rows_at);
+      if (cfg_.storage != ScalarType::F32) {
+        launch_decode(data_.get(), r0, m, dim, cfg_.storage, ws_decoded_.as<float>(), s);
+        x = ws_decoded_.as<float>();
+      }
+      blas_->dot_products(x, m, dq, nq, dim, ws_scores_.as<float>(), row_tile, tf32);
     }
-    blas_->dot_products(x, m, dq, nq, dim, ws_scores_.as<float>(), row_tile, tf32);
     select_from_scores(ws_scores_.as<float>(), row_tile, nq, m, int64_t(r0), bitmap, t, norms_.as<float>(), cap_c,
                        ws_cand_.as<uint64_t>() + ti * std::size_t(cap_c), cand_ld, ws_a_.as<uint64_t>(),
                        ws_b_.as<uint64_t>(), s);

@@ -68,6 +68,8 @@ void launch_norms(const void* base, std::size_t first, std::size_t n, std::size_
 // Decodes n rows starting at `first` (fp16 / bf16 / fp32) to fp32 in out (n x dim).
 void launch_decode(const void* base, std::size_t first, std::size_t n, std::size_t dim, ScalarType storage,
                    float* out, cudaStream_t stream);
+// fp32 values to fp16 / bf16 (storage F16 or BF16), rounding to nearest even.
+void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream);
 // dst row i = src row keep[i], for i < n (rows of row_bytes bytes).
 void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t n, std::size_t row_bytes,
                    cudaStream_t stream);

@@ -35,6 +35,21 @@ __global__ void decode_kernel(const void* base, std::size_t first, std::size_t c
     out[i] = E::get(x[i]);
 }
 
+// fp32 -> fp16 / bf16 (round to nearest even), for half-precision GEMM inputs.
+template <bool BF16>
+__global__ void encode_half_kernel(const float* in, std::size_t count, uint16_t* out) {
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const float f = in[i];
+    if constexpr (BF16) {
+      const uint32_t u = __float_as_uint(f);
+      out[i] = isnan(f) ? uint16_t((u >> 16) | 0x40u) : uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    } else {
+      out[i] = __half_as_ushort(__float2half_rn(f));
+    }
+  }
+}
+
 template <class W>
 __global__ void gather_kernel(const W* src, W* dst, const uint32_t* keep, std::size_t n, std::size_t row_words) {
   const std::size_t total = n * row_words;
@@ -72,6 +87,17 @@ void launch_decode(const void* base, std::size_t first, std::size_t n, std::size
     case ScalarType::Bits: throw Error(ErrorCode::Internal, "CUDA decode: packed bits");
   }
   check(cudaGetLastError(), "decode kernel launch");
+}
+
+void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream) {
+  if (count == 0) return;
+  if (storage == ScalarType::BF16)
+    encode_half_kernel<true><<<blocks_for(count), 256, 0, stream>>>(in, count, static_cast<uint16_t*>(out));
+  else if (storage == ScalarType::F16)
+    encode_half_kernel<false><<<blocks_for(count), 256, 0, stream>>>(in, count, static_cast<uint16_t*>(out));
+  else
+    throw Error(ErrorCode::Internal, "CUDA encode: not a half-precision storage");
+  check(cudaGetLastError(), "encode kernel launch");
 }
 
 void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t n, std::size_t row_bytes,
