@@ -2,6 +2,11 @@
 // result download included), median wall time over many calls after warm-up, next to the read
 // floor n * d * 4 / (copy bandwidth / 2), with recall@10 against an exact float64 reference.
 //   hive_gpu_bench_gpu [--n 100000,1000000,10000000] [--d 128] [--json FILE] [--quick]
+// At n = 1M it also times inner product (fp32 and fp16 storage) and the tensor-core screening
+// (HIVE_GPU_CUDA_TF32=1: TF32 for fp32, fp16 GEMM for fp16 storage) for the batch; those rows go
+// to "extra_rows" in the JSON (scripts/gpu-check's table compares "rows" with torch's L2
+// figures), each with the key of the matching torch figure ("torch_key").
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -27,6 +32,11 @@ struct Row {
   int k;
   double median_us, qps, floor_us, recall;
   int iters;
+  std::string metric = "l2", storage = "f32", screen = "exact";
+  std::string torch_key() const {
+    return (metric == "ip" ? std::string("ip") : std::string("l2")) + (storage == "f16" ? "_fp16" : "") + "_b" +
+           std::to_string(nq) + "_us";
+  }
 };
 
 std::vector<float> uniform_data(std::size_t count, uint64_t seed) {
@@ -67,15 +77,20 @@ double copy_bandwidth(std::size_t bytes) {
   return 2.0 * double(bytes) / (double(ms[ms.size() / 2]) * 1e-3);  // bytes read + written per second
 }
 
-// Exact L2 neighbours (float64) of query q.
-std::vector<int64_t> exact_l2(const std::vector<float>& x, std::size_t n, std::size_t d, const float* q, int k) {
+// Exact L2 (or inner-product, ranked by -dot) neighbours (float64) of query q.
+std::vector<int64_t> exact_l2(const std::vector<float>& x, std::size_t n, std::size_t d, const float* q, int k,
+                              bool ip = false) {
   std::vector<std::pair<double, int64_t>> all(n);
   for (std::size_t i = 0; i < n; ++i) {
     double s = 0;
     const float* r = x.data() + i * d;
     for (std::size_t j = 0; j < d; ++j) {
-      const double t = double(q[j]) - double(r[j]);
-      s += t * t;
+      if (ip) {
+        s -= double(q[j]) * double(r[j]);
+      } else {
+        const double t = double(q[j]) - double(r[j]);
+        s += t * t;
+      }
     }
     all[i] = {s, int64_t(i)};
   }
@@ -86,11 +101,11 @@ std::vector<int64_t> exact_l2(const std::vector<float>& x, std::size_t n, std::s
 }
 
 double recall_at(const std::vector<float>& x, std::size_t n, std::size_t d, const std::vector<float>& q,
-                 const std::vector<int64_t>& got, int k, std::size_t check_queries) {
+                 const std::vector<int64_t>& got, int k, std::size_t check_queries, bool ip = false) {
   const int kk = std::min(k, 10);
   double hit = 0;
   for (std::size_t qi = 0; qi < check_queries; ++qi) {
-    const auto want = exact_l2(x, n, d, q.data() + qi * d, kk);
+    const auto want = exact_l2(x, n, d, q.data() + qi * d, kk, ip);
     for (int j = 0; j < kk; ++j)
       for (int jj = 0; jj < kk; ++jj)
         if (got[qi * std::size_t(k) + std::size_t(jj)] == want[std::size_t(j)]) {
@@ -99,6 +114,46 @@ double recall_at(const std::vector<float>& x, std::size_t n, std::size_t d, cons
         }
   }
   return hit / double(check_queries * std::size_t(kk));
+}
+
+// x rounded to fp16 and back (what an fp16 index stores), for its exact reference.
+std::vector<float> round_f16(const std::vector<float>& x) {
+  std::vector<float> r(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) r[i] = __half2float(__float2half_rn(x[i]));
+  return r;
+}
+
+// Median wall time of FlatIndex::search over `iters` calls after 3 warm-up calls.
+Row time_case(FlatIndex& idx, const std::vector<float>& xref, std::size_t n, std::size_t d, std::size_t nq, int k,
+              double floor_us, bool quick, bool ip) {
+  const auto q = uniform_data(nq * d, 1000 + nq + std::size_t(k));
+  std::vector<float> dist(nq * std::size_t(k));
+  std::vector<int64_t> ids(nq * std::size_t(k));
+  const double work = double(n) * double(nq);
+  int iters = work <= 2e8 ? 200 : work <= 2e9 ? 50 : 7;
+  if (quick) iters = std::max(3, iters / 10);
+  for (int w = 0; w < 3; ++w) idx.search(nq, q.data(), k, dist.data(), ids.data());
+  std::vector<double> us;
+  for (int it = 0; it < iters; ++it) {
+    const auto t0 = std::chrono::steady_clock::now();
+    idx.search(nq, q.data(), k, dist.data(), ids.data());
+    const auto t1 = std::chrono::steady_clock::now();
+    us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+  }
+  std::sort(us.begin(), us.end());
+  const double med = us[us.size() / 2];
+  const std::size_t check = std::min<std::size_t>(nq, n >= 10000000 ? 2 : 8);
+  const double rec = recall_at(xref, n, d, q, ids, k, check, ip);
+  return Row{n, d, nq, k, med, double(nq) / (med * 1e-6), floor_us, rec, iters};
+}
+
+void print_row(const Row& r) {
+  std::printf("{\"n\": %zu, \"d\": %zu, \"nq\": %zu, \"k\": %d, \"metric\": \"%s\", \"storage\": \"%s\", "
+              "\"screen\": \"%s\", \"median_us\": %.2f, \"qps\": %.1f, \"floor_us\": %.2f, \"x_floor\": %.3f, "
+              "\"recall10\": %.4f, \"iters\": %d}\n",
+              r.n, r.d, r.nq, r.k, r.metric.c_str(), r.storage.c_str(), r.screen.c_str(), r.median_us, r.qps,
+              r.floor_us, r.median_us / r.floor_us, r.recall, r.iters);
+  std::fflush(stdout);
 }
 
 }  // namespace
@@ -133,7 +188,7 @@ int main(int argc, char** argv) {
                 info.runtime_version.c_str());
     const double bw = copy_bandwidth(std::size_t(1) << 30);
     std::printf("device copy bandwidth %.3f TB/s (read + written)\n", bw / 1e12);
-    std::vector<Row> rows;
+    std::vector<Row> rows, extra_rows;
     for (std::size_t n : ns) {
       std::printf("n = %zu: generating and adding...\n", n);
       std::fflush(stdout);
@@ -151,48 +206,67 @@ int main(int argc, char** argv) {
         cases.push_back({10000, 10});
       }
       for (const Case& c : cases) {
-        const auto q = uniform_data(c.nq * d, 1000 + c.nq + std::size_t(c.k));
-        std::vector<float> dist(c.nq * std::size_t(c.k));
-        std::vector<int64_t> ids(c.nq * std::size_t(c.k));
-        const double work = double(n) * double(c.nq);
-        int iters = work <= 2e8 ? 200 : work <= 2e9 ? 50 : 7;
-        if (quick) iters = std::max(3, iters / 10);
-        for (int w = 0; w < 3; ++w) idx.search(c.nq, q.data(), c.k, dist.data(), ids.data());
-        std::vector<double> us;
-        for (int it = 0; it < iters; ++it) {
-          const auto t0 = std::chrono::steady_clock::now();
-          idx.search(c.nq, q.data(), c.k, dist.data(), ids.data());
-          const auto t1 = std::chrono::steady_clock::now();
-          us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        }
-        std::sort(us.begin(), us.end());
-        const double med = us[us.size() / 2];
-        const std::size_t check = std::min<std::size_t>(c.nq, n >= 10000000 ? 2 : 8);
-        const double rec = recall_at(x, n, d, q, ids, c.k, check);
-        Row r{n, d, c.nq, c.k, med, double(c.nq) / (med * 1e-6), floor_us, rec, iters};
+        const Row r = time_case(idx, x, n, d, c.nq, c.k, floor_us, quick, false);
         rows.push_back(r);
-        std::printf("{\"n\": %zu, \"d\": %zu, \"nq\": %zu, \"k\": %d, \"median_us\": %.2f, \"qps\": %.1f, "
-                    "\"floor_us\": %.2f, \"x_floor\": %.3f, \"recall10\": %.4f, \"iters\": %d}\n",
-                    n, d, c.nq, c.k, med, r.qps, floor_us, med / floor_us, rec, iters);
-        std::fflush(stdout);
+        print_row(r);
+      }
+      if (n == 1000000) {
+        // Inner product and fp16 storage (PyTorch's ip / ip_fp16 figures), and the tensor-core
+        // screening (HIVE_GPU_CUDA_TF32=1, read per search) for the batch.
+        auto extra = [&](FlatIndex& index, const std::vector<float>& xref, const char* metric, const char* storage,
+                         double fl, std::size_t nq, bool fast) {
+          if (fast) setenv("HIVE_GPU_CUDA_TF32", "1", 1);
+          Row r = time_case(index, xref, n, d, nq, 10, fl, quick, std::strcmp(metric, "ip") == 0);
+          if (fast) unsetenv("HIVE_GPU_CUDA_TF32");
+          r.metric = metric;
+          r.storage = storage;
+          r.screen = fast ? (std::strcmp(storage, "f16") == 0 ? "fp16-gemm" : "tf32") : "exact";
+          extra_rows.push_back(r);
+          print_row(r);
+        };
+        extra(idx, x, "l2", "f32", floor_us, 10000, true);
+        {
+          FlatIndex ip(ctx, d, Metric::InnerProduct);
+          ip.add(n, x.data());
+          extra(ip, x, "ip", "f32", floor_us, 1, false);
+          extra(ip, x, "ip", "f32", floor_us, 10000, false);
+          extra(ip, x, "ip", "f32", floor_us, 10000, true);
+        }
+        {
+          FlatIndex h(ctx, d, Metric::InnerProduct, FlatOptions{ScalarType::F16});
+          h.add(n, x.data());
+          const auto xh = round_f16(x);
+          extra(h, xh, "ip", "f16", floor_us / 2, 1, false);
+          extra(h, xh, "ip", "f16", floor_us / 2, 10000, false);
+          extra(h, xh, "ip", "f16", floor_us / 2, 10000, true);
+        }
       }
     }
+    auto json_rows = [](std::ofstream& out, const std::vector<Row>& rs) {
+      for (std::size_t i = 0; i < rs.size(); ++i) {
+        const Row& r = rs[i];
+        out << "  {\"n\": " << r.n << ", \"d\": " << r.d << ", \"nq\": " << r.nq << ", \"k\": " << r.k
+            << ", \"metric\": \"" << r.metric << "\", \"storage\": \"" << r.storage << "\", \"screen\": \""
+            << r.screen << "\", \"torch_key\": \"" << r.torch_key() << "\", \"median_us\": " << r.median_us
+            << ", \"qps\": " << r.qps << ", \"floor_us\": " << r.floor_us << ", \"recall10\": " << r.recall
+            << ", \"iters\": " << r.iters << "}" << (i + 1 < rs.size() ? "," : "") << "\n";
+      }
+    };
     if (!json_path.empty()) {
       std::ofstream out(json_path);
       out << "{\"device\": \"" << info.name << "\", \"copy_TBps\": " << bw / 1e12 << ", \"rows\": [\n";
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        const Row& r = rows[i];
-        out << "  {\"n\": " << r.n << ", \"d\": " << r.d << ", \"nq\": " << r.nq << ", \"k\": " << r.k
-            << ", \"median_us\": " << r.median_us << ", \"qps\": " << r.qps << ", \"floor_us\": " << r.floor_us
-            << ", \"recall10\": " << r.recall << ", \"iters\": " << r.iters << "}" << (i + 1 < rows.size() ? "," : "")
-            << "\n";
-      }
+      json_rows(out, rows);
+      out << "], \"extra_rows\": [\n";
+      json_rows(out, extra_rows);
       out << "]}\n";
     }
-    std::printf("\n| n | nq | k | median us | QPS | floor us | x floor | recall@10 |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (const Row& r : rows)
-      std::printf("| %zu | %zu | %d | %.1f | %.0f | %.1f | %.2f | %.4f |\n", r.n, r.nq, r.k, r.median_us, r.qps,
-                  r.floor_us, r.median_us / r.floor_us, r.recall);
+    std::printf("\n| n | nq | k | metric | storage | screen | median us | QPS | floor us | x floor | recall@10 |\n"
+                "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|\n");
+    for (const auto* rs : {&rows, &extra_rows})
+      for (const Row& r : *rs)
+        std::printf("| %zu | %zu | %d | %s | %s | %s | %.1f | %.0f | %.1f | %.2f | %.4f |\n", r.n, r.nq, r.k,
+                    r.metric.c_str(), r.storage.c_str(), r.screen.c_str(), r.median_us, r.qps, r.floor_us,
+                    r.median_us / r.floor_us, r.recall);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench: %s\n", e.what());
     return 1;
