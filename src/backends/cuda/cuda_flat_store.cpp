@@ -220,6 +220,24 @@ void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const ui
   cudaStream_t s = stream_->get();
   const int cap = select_capacity(k);
   const std::size_t n = rows_;
+  static const bool legacy_scan = env_set("HIVE_GPU_CUDA_LEGACY_SCAN");
+  if (nq == 1 && cap == 32 && !hamming() && !legacy_scan) {
+    // Fused: one kernel scores the rows and keeps each block's 32 best, then one or two
+    // small selection launches merge the blocks' lists; no score vector is written.
+    const std::size_t blocks = scan_select_blocks(n);
+    const std::size_t len = blocks * 32;
+    ws_cand_.ensure(nq * len * sizeof(uint64_t));
+    const std::size_t scratch = select_scratch_keys(nq, len, cap) * sizeof(uint64_t);
+    ws_a_.ensure(scratch);
+    ws_b_.ensure(scratch);
+    ws_keys_.ensure(nq * std::size_t(cap) * sizeof(uint64_t));
+    launch_scan_select(scan_args(dq, nq), bitmap, ws_cand_.as<uint64_t>(), blocks, len, s);
+    select_from_keys(ws_cand_.as<uint64_t>(), len, nq, len, cap, ws_keys_.as<uint64_t>(), std::size_t(cap),
+                     ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
+    launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(cap), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
+                    drows, s);
+    return;
+  }
   ws_scores_.ensure(nq * n * sizeof(float));
   const std::size_t scratch = select_scratch_keys(nq, n, cap) * sizeof(uint64_t);
   ws_a_.ensure(scratch);

@@ -132,4 +132,25 @@ __device__ __forceinline__ bool is_deleted(const uint32_t* bitmap, std::size_t r
   return bitmap != nullptr && ((bitmap[row >> 5] >> (row & 31)) & 1u) != 0;
 }
 
+// A warp-wide sorted list of the 32 best keys: lane i holds the i-th best (ascending), `worst`
+// (lane 31's key, the same in every lane) is the entry threshold. Every lane offers one key
+// (kEmptyKey offers nothing); all 32 lanes must call it together.
+__device__ __forceinline__ void warp_list_offer(uint64_t key, uint64_t& list, uint64_t& worst, int lane) {
+  unsigned m = __ballot_sync(kFullMask, key < worst);
+  while (m != 0) {
+    const int src = __ffs(int(m)) - 1;
+    m &= m - 1;
+    const uint64_t nk = __shfl_sync(kFullMask, key, src);
+    if (nk < worst) {
+      const int pos = __popc(__ballot_sync(kFullMask, list < nk));
+      const uint64_t up = __shfl_up_sync(kFullMask, list, 1);
+      if (lane > pos)
+        list = up;
+      else if (lane == pos)
+        list = nk;
+      worst = __shfl_sync(kFullMask, list, kWarp - 1);
+    }
+  }
+}
+
 }  // namespace hive::gpu::cuda::dev

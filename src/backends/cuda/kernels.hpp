@@ -30,6 +30,14 @@ struct ScanArgs {
 };
 void launch_scan(const ScanArgs& a, cudaStream_t stream);
 
+// Fused scan + selection (float metrics): each of `blocks` blocks (scan_select_blocks(n))
+// scores its share of rows against each query with launch_scan's arithmetic and writes its 32
+// best keys, sorted, to out[q * out_ld + block * 32 ...] (kEmptyKey pads); removed rows
+// (`deleted`, may be null) and NaN never enter.
+std::size_t scan_select_blocks(std::size_t n);
+void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* out, std::size_t blocks,
+                        std::size_t out_ld, cudaStream_t stream);
+
 // Exact distances of candidate rows: for each query q and slot j < len, keys[q * ld + j]
 // (a candidate key, or kEmptyKey) is replaced by the key of the same row with its exact
 // distance, computed exactly as launch_scan computes it.

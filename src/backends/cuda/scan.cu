@@ -1,6 +1,9 @@
 // CUDA backend: the distance scan (one warp per row, up to kQT queries per pass so each row
 // read from memory serves several queries) and the exact re-score of candidate rows, which
 // shares the scan's arithmetic so both report identical values.
+#include <algorithm>
+#include <atomic>
+
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/kernels.hpp"
@@ -122,6 +125,91 @@ __global__ void __launch_bounds__(kScanThreads) scan_bits_kernel(const void* bas
   }
 }
 
+// ---- fused scan + top-32 (single queries) ---------------------------------------------
+// Each warp scores kFG consecutive rows per step (their loads issued together), with exactly
+// the arithmetic of `accumulate` + warp_reduce (bitwise the same scores as scan_kernel), and
+// keeps its 32 best keys in a warp list; the block's warps then merge into one list of 32.
+constexpr int kFG = 4;
+
+template <Metric M, ScalarType S, bool VEC>
+__device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, int nr, const float* q,
+                                                std::size_t dim, int lane, float (&acc)[kFG]) {
+  using E = Elem<S>;
+#pragma unroll
+  for (int i = 0; i < kFG; ++i) acc[i] = 0.0f;
+  if constexpr (VEC) {
+    constexpr int V = E::kVec;
+    const std::size_t chunks = dim / V;
+    for (std::size_t c = std::size_t(lane); c < chunks; c += kWarp) {
+      float xv[kFG][V];
+#pragma unroll
+      for (int i = 0; i < kFG; ++i) {
+        if (i < nr) {
+          E::load16(x + std::size_t(i) * dim + c * V, xv[i]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < V; ++e) xv[i][e] = 0.0f;
+        }
+      }
+      const float4* qp = reinterpret_cast<const float4*>(q + c * V);
+#pragma unroll
+      for (int h = 0; h < V / 4; ++h) {
+        const float4 qv = __ldg(qp + h);
+#pragma unroll
+        for (int i = 0; i < kFG; ++i) {
+          acc[i] = step<M>(acc[i], qv.x, xv[i][4 * h + 0]);
+          acc[i] = step<M>(acc[i], qv.y, xv[i][4 * h + 1]);
+          acc[i] = step<M>(acc[i], qv.z, xv[i][4 * h + 2]);
+          acc[i] = step<M>(acc[i], qv.w, xv[i][4 * h + 3]);
+        }
+      }
+    }
+  } else {
+    for (std::size_t j = std::size_t(lane); j < dim; j += kWarp) {
+      const float qv = __ldg(q + j);
+#pragma unroll
+      for (int i = 0; i < kFG; ++i)
+        if (i < nr) acc[i] = step<M>(acc[i], qv, E::get(x[std::size_t(i) * dim + j]));
+    }
+  }
+}
+
+template <Metric M, ScalarType S, bool VEC>
+__global__ void __launch_bounds__(kScanThreads, 4)
+    scan_select_kernel(const void* base, std::size_t n, std::size_t dim, const float* queries,
+                       const uint32_t* deleted, uint64_t* out, std::size_t out_ld) {
+  using T = typename Elem<S>::T;
+  __shared__ uint64_t lists[kScanThreads];
+  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const int warp = int(threadIdx.x) / kWarp;
+  const float* q = queries + std::size_t(blockIdx.y) * dim;
+  const std::size_t groups = (n + kFG - 1) / kFG;
+  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
+  uint64_t list = kEmptyKey, worst = kEmptyKey;
+  for (std::size_t g = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp); g < groups; g += warps) {
+    const std::size_t r0 = g * kFG;
+    const int nr = int(min(std::size_t(kFG), n - r0));
+    float acc[kFG];
+    accumulate_rows<M, S, VEC>(static_cast<const T*>(base) + r0 * dim, nr, q, dim, lane, acc);
+    uint64_t key = kEmptyKey;
+#pragma unroll
+    for (int i = 0; i < kFG; ++i) {
+      const float v = warp_reduce<M>(acc[i]);
+      const std::size_t row = r0 + std::size_t(i);
+      if (lane == i && i < nr && !is_deleted(deleted, row)) key = make_key(finish<M>(v), uint32_t(row));
+    }
+    warp_list_offer(key, list, worst, lane);
+  }
+  lists[threadIdx.x] = list;
+  __syncthreads();
+  if (warp == 0) {
+    list = kEmptyKey;
+    worst = kEmptyKey;
+    for (int w = 0; w < kScanThreads / kWarp; ++w) warp_list_offer(lists[w * kWarp + lane], list, worst, lane);
+    out[std::size_t(blockIdx.y) * out_ld + std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = list;
+  }
+}
+
 // One warp per (query, candidate slot).
 template <Metric M, ScalarType S, bool VEC>
 __global__ void __launch_bounds__(kScanThreads) rescore_kernel(const void* base, std::size_t dim, const float* queries,
@@ -234,6 +322,36 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream) {
     });
   }
   check(cudaGetLastError(), "scan kernel launch");
+}
+
+std::size_t scan_select_blocks(std::size_t n) {
+  static std::atomic<int> sms{0};
+  int m = sms.load(std::memory_order_relaxed);
+  if (m == 0) {
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&m, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    m = std::max(m, 1);
+    sms.store(m, std::memory_order_relaxed);
+  }
+  // At least 4 steps of kFG rows per warp; at most one wave (4 resident blocks per SM, the
+  // kernel's launch bound).
+  const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * 4;
+  return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1, std::size_t(m) * 4);
+}
+
+void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* out, std::size_t blocks,
+                        std::size_t out_ld, cudaStream_t stream) {
+  if (a.n == 0 || a.nq == 0) return;
+  if (a.metric == Metric::Hamming) throw Error(ErrorCode::Internal, "CUDA fused scan: Hamming");
+  if (a.nq > 65535) throw Error(ErrorCode::Internal, "CUDA fused scan: too many queries in one launch");
+  const dim3 grid{unsigned(blocks), unsigned(a.nq), 1u};
+  dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+    scan_select_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
+                                                                   static_cast<const float*>(a.queries), deleted, out,
+                                                                   out_ld);
+  });
+  check(cudaGetLastError(), "fused scan kernel launch");
 }
 
 void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::size_t ld, cudaStream_t stream) {

@@ -146,8 +146,10 @@ __global__ void __launch_bounds__(kWsThreads)
 std::size_t warp_chunk(std::size_t nq, std::size_t len) {
   // Enough warps to fill the GPU (about 16k), each chunk reduced at least 32-fold.
   std::size_t chunk = (nq * len + 16383) / 16384;
-  chunk = (chunk + 31) / 32 * 32;
-  return std::max(chunk, kWsMinChunk);
+  chunk = std::max((chunk + 31) / 32 * 32, kWsMinChunk);
+  // A short list (a few chunks) is cheaper in one warp than in one more launch.
+  if (len <= 2 * chunk) chunk = std::max<std::size_t>(len, 1);
+  return chunk;
 }
 
 void run_warp_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
