@@ -4,13 +4,19 @@
 // device-to-device copy); removed rows are a bitmap mirrored to the device before a search;
 // L2 stores keep squared row norms on the device for the matrix-product path.
 //
-// Two search paths, both ending in device-side top-k selection (no host sort):
+// Search paths, all ending in device-side top-k selection (no host sort):
+//  - fused (single query, k <= 32, float metrics): one kernel scores the rows and keeps each
+//    block's 32 best in warp-register lists; a short warp-select merge and the finalize follow.
+//    HIVE_GPU_CUDA_LEGACY_SCAN=1 turns it off (scan + select instead).
 //  - scan: one kernel scores every live row for up to 8 queries per pass (one warp per row,
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
 //  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries, when cuBLAS loads): tiles
-//    of rows x queries through cublasSgemm, each tile reduced at once to k + margin candidates,
+//    of rows x queries through cuBLAS, each tile reduced at once to k + margin candidates,
 //    the candidates re-scored exactly with the scan's own arithmetic, then the k best kept.
-//    The nq x n score matrix never exists whole.
+//    The nq x n score matrix never exists whole. HIVE_GPU_CUDA_TF32=1: tensor-core screening
+//    (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin max(16, k).
+// Selection: capacity 32 (k + margin <= 32) is a single-pass warp select (each key read once);
+// larger capacities, or HIVE_GPU_CUDA_LEGACY_SELECT=1, use the bitonic chunk sort.
 #include "backends/cuda/cuda_flat_store.hpp"
 
 #include <algorithm>
