@@ -214,13 +214,20 @@ int main(int argc, char** argv) {
         // Inner product and fp16 storage (PyTorch's ip / ip_fp16 figures), and the tensor-core
         // screening (HIVE_GPU_CUDA_TF32=1, read per search) for the batch.
         auto extra = [&](FlatIndex& index, const std::vector<float>& xref, const char* metric, const char* storage,
-                         double fl, std::size_t nq, bool fast) {
+                         double fl, std::size_t nq, bool fast, bool l2_tiles = false) {
           if (fast) setenv("HIVE_GPU_CUDA_TF32", "1", 1);
+          if (l2_tiles) {  // 32 MiB score tiles (2048 queries x 4096 rows), resident in L2
+            setenv("HIVE_GPU_CUDA_SCORE_TILE_MB", "32", 1);
+            setenv("HIVE_GPU_CUDA_QUERY_TILE", "2048", 1);
+          }
           Row r = time_case(index, xref, n, d, nq, 10, fl, quick, std::strcmp(metric, "ip") == 0);
-          if (fast) unsetenv("HIVE_GPU_CUDA_TF32");
+          unsetenv("HIVE_GPU_CUDA_TF32");
+          unsetenv("HIVE_GPU_CUDA_SCORE_TILE_MB");
+          unsetenv("HIVE_GPU_CUDA_QUERY_TILE");
           r.metric = metric;
           r.storage = storage;
-          r.screen = fast ? (std::strcmp(storage, "f16") == 0 ? "fp16-gemm" : "tf32") : "exact";
+          r.screen = std::string(fast ? (std::strcmp(storage, "f16") == 0 ? "fp16-gemm" : "tf32") : "exact") +
+                     (l2_tiles ? "+32MiB-tiles" : "");
           extra_rows.push_back(r);
           print_row(r);
         };
@@ -231,6 +238,7 @@ int main(int argc, char** argv) {
           extra(ip, x, "ip", "f32", floor_us, 1, false);
           extra(ip, x, "ip", "f32", floor_us, 10000, false);
           extra(ip, x, "ip", "f32", floor_us, 10000, true);
+          extra(ip, x, "ip", "f32", floor_us, 10000, true, true);
         }
         {
           FlatIndex h(ctx, d, Metric::InnerProduct, FlatOptions{ScalarType::F16});

@@ -46,6 +46,15 @@ bool env_set(const char* name) {
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
 }
 
+// A positive integer from the environment (read per call), or `fallback`.
+std::size_t env_size(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  return (end != nullptr && *end == '\0' && x > 0) ? std::size_t(x) : fallback;
+}
+
 class CudaFlatStore final : public detail::FlatStore {
  public:
   CudaFlatStore(const detail::StoreConfig& cfg, int ordinal)
@@ -270,7 +279,10 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
   // Candidates kept per query before the exact re-score: k plus a margin for rounding.
   const int cap_c = select_capacity(std::min(kMaxK, k + (tf32 ? std::max(16, k) : 16)));
   const int cap_k = select_capacity(k);
-  const std::size_t row_tile = std::min(n, std::max<std::size_t>(1024, kScoreBudget / nq));
+  // Score tile (floats): HIVE_GPU_CUDA_SCORE_TILE_MB overrides the default 256 MiB (a tile that
+  // fits the GPU's L2 cache spares the HBM round trip of the scores, at more launches).
+  const std::size_t budget = std::min<std::size_t>(env_size("HIVE_GPU_CUDA_SCORE_TILE_MB", 256), 4096) << 18;
+  const std::size_t row_tile = std::min(n, std::max<std::size_t>(1024, budget / nq));
   const std::size_t tiles = ceil_div(n, row_tile);
   const std::size_t cand_ld = tiles * std::size_t(cap_c);
   ws_scores_.ensure(nq * row_tile * sizeof(float));
@@ -348,7 +360,7 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   const uint32_t* bitmap = device_bitmap();
   const auto* dq = ws_queries_.as<const uint8_t>();
   if (use_gemm(nq)) {
-    const std::size_t tile = std::min(nq, kGemmQueryTile);
+    const std::size_t tile = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
     for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
       const std::size_t m = std::min(tile, nq - q0);
       gemm_tile(reinterpret_cast<const float*>(dq + q0 * qbytes), m, k, bitmap, ws_dist_.as<float>() + q0 * kk,
