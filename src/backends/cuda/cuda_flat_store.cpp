@@ -223,9 +223,9 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable std::mutex mu_;
   mutable bool deleted_dirty_ = false;
   mutable DeviceBuffer deleted_dev_;
-  mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_dist_, ws_rows_,
+  mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
-  mutable PinnedBuffer pin_in_, pin_dist_, pin_rows_;
+  mutable PinnedBuffer pin_in_, pin_rows_;
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
 };
@@ -352,10 +352,12 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   pin_in_.ensure(nq * qbytes);
   std::memcpy(pin_in_.get(), queries, nq * qbytes);
   ws_queries_.ensure(nq * qbytes);
-  ws_dist_.ensure(nq * kk * sizeof(float));
-  ws_rows_.ensure(nq * kk * sizeof(int64_t));
-  pin_dist_.ensure(nq * kk * sizeof(float));
-  pin_rows_.ensure(nq * kk * sizeof(int64_t));
+  // Results in one device buffer (rows, then distances) and one download.
+  const std::size_t out_bytes = nq * kk * (sizeof(int64_t) + sizeof(float));
+  ws_rows_.ensure(out_bytes);
+  pin_rows_.ensure(out_bytes);
+  int64_t* const drows_all = ws_rows_.as<int64_t>();
+  float* const ddist_all = reinterpret_cast<float*>(drows_all + nq * kk);
   check(cudaMemcpyAsync(ws_queries_.get(), pin_in_.get(), nq * qbytes, cudaMemcpyHostToDevice, s), "upload queries");
   const uint32_t* bitmap = device_bitmap();
   const auto* dq = ws_queries_.as<const uint8_t>();
@@ -363,23 +365,21 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     const std::size_t tile = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
     for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
       const std::size_t m = std::min(tile, nq - q0);
-      gemm_tile(reinterpret_cast<const float*>(dq + q0 * qbytes), m, k, bitmap, ws_dist_.as<float>() + q0 * kk,
-                ws_rows_.as<int64_t>() + q0 * kk);
+      gemm_tile(reinterpret_cast<const float*>(dq + q0 * qbytes), m, k, bitmap, ddist_all + q0 * kk,
+                drows_all + q0 * kk);
     }
   } else {
     const std::size_t tile = std::clamp<std::size_t>(kScoreBudget / rows_, 1, std::min<std::size_t>(nq, 8 * 65535));
     for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
       const std::size_t m = std::min(tile, nq - q0);
-      scan_tile(dq + q0 * qbytes, m, k, bitmap, ws_dist_.as<float>() + q0 * kk, ws_rows_.as<int64_t>() + q0 * kk);
+      scan_tile(dq + q0 * qbytes, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
     }
   }
-  check(cudaMemcpyAsync(pin_dist_.get(), ws_dist_.get(), nq * kk * sizeof(float), cudaMemcpyDeviceToHost, s),
-        "download distances");
-  check(cudaMemcpyAsync(pin_rows_.get(), ws_rows_.get(), nq * kk * sizeof(int64_t), cudaMemcpyDeviceToHost, s),
-        "download rows");
+  check(cudaMemcpyAsync(pin_rows_.get(), ws_rows_.get(), out_bytes, cudaMemcpyDeviceToHost, s), "download results");
   stream_->sync("search");
-  std::memcpy(distances, pin_dist_.get(), nq * kk * sizeof(float));
-  std::memcpy(rows, pin_rows_.get(), nq * kk * sizeof(int64_t));
+  const auto* host_rows = static_cast<const int64_t*>(pin_rows_.get());
+  std::memcpy(rows, host_rows, nq * kk * sizeof(int64_t));
+  std::memcpy(distances, host_rows + nq * kk, nq * kk * sizeof(float));
 }
 
 }  // namespace
