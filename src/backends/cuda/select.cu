@@ -88,16 +88,41 @@ __global__ void __launch_bounds__(Config<K>::kThreads)
   for (int i = int(threadIdx.x); i < K; i += kThreads) dst[i] = sh[i];
 }
 
-// ---- warp select (capacity 32): one pass over the keys, each read once ----------------
-// One warp per (query, chunk): lane i holds the i-th best key so far (ascending across the
-// lanes); a new key enters only when it beats lane 31's (ballot filter), by a shift of the
-// lanes above its place. Keys are unique (row in the low half), so ties are exact.
+// ---- warp select (capacity 32 R): one pass over the keys, each read once ----------------
+// One warp per (query, chunk) keeps the 32 R best keys so far, sorted ascending, lane L
+// holding entries L R .. L R + R - 1 in registers. A new key enters only when it beats the
+// last entry (ballot filter), by a shift of the entries after its place. Keys are unique (row
+// in the low half), so ties are exact. R = 1 serves capacity 32, R = 8 capacity 256.
 constexpr int kWarpCap = 32;
 constexpr int kWsThreads = 256;
 constexpr int kWsUnroll = 8;  // loads in flight per lane
-constexpr std::size_t kWsMinChunk = 1024;
 
-template <bool FROM_SCORES>
+template <int R>
+__device__ __forceinline__ void list_offer(uint64_t key, uint64_t (&list)[R], uint64_t& worst, int lane) {
+  unsigned m = __ballot_sync(kFullMask, key < worst);
+  while (m != 0) {
+    const int src = __ffs(int(m)) - 1;
+    m &= m - 1;
+    const uint64_t nk = __shfl_sync(kFullMask, key, src);
+    if (nk < worst) {  // uniform: worst is the same in every lane
+      int pos = 0;
+#pragma unroll
+      for (int j = 0; j < R; ++j) pos += __popc(__ballot_sync(kFullMask, list[j] < nk));
+      const uint64_t carry = __shfl_up_sync(kFullMask, list[R - 1], 1);
+#pragma unroll
+      for (int j = R - 1; j >= 0; --j) {
+        const int g = lane * R + j;
+        if (g > pos)
+          list[j] = j > 0 ? list[j - 1] : carry;
+        else if (g == pos)
+          list[j] = nk;
+      }
+      worst = __shfl_sync(kFullMask, list[R - 1], kWarp - 1);
+    }
+  }
+}
+
+template <int R, bool FROM_SCORES>
 __global__ void __launch_bounds__(kWsThreads)
     warp_select_kernel(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t len, int64_t row0,
                        const uint32_t* deleted, Transform t, const float* norms, std::size_t chunk,
@@ -107,7 +132,10 @@ __global__ void __launch_bounds__(kWsThreads)
   if (w >= nq * chunks) return;  // uniform across the warp
   const std::size_t q = w / chunks, c = w % chunks;
   const std::size_t start = c * chunk, end = min(len, start + chunk);
-  uint64_t list = kEmptyKey, worst = kEmptyKey;
+  uint64_t list[R];
+#pragma unroll
+  for (int j = 0; j < R; ++j) list[j] = kEmptyKey;
+  uint64_t worst = kEmptyKey;
   for (std::size_t b = start; b < end; b += std::size_t(kWarp) * kWsUnroll) {
     uint64_t key[kWsUnroll];
 #pragma unroll
@@ -124,60 +152,54 @@ __global__ void __launch_bounds__(kWsThreads)
       }
     }
 #pragma unroll
-    for (int u = 0; u < kWsUnroll; ++u) {
-      unsigned m = __ballot_sync(kFullMask, key[u] < worst);
-      while (m != 0) {
-        const int src = __ffs(int(m)) - 1;
-        m &= m - 1;
-        const uint64_t nk = __shfl_sync(kFullMask, key[u], src);
-        if (nk < worst) {  // uniform: worst is the same in every lane
-          const int pos = __popc(__ballot_sync(kFullMask, list < nk));
-          const uint64_t up = __shfl_up_sync(kFullMask, list, 1);
-          if (lane > pos) list = up;
-          else if (lane == pos) list = nk;
-          worst = __shfl_sync(kFullMask, list, kWarp - 1);
-        }
-      }
-    }
+    for (int u = 0; u < kWsUnroll; ++u) list_offer<R>(key[u], list, worst, lane);
   }
-  out[q * out_ld + c * kWarpCap + std::size_t(lane)] = list;
+  uint64_t* dst = out + q * out_ld + c * std::size_t(kWarpCap * R) + std::size_t(lane) * R;
+#pragma unroll
+  for (int j = 0; j < R; ++j) dst[j] = list[j];
 }
 
-std::size_t warp_chunk(std::size_t nq, std::size_t len) {
-  // Enough warps to fill the GPU (about 16k), each chunk reduced at least 32-fold.
+// Smallest chunk of the warp select at capacity 32 R (each round reduces at least 32-fold at
+// R = 1, 16-fold at R = 8).
+constexpr std::size_t ws_min_chunk(int r) { return r == 1 ? 1024 : 4096; }
+
+std::size_t warp_chunk(std::size_t nq, std::size_t len, int r) {
+  // Enough warps to fill the GPU (about 16k).
   std::size_t chunk = (nq * len + 16383) / 16384;
-  chunk = std::max((chunk + 31) / 32 * 32, kWsMinChunk);
+  chunk = std::max((chunk + 31) / 32 * 32, ws_min_chunk(r));
   // A short list (a few chunks) is cheaper in one warp than in one more launch.
   if (len <= 2 * chunk) chunk = std::max<std::size_t>(len, 1);
   return chunk;
 }
 
+template <int R>
 void run_warp_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
                      int64_t row0, const uint32_t* deleted, Transform t, const float* norms, uint64_t* out,
                      std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
+  constexpr std::size_t kCap = std::size_t(kWarpCap) * R;
   bool from_scores = scores != nullptr;
   uint64_t* bufs[2] = {scratch_a, scratch_b};
   int which = 0;
   for (;;) {
-    const std::size_t chunk = warp_chunk(nq, len);
+    const std::size_t chunk = warp_chunk(nq, len, R);
     const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
     const bool last = chunks == 1;
     uint64_t* dst = last ? out : bufs[which];
-    const std::size_t dst_ld = last ? out_ld : chunks * kWarpCap;
+    const std::size_t dst_ld = last ? out_ld : chunks * kCap;
     const std::size_t threads = nq * chunks * kWarp;
     const unsigned grid = unsigned((threads + kWsThreads - 1) / kWsThreads);
     if (from_scores)
-      warp_select_kernel<true><<<grid, kWsThreads, 0, stream>>>(scores, nullptr, ld, len, row0, deleted, t, norms,
-                                                                chunk, chunks, nq, dst, dst_ld);
+      warp_select_kernel<R, true><<<grid, kWsThreads, 0, stream>>>(scores, nullptr, ld, len, row0, deleted, t, norms,
+                                                                   chunk, chunks, nq, dst, dst_ld);
     else
-      warp_select_kernel<false><<<grid, kWsThreads, 0, stream>>>(nullptr, keys, ld, len, 0, nullptr, t, nullptr, chunk,
-                                                                 chunks, nq, dst, dst_ld);
+      warp_select_kernel<R, false><<<grid, kWsThreads, 0, stream>>>(nullptr, keys, ld, len, 0, nullptr, t, nullptr,
+                                                                    chunk, chunks, nq, dst, dst_ld);
     check(cudaGetLastError(), "warp select kernel launch");
     if (last) return;
     from_scores = false;
     keys = dst;
     ld = dst_ld;
-    len = chunks * kWarpCap;
+    len = chunks * kCap;
     which ^= 1;
   }
 }
@@ -259,7 +281,11 @@ void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::
                 int64_t row0, const uint32_t* deleted, Transform t, const float* norms, int cap, uint64_t* out,
                 std::size_t out_ld, uint64_t* a, uint64_t* b, cudaStream_t s) {
   if (cap == kWarpCap && !legacy_select()) {
-    run_warp_select(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
+    run_warp_select<1>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
+    return;
+  }
+  if (cap == 8 * kWarpCap && !legacy_select()) {
+    run_warp_select<8>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
     return;
   }
   switch (cap) {
@@ -275,8 +301,10 @@ void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::
 int select_capacity(int k) { return k <= 32 ? 32 : k <= 256 ? 256 : 2048; }
 
 std::size_t select_scratch_keys(std::size_t nq, std::size_t len, int cap) {
-  // The warp select's chunks (capacity 32) are never smaller than kWsMinChunk.
-  const std::size_t chunk = cap == kWarpCap ? std::min<std::size_t>(kWsMinChunk, chunk_of(cap)) : std::size_t(chunk_of(cap));
+  // The warp select's chunks are never smaller than ws_min_chunk (capacities 32 and 256).
+  const std::size_t chunk = cap == kWarpCap       ? std::min<std::size_t>(ws_min_chunk(1), chunk_of(cap))
+                            : cap == 8 * kWarpCap ? std::min<std::size_t>(ws_min_chunk(8), chunk_of(cap))
+                                                  : std::size_t(chunk_of(cap));
   const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
   return nq * chunks * std::size_t(cap);
 }
