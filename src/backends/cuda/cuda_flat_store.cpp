@@ -15,8 +15,9 @@
 //    the candidates re-scored exactly with the scan's own arithmetic, then the k best kept.
 //    The nq x n score matrix never exists whole. HIVE_GPU_CUDA_TF32=1: tensor-core screening
 //    (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin max(16, k).
-// Selection: capacity 32 (k + margin <= 32) is a single-pass warp select (each key read once);
-// larger capacities, or HIVE_GPU_CUDA_LEGACY_SELECT=1, use the bitonic chunk sort.
+// Selection: capacities 32 and 256 (k + margin <= 256) are a single-pass warp select (each key
+// read once); capacity 2048, or HIVE_GPU_CUDA_LEGACY_SELECT=1, uses the bitonic chunk sort.
+// Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE.
 #include "backends/cuda/cuda_flat_store.hpp"
 
 #include <algorithm>
