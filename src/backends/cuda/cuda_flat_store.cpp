@@ -7,7 +7,10 @@
 // Search paths, all ending in device-side top-k selection (no host sort):
 //  - fused (single query, k <= 32, float metrics): one kernel scores the rows and keeps each
 //    block's 32 best in warp-register lists; a short warp-select merge and the finalize follow.
-//    HIVE_GPU_CUDA_LEGACY_SCAN=1 turns it off (scan + select instead).
+//    HIVE_GPU_CUDA_LEGACY_SCAN=1 turns it off (scan + select instead). It serves every float
+//    metric and fp32 / fp16 / bf16 storage; rows of at most 16 16-byte chunks (fp16 / bf16 at
+//    d <= 128, fp32 at d <= 64) are split across half-warps so every lane loads
+//    (HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps one whole warp per row).
 //  - scan: one kernel scores every live row for up to 8 queries per pass (one warp per row,
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
 //  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries, when cuBLAS loads): tiles

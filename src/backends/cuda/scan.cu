@@ -3,6 +3,8 @@
 // shares the scan's arithmetic so both report identical values.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
@@ -131,16 +133,21 @@ __global__ void __launch_bounds__(kScanThreads) scan_bits_kernel(const void* bas
 // keeps its 32 best keys in a warp list; the block's warps then merge into one list of 32.
 constexpr int kFG = 4;
 
+// Split mode (VEC, dim / kVec <= 16 chunks, e.g. fp16 / bf16 at d <= 128): each half-warp
+// takes its own kFG rows (lane & 15 reads chunk lane & 15), so all 32 lanes load and a step
+// covers 2 kFG rows. The whole-warp layout would leave lanes 16..31 at +0 and its first
+// butterfly step (offset 16) adds exactly that +0, so reducing over offsets 8..1 within each
+// half gives bitwise the same sums. `sublane` / `stride`: lane / 32, or lane & 15 / 16.
 template <Metric M, ScalarType S, bool VEC>
 __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, int nr, const float* q,
-                                                std::size_t dim, int lane, float (&acc)[kFG]) {
+                                                std::size_t dim, int sublane, int stride, float (&acc)[kFG]) {
   using E = Elem<S>;
 #pragma unroll
   for (int i = 0; i < kFG; ++i) acc[i] = 0.0f;
   if constexpr (VEC) {
     constexpr int V = E::kVec;
     const std::size_t chunks = dim / V;
-    for (std::size_t c = std::size_t(lane); c < chunks; c += kWarp) {
+    for (std::size_t c = std::size_t(sublane); c < chunks; c += std::size_t(stride)) {
       float xv[kFG][V];
 #pragma unroll
       for (int i = 0; i < kFG; ++i) {
@@ -165,7 +172,7 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
       }
     }
   } else {
-    for (std::size_t j = std::size_t(lane); j < dim; j += kWarp) {
+    for (std::size_t j = std::size_t(sublane); j < dim; j += std::size_t(stride)) {
       const float qv = __ldg(q + j);
 #pragma unroll
       for (int i = 0; i < kFG; ++i)
@@ -177,26 +184,34 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
 template <Metric M, ScalarType S, bool VEC>
 __global__ void __launch_bounds__(kScanThreads, 4)
     scan_select_kernel(const void* base, std::size_t n, std::size_t dim, const float* queries,
-                       const uint32_t* deleted, uint64_t* out, std::size_t out_ld) {
+                       const uint32_t* deleted, uint64_t* out, std::size_t out_ld, int split) {
   using T = typename Elem<S>::T;
   __shared__ uint64_t lists[kScanThreads];
   const int lane = int(threadIdx.x) & (kWarp - 1);
   const int warp = int(threadIdx.x) / kWarp;
   const float* q = queries + std::size_t(blockIdx.y) * dim;
-  const std::size_t groups = (n + kFG - 1) / kFG;
+  // split (uniform): half-warps take separate rows (see accumulate_rows).
+  const int half = split ? lane >> 4 : 0;
+  const int sublane = split ? lane & 15 : lane;
+  const int stride = split ? 16 : kWarp;
+  const std::size_t step_rows = std::size_t(split ? 2 * kFG : kFG);
+  const std::size_t groups = (n + step_rows - 1) / step_rows;
   const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
   uint64_t list = kEmptyKey, worst = kEmptyKey;
   for (std::size_t g = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp); g < groups; g += warps) {
-    const std::size_t r0 = g * kFG;
-    const int nr = int(min(std::size_t(kFG), n - r0));
+    const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
+    const int nr = r0 < n ? int(min(std::size_t(kFG), n - r0)) : 0;
     float acc[kFG];
-    accumulate_rows<M, S, VEC>(static_cast<const T*>(base) + r0 * dim, nr, q, dim, lane, acc);
+    accumulate_rows<M, S, VEC>(static_cast<const T*>(base) + min(r0, n - 1) * dim, nr, q, dim, sublane, stride, acc);
     uint64_t key = kEmptyKey;
 #pragma unroll
     for (int i = 0; i < kFG; ++i) {
-      const float v = warp_reduce<M>(acc[i]);
+      float v = acc[i];
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1)
+        if (off < 16 || !split) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
       const std::size_t row = r0 + std::size_t(i);
-      if (lane == i && i < nr && !is_deleted(deleted, row)) key = make_key(finish<M>(v), uint32_t(row));
+      if (sublane == i && i < nr && !is_deleted(deleted, row)) key = make_key(finish<M>(v), uint32_t(row));
     }
     warp_list_offer(key, list, worst, lane);
   }
@@ -346,10 +361,18 @@ void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* ou
   if (a.metric == Metric::Hamming) throw Error(ErrorCode::Internal, "CUDA fused scan: Hamming");
   if (a.nq > 65535) throw Error(ErrorCode::Internal, "CUDA fused scan: too many queries in one launch");
   const dim3 grid{unsigned(blocks), unsigned(a.nq), 1u};
+  // Half-warp split when a row is at most 16 16-byte chunks; HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps
+  // the whole-warp-per-row layout.
+  static const bool legacy_fused = [] {
+    const char* v = std::getenv("HIVE_GPU_CUDA_LEGACY_FUSED");
+    return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+  }();
+  const std::size_t vec_elems = a.storage == ScalarType::F32 ? 4 : 8;
+  const int split = (!legacy_fused && vec_ok(a) && a.dim / vec_elems <= 16) ? 1 : 0;
   dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
     scan_select_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
                                                                    static_cast<const float*>(a.queries), deleted, out,
-                                                                   out_ld);
+                                                                   out_ld, split);
   });
   check(cudaGetLastError(), "fused scan kernel launch");
 }
