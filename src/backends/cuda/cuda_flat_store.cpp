@@ -10,7 +10,8 @@
 //    HIVE_GPU_CUDA_LEGACY_SCAN=1 turns it off (scan + select instead). It serves every float
 //    metric and fp32 / fp16 / bf16 storage; rows of at most 16 16-byte chunks (fp16 / bf16 at
 //    d <= 128, fp32 at d <= 64) are split across half-warps so every lane loads
-//    (HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps one whole warp per row).
+//    and with fp32 rows of at most one 16-byte chunk per lane (d <= 128) each warp loads its next
+//    rows before reducing the current ones (HIVE_GPU_CUDA_LEGACY_FUSED=1 turns both off).
 //  - scan: one kernel scores every live row for up to 8 queries per pass (one warp per row,
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
 //  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries, when cuBLAS loads): tiles

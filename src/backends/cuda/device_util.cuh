@@ -23,6 +23,13 @@ struct Elem<ScalarType::F32> {
   using T = float;
   static constexpr int kVec = 4;  // elements per 16-byte load
   __device__ static float get(T v) { return v; }
+  // The 16 bytes already loaded (as load16 would decode them).
+  __device__ static void cvt16(uint4 v, float* out) {
+    out[0] = __uint_as_float(v.x);
+    out[1] = __uint_as_float(v.y);
+    out[2] = __uint_as_float(v.z);
+    out[3] = __uint_as_float(v.w);
+  }
   __device__ static void load16(const T* p, float* out) {
     const float4 v = __ldg(reinterpret_cast<const float4*>(p));
     out[0] = v.x;
@@ -36,6 +43,14 @@ struct Elem<ScalarType::F16> {
   using T = uint16_t;
   static constexpr int kVec = 8;
   __device__ static float get(T v) { return __half2float(__ushort_as_half(v)); }
+  __device__ static void cvt16(uint4 v, float* out) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = get(uint16_t(w[i] & 0xffffu));
+      out[2 * i + 1] = get(uint16_t(w[i] >> 16));
+    }
+  }
   __device__ static void load16(const T* p, float* out) {
     const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
@@ -51,6 +66,14 @@ struct Elem<ScalarType::BF16> {
   using T = uint16_t;
   static constexpr int kVec = 8;
   __device__ static float get(T v) { return __uint_as_float(uint32_t(v) << 16); }
+  __device__ static void cvt16(uint4 v, float* out) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
   __device__ static void load16(const T* p, float* out) {
     const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};

@@ -184,7 +184,7 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
 template <Metric M, ScalarType S, bool VEC>
 __global__ void __launch_bounds__(kScanThreads, 4)
     scan_select_kernel(const void* base, std::size_t n, std::size_t dim, const float* queries,
-                       const uint32_t* deleted, uint64_t* out, std::size_t out_ld, int split) {
+                       const uint32_t* deleted, uint64_t* out, std::size_t out_ld, int split, int pipe) {
   using T = typename Elem<S>::T;
   __shared__ uint64_t lists[kScanThreads];
   const int lane = int(threadIdx.x) & (kWarp - 1);
@@ -198,11 +198,8 @@ __global__ void __launch_bounds__(kScanThreads, 4)
   const std::size_t groups = (n + step_rows - 1) / step_rows;
   const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
   uint64_t list = kEmptyKey, worst = kEmptyKey;
-  for (std::size_t g = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp); g < groups; g += warps) {
-    const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
-    const int nr = r0 < n ? int(min(std::size_t(kFG), n - r0)) : 0;
-    float acc[kFG];
-    accumulate_rows<M, S, VEC>(static_cast<const T*>(base) + min(r0, n - 1) * dim, nr, q, dim, sublane, stride, acc);
+  // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys.
+  auto emit = [&](std::size_t r0, int nr, float (&acc)[kFG]) {
     uint64_t key = kEmptyKey;
 #pragma unroll
     for (int i = 0; i < kFG; ++i) {
@@ -214,6 +211,76 @@ __global__ void __launch_bounds__(kScanThreads, 4)
       if (sublane == i && i < nr && !is_deleted(deleted, row)) key = make_key(finish<M>(v), uint32_t(row));
     }
     warp_list_offer(key, list, worst, lane);
+  };
+  const std::size_t g0 = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp);
+  // fp32 only: with the half types the extra registers spill (ptxas, sm_90).
+  constexpr bool kPipe = VEC && S == ScalarType::F32;
+  if constexpr (kPipe) {
+    constexpr int V = Elem<S>::kVec;
+    const std::size_t chunks = dim / V;
+    if (pipe && chunks <= std::size_t(stride)) {
+      // At most one 16-byte chunk per lane and row: the next step's rows are loaded (raw)
+      // before this step's are reduced, so each warp keeps a step of loads in flight. The
+      // arithmetic per row is accumulate_rows' exactly (same elements, same order).
+      const bool active = std::size_t(sublane) < chunks;
+      float qf[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) qf[e] = 0.0f;
+      if (active) {
+        const float4* qp = reinterpret_cast<const float4*>(q + std::size_t(sublane) * V);
+#pragma unroll
+        for (int h = 0; h < V / 4; ++h) {
+          const float4 qv = __ldg(qp + h);
+          qf[4 * h + 0] = qv.x;
+          qf[4 * h + 1] = qv.y;
+          qf[4 * h + 2] = qv.z;
+          qf[4 * h + 3] = qv.w;
+        }
+      }
+      auto load = [&](std::size_t g, uint4 (&raw)[kFG]) {
+        const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
+#pragma unroll
+        for (int i = 0; i < kFG; ++i) {
+          const std::size_t row = r0 + std::size_t(i);
+          raw[i] = (g < groups && active && row < n)
+                       ? __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(base) + row * dim +
+                                                              std::size_t(sublane) * V))
+                       : make_uint4(0u, 0u, 0u, 0u);
+        }
+      };
+      uint4 cur[kFG];
+      load(g0, cur);
+      for (std::size_t g = g0; g < groups; g += warps) {
+        uint4 nxt[kFG];
+        load(g + warps, nxt);
+        const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
+        const int nr = r0 < n ? int(min(std::size_t(kFG), n - r0)) : 0;
+        float acc[kFG];
+#pragma unroll
+        for (int i = 0; i < kFG; ++i) {
+          acc[i] = 0.0f;
+          if (active) {
+            float xv[V];
+            Elem<S>::cvt16(cur[i], xv);
+#pragma unroll
+            for (int e = 0; e < V; ++e) acc[i] = step<M>(acc[i], qf[e], xv[e]);
+          }
+        }
+        emit(r0, nr, acc);
+#pragma unroll
+        for (int i = 0; i < kFG; ++i) cur[i] = nxt[i];
+      }
+    }
+  }
+  if (!(kPipe && pipe && dim / Elem<S>::kVec <= std::size_t(stride))) {
+    for (std::size_t g = g0; g < groups; g += warps) {
+      const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
+      const int nr = r0 < n ? int(min(std::size_t(kFG), n - r0)) : 0;
+      float acc[kFG];
+      accumulate_rows<M, S, VEC>(static_cast<const T*>(base) + min(r0, n - 1) * dim, nr, q, dim, sublane, stride,
+                                 acc);
+      emit(r0, nr, acc);
+    }
   }
   lists[threadIdx.x] = list;
   __syncthreads();
@@ -361,8 +428,9 @@ void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* ou
   if (a.metric == Metric::Hamming) throw Error(ErrorCode::Internal, "CUDA fused scan: Hamming");
   if (a.nq > 65535) throw Error(ErrorCode::Internal, "CUDA fused scan: too many queries in one launch");
   const dim3 grid{unsigned(blocks), unsigned(a.nq), 1u};
-  // Half-warp split when a row is at most 16 16-byte chunks; HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps
-  // the whole-warp-per-row layout.
+  // Half-warp split when a row is at most 16 16-byte chunks, and (fp32) loads of the next step
+  // issued before the current one is reduced when a row is at most one chunk per lane;
+  // HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-warp-per-row layout without the prefetch.
   static const bool legacy_fused = [] {
     const char* v = std::getenv("HIVE_GPU_CUDA_LEGACY_FUSED");
     return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
@@ -372,7 +440,7 @@ void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* ou
   dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
     scan_select_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
                                                                    static_cast<const float*>(a.queries), deleted, out,
-                                                                   out_ld, split);
+                                                                   out_ld, split, legacy_fused ? 0 : 1);
   });
   check(cudaGetLastError(), "fused scan kernel launch");
 }
