@@ -152,6 +152,15 @@ struct FlatIndex::State {
       if (out_ids[i] >= 0) out_ids[i] = row_ids[std::size_t(out_ids[i])];
   }
 
+  // Ids of live rows, in storage order (what ids() returns and save() writes).
+  std::vector<int64_t> live_ids() const {
+    std::vector<int64_t> out;
+    out.reserve(id_to_row.size());
+    for (int64_t id : row_ids)
+      if (id != kNoId) out.push_back(id);
+    return out;
+  }
+
   std::size_t row_of(int64_t id) const {
     auto it = id_to_row.find(id);
     if (it == id_to_row.end()) throw Error(ErrorCode::UnknownId, "id " + std::to_string(id) + " is not in the index");
@@ -160,6 +169,12 @@ struct FlatIndex::State {
 };
 
 namespace {
+// save() and load() move rows through a buffer of about this size, never the whole index.
+std::size_t rows_per_file_chunk(std::size_t row_bytes) {
+  constexpr std::size_t kChunkBytes = 16u << 20;
+  return std::max<std::size_t>(1, kChunkBytes / row_bytes);
+}
+
 StoreConfig make_config(std::size_t dim, Metric metric, FlatOptions opt) {
   if (uint8_t(metric) > uint8_t(Metric::Hamming))
     throw Error(ErrorCode::UnknownMetric, "metric code " + std::to_string(int(metric)) + " is not a metric");
@@ -332,11 +347,7 @@ std::vector<uint8_t> FlatIndex::get_bits(int64_t id) const {
 
 std::vector<int64_t> FlatIndex::ids() const {
   std::shared_lock lock(s_->mu);
-  std::vector<int64_t> out;
-  out.reserve(s_->id_to_row.size());
-  for (int64_t id : s_->row_ids)
-    if (id != kNoId) out.push_back(id);
-  return out;
+  return s_->live_ids();
 }
 
 void FlatIndex::reserve(std::size_t n) {
@@ -380,16 +391,10 @@ void FlatIndex::save(const std::string& path) const {
   h.count = s_->id_to_row.size();
   h.next_id = s_->next_id;
   w.write_header(h, rb);
-  const auto live = [&] {
-    std::vector<int64_t> out;
-    for (int64_t id : s_->row_ids)
-      if (id != kNoId) out.push_back(id);
-    return out;
-  }();
+  const auto live = s_->live_ids();
   w.write_payload(live.data(), live.size() * sizeof(int64_t));
   // Rows in bounded chunks, skipping deleted ones: saving compacts on disk.
-  constexpr std::size_t kChunkBytes = 16u << 20;
-  const std::size_t chunk = std::max<std::size_t>(1, kChunkBytes / rb);
+  const std::size_t chunk = rows_per_file_chunk(rb);
   std::vector<uint8_t> buf(std::min(chunk, s_->row_ids.size()) * rb);
   for (std::size_t first = 0; first < s_->row_ids.size(); first += chunk) {
     const std::size_t m = std::min(chunk, s_->row_ids.size() - first);
@@ -412,8 +417,7 @@ FlatIndex FlatIndex::load(const std::string& path, const Context& ctx) {
   std::vector<int64_t> ids(h.count);
   r.read_payload(ids.data(), ids.size() * sizeof(int64_t));
   const std::size_t rb = s->cfg.row_bytes();
-  constexpr std::size_t kChunkBytes = 16u << 20;
-  const std::size_t chunk = std::max<std::size_t>(1, kChunkBytes / rb);
+  const std::size_t chunk = rows_per_file_chunk(rb);
   std::vector<uint8_t> buf(std::min<std::size_t>(chunk, h.count) * rb);
   s->store->reserve(h.count);
   for (std::size_t first = 0; first < h.count; first += chunk) {

@@ -80,7 +80,7 @@ class CpuFlatStore final : public detail::FlatStore {
   void append(std::size_t n, const void* encoded) override {
     if (n == 0) return;
     grow_to(rows_ + n);
-    if (uses_norms()) norms_.resize(rows_ + n);  // may throw: before any change
+    if (gemm_metric()) norms_.resize(rows_ + n);  // may throw: before any change
     deleted_.resize(ceil_div(rows_ + n, 64), 0);
     std::memcpy(data_.get() + rows_ * row_bytes_, encoded, n * row_bytes_);
     const std::size_t first = rows_;
@@ -144,13 +144,13 @@ class CpuFlatStore final : public detail::FlatStore {
     data_ = std::move(fresh);
     capacity_ = capacity;
   }
-  // Squared norms of the decoded rows: the gemm path ranks L2 by ||x||^2 - 2 q.x and scales
-  // its error bounds by ||x||.
-  bool uses_norms() const {
+  // Metrics the gemm path serves. It keeps squared norms of the decoded rows for them: it ranks
+  // L2 by ||x||^2 - 2 q.x and scales its error bounds by ||x||.
+  bool gemm_metric() const {
     return cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct || cfg_.metric == Metric::Cosine;
   }
   void update_norms(std::size_t first, std::size_t n) {
-    if (!uses_norms()) return;
+    if (!gemm_metric()) return;
     const std::vector<float> zero(cfg_.dim, 0.0f);
     kernels().scan_fn(Metric::L2, cfg_.storage)(zero.data(), row_ptr(first), n, cfg_.dim, norms_.data() + first);
   }
@@ -402,14 +402,12 @@ void CpuFlatStore::search_gemm(std::size_t nq, const float* queries, int k,
 
 void CpuFlatStore::search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const {
   std::vector<std::vector<Candidate>> cand(nq);
-  const bool gemm_metric = cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct ||
-                           cfg_.metric == Metric::Cosine;
-  bool done = false;
-  if (gemm_metric && nq >= kGemmMinQueries && rows_ > 0 && gemm_available()) {
-    search_gemm(nq, static_cast<const float*>(queries), k, cand);
-    done = true;
+  if (rows_ > 0) {
+    if (gemm_metric() && nq >= kGemmMinQueries && gemm_available())
+      search_gemm(nq, static_cast<const float*>(queries), k, cand);
+    else
+      search_scan(nq, queries, k, cand);
   }
-  if (!done && rows_ > 0) search_scan(nq, queries, k, cand);
   const std::size_t kk = std::size_t(k);
   for (std::size_t q = 0; q < nq; ++q) {
     detail::write_best(cand[q], k, distances + q * kk, rows + q * kk);
