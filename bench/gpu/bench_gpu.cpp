@@ -2,9 +2,9 @@
 // result download included), median wall time over many calls after warm-up, next to the read
 // floor n * d * 4 / (copy bandwidth / 2), with recall@10 against an exact float64 reference.
 //   hive_gpu_bench_gpu [--n 100000,1000000,10000000] [--d 128] [--json FILE] [--quick]
-// At n = 1M it also times inner product (fp32 and fp16 storage) and the tensor-core screening
-// (HIVE_GPU_CUDA_TF32=1: TF32 for fp32, fp16 GEMM for fp16 storage) for the batch; those rows go
-// to "extra_rows" in the JSON (scripts/gpu-check's table compares "rows" with torch's L2
+// At n = 1M it also times inner product (fp32 and fp16 storage), L2 on fp16 storage, and the
+// batch on the earlier cuBLAS path (exact, and with TF32 screening); those rows go to
+// "extra_rows" in the JSON (scripts/gpu-check's table compares "rows" with torch's L2
 // figures), each with the key of the matching torch figure ("torch_key").
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
@@ -211,42 +211,41 @@ int main(int argc, char** argv) {
         print_row(r);
       }
       if (n == 1000000) {
-        // Inner product and fp16 storage (PyTorch's ip / ip_fp16 figures), and the tensor-core
-        // screening (HIVE_GPU_CUDA_TF32=1, read per search) for the batch.
+        // Inner product and fp16 storage (PyTorch's ip / ip_fp16 figures). Batches take the
+        // tensor-core screen by default (exact results); "cublas" rows force the earlier path
+        // (HIVE_GPU_CUDA_NO_SCREEN=1: cuBLAS score tiles; with TF32 screening when "tf32").
         auto extra = [&](FlatIndex& index, const std::vector<float>& xref, const char* metric, const char* storage,
-                         double fl, std::size_t nq, bool fast, bool l2_tiles = false) {
-          if (fast) setenv("HIVE_GPU_CUDA_TF32", "1", 1);
-          if (l2_tiles) {  // 32 MiB score tiles (2048 queries x 4096 rows), resident in L2
-            setenv("HIVE_GPU_CUDA_SCORE_TILE_MB", "32", 1);
-            setenv("HIVE_GPU_CUDA_QUERY_TILE", "2048", 1);
-          }
+                         double fl, std::size_t nq, const char* path = "default") {
+          const bool cublas = std::strncmp(path, "cublas", 6) == 0;
+          if (cublas) setenv("HIVE_GPU_CUDA_NO_SCREEN", "1", 1);
+          if (std::strcmp(path, "cublas-tf32") == 0) setenv("HIVE_GPU_CUDA_TF32", "1", 1);
           Row r = time_case(index, xref, n, d, nq, 10, fl, quick, std::strcmp(metric, "ip") == 0);
+          unsetenv("HIVE_GPU_CUDA_NO_SCREEN");
           unsetenv("HIVE_GPU_CUDA_TF32");
-          unsetenv("HIVE_GPU_CUDA_SCORE_TILE_MB");
-          unsetenv("HIVE_GPU_CUDA_QUERY_TILE");
           r.metric = metric;
           r.storage = storage;
-          r.screen = std::string(fast ? (std::strcmp(storage, "f16") == 0 ? "fp16-gemm" : "tf32") : "exact") +
-                     (l2_tiles ? "+32MiB-tiles" : "");
+          r.screen = nq >= 32 && !cublas ? "screen" : path;
           extra_rows.push_back(r);
           print_row(r);
         };
-        extra(idx, x, "l2", "f32", floor_us, 10000, true);
+        extra(idx, x, "l2", "f32", floor_us, 10000, "cublas");
+        extra(idx, x, "l2", "f32", floor_us, 10000, "cublas-tf32");
         {
           FlatIndex ip(ctx, d, Metric::InnerProduct);
           ip.add(n, x.data());
-          extra(ip, x, "ip", "f32", floor_us, 1, false);
-          extra(ip, x, "ip", "f32", floor_us, 10000, false);
-          extra(ip, x, "ip", "f32", floor_us, 10000, true);
-          extra(ip, x, "ip", "f32", floor_us, 10000, true, true);
+          extra(ip, x, "ip", "f32", floor_us, 1);
+          extra(ip, x, "ip", "f32", floor_us, 10000);
         }
         {
+          const auto xh = round_f16(x);
           FlatIndex h(ctx, d, Metric::InnerProduct, FlatOptions{ScalarType::F16});
           h.add(n, x.data());
-          const auto xh = round_f16(x);
-          extra(h, xh, "ip", "f16", floor_us / 2, 1, false);
-          extra(h, xh, "ip", "f16", floor_us / 2, 10000, false);
-          extra(h, xh, "ip", "f16", floor_us / 2, 10000, true);
+          extra(h, xh, "ip", "f16", floor_us / 2, 1);
+          extra(h, xh, "ip", "f16", floor_us / 2, 10000);
+          FlatIndex hl(ctx, d, Metric::L2, FlatOptions{ScalarType::F16});
+          hl.add(n, x.data());
+          extra(hl, xh, "l2", "f16", floor_us / 2, 1);
+          extra(hl, xh, "l2", "f16", floor_us / 2, 10000);
         }
       }
     }

@@ -15,6 +15,10 @@ class FlatStore;
 struct FlatOptions {
   // Encoding of stored vectors: F32, F16 or BF16 (Hamming indexes always store Bits).
   ScalarType storage = ScalarType::F32;
+  // A GPU stream the index runs on instead of one of its own (a cudaStream_t on the CUDA
+  // backend; ignored by the CPU backend). The caller keeps it alive as long as the index; work
+  // the caller queued on it before a call runs first. Null: the index makes its own stream.
+  void* stream = nullptr;
 };
 
 class FlatIndex final : public Index {

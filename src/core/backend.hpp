@@ -17,6 +17,7 @@ struct StoreConfig {
   std::size_t dim = 0;  // elements per vector (bits for Hamming)
   Metric metric = Metric::L2;
   ScalarType storage = ScalarType::F32;  // Bits for Hamming
+  void* stream = nullptr;                // FlatOptions::stream (GPU backends)
   std::size_t row_bytes() const { return hive::gpu::row_bytes(storage, dim); }
 };
 

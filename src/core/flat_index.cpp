@@ -180,7 +180,7 @@ StoreConfig make_config(std::size_t dim, Metric metric, FlatOptions opt) {
     throw Error(ErrorCode::UnknownMetric, "metric code " + std::to_string(int(metric)) + " is not a metric");
   if (dim == 0 || dim > (std::size_t(1) << 24))
     throw Error(ErrorCode::InvalidArgument, "dim = " + std::to_string(dim) + " is out of range [1, 2^24]");
-  StoreConfig cfg{dim, metric, opt.storage};
+  StoreConfig cfg{dim, metric, opt.storage, opt.stream};
   if (metric == Metric::Hamming) {
     if (dim % 8 != 0)
       throw Error(ErrorCode::InvalidArgument,

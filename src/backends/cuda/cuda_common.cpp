@@ -50,7 +50,7 @@ void PinnedBuffer::release() noexcept {
 
 Stream::Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
 Stream::~Stream() {
-  if (s_) (void)cudaStreamDestroy(s_);
+  if (s_ && owned_) (void)cudaStreamDestroy(s_);
 }
 
 void use_device(int ordinal) {

@@ -77,9 +77,11 @@ class PinnedBuffer {
   std::size_t bytes_ = 0;
 };
 
+// A stream of our own, or (borrowed, not destroyed) the caller's.
 class Stream {
  public:
   Stream();
+  explicit Stream(cudaStream_t borrowed) : s_(borrowed), owned_(false) {}
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -88,6 +90,7 @@ class Stream {
 
  private:
   cudaStream_t s_ = nullptr;
+  bool owned_ = true;
 };
 
 // Makes `ordinal` the calling thread's current device (cheap when it already is).

@@ -2,37 +2,49 @@
 //
 // Rows live in device memory in their storage encoding (capacity doubles on growth with a
 // device-to-device copy); removed rows are a bitmap mirrored to the device before a search;
-// L2 stores keep squared row norms on the device for the matrix-product path.
+// L2 / inner-product / cosine stores keep squared row norms on the device (the matrix-product
+// path, the screen's error bounds).
 //
 // Search paths, all ending in device-side top-k selection (no host sort):
-//  - fused (single query, k <= 32, float metrics): one kernel scores the rows and keeps each
-//    block's 32 best in warp-register lists; a short warp-select merge and the finalize follow.
-//    HIVE_GPU_CUDA_LEGACY_SCAN=1 turns it off (scan + select instead). It serves every float
-//    metric and fp32 / fp16 / bf16 storage; rows of at most 16 16-byte chunks (fp16 / bf16 at
-//    d <= 128, fp32 at d <= 64) are split across half-warps so every lane loads
-//    and with fp32 rows of at most one 16-byte chunk per lane (d <= 128) each warp loads its next
-//    rows before reducing the current ones (HIVE_GPU_CUDA_LEGACY_FUSED=1 turns both off).
+//  - single query (float metrics): the fused kernel scores the rows, 16-byte loads with the next
+//    step's rows in flight (rows of at most 16 16-byte chunks split across half-warps), and keeps
+//    each block's 32 best in warp-register lists; the last block to finish merges them and writes
+//    the results straight into pinned host memory. One launch, no upload (the query travels in
+//    the kernel's arguments, d <= 256) and no download. k > 32: the same kernel writes the
+//    scores, then a radix selection. HIVE_GPU_CUDA_LEGACY_SCAN=1 turns this off (scan + select);
+//    HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-warp-per-row layout without the prefetch.
 //  - scan: one kernel scores every live row for up to 8 queries per pass (one warp per row,
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
-//  - gemm (L2 / inner product / cosine, batches >= kGemmMinQueries, when cuBLAS loads): tiles
-//    of rows x queries through cuBLAS, each tile reduced at once to k + margin candidates,
-//    the candidates re-scored exactly with the scan's own arithmetic, then the k best kept.
-//    The nq x n score matrix never exists whole. HIVE_GPU_CUDA_TF32=1: tensor-core screening
-//    (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin max(16, k).
+//  - screen (L2 / inner product / cosine, batches >= kGemmMinQueries, stores >= kScreenMinRows,
+//    k <= kScreenMaxK): a threshold per query that provably bounds its k-th best exact score
+//    (the exact k-th best of a gathered sample of rows), then one tensor-core kernel (screen.cu)
+//    that emits only rows whose low-precision score less its error bound reaches it, then an
+//    exact re-score of those candidates and the k best of them: exact results, no score matrix
+//    in memory. HIVE_GPU_CUDA_NO_SCREEN=1 turns it off; a candidate overflow falls back to:
+//  - gemm (same metrics and batches, when cuBLAS loads): tiles of rows x queries through
+//    cuBLAS, each tile reduced at once to k + margin candidates, the candidates re-scored
+//    exactly with the scan's own arithmetic, then the k best kept. HIVE_GPU_CUDA_TF32=1:
+//    tensor-core screening (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin
+//    max(16, k).
 // Selection: capacities 32 and 256 (k + margin <= 256) are a single-pass warp select (each key
 // read once); capacity 2048, or HIVE_GPU_CUDA_LEGACY_SELECT=1, uses the bitonic chunk sort.
 // Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE.
+// A caller's stream (FlatOptions::stream) replaces the store's own.
 #include "backends/cuda/cuda_flat_store.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <vector>
 
 #include "backends/cuda/blas.hpp"
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/kernels.hpp"
+#include "backends/cuda/radix_select.hpp"
+#include "backends/cuda/screen.hpp"
 #include "hive_gpu/error.hpp"
 
 namespace hive::gpu::cuda {
@@ -42,6 +54,14 @@ constexpr std::size_t kGemmMinQueries = 32;
 constexpr std::size_t kGemmQueryTile = 4096;
 // Largest score tile (floats) either path materialises: 256 MiB.
 constexpr std::size_t kScoreBudget = std::size_t(64) << 20;
+// The screen path (large batches): stores of at least kScreenMinRows rows, k <= kScreenMaxK; a
+// sample of n / kScreenSampleRatio rows (at most kScreenMaxSample) sets the thresholds, and at
+// most kScreenMaxCandidates candidates per query are kept (more: the cuBLAS path instead).
+constexpr std::size_t kScreenMinRows = 65536;
+constexpr int kScreenMaxK = 256;
+constexpr std::size_t kScreenSampleRatio = 32;
+constexpr std::size_t kScreenMaxSample = 65536;
+constexpr std::size_t kScreenMaxCandidates = 8192;
 constexpr std::size_t kMaxRows = std::size_t(std::numeric_limits<uint32_t>::max()) - 1;
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
@@ -49,6 +69,13 @@ std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+// HIVE_GPU_CUDA_LEGACY_SELECT=1: the bitonic chunk sort for every capacity (no warp select, no
+// radix selection).
+bool legacy_select_env() {
+  static const bool v = env_set("HIVE_GPU_CUDA_LEGACY_SELECT");
+  return v;
 }
 
 // A positive integer from the environment (read per call), or `fallback`.
@@ -60,10 +87,38 @@ std::size_t env_size(const char* name, std::size_t fallback) {
   return (end != nullptr && *end == '\0' && x > 0) ? std::size_t(x) : fallback;
 }
 
+// Error bound of the screen's scores: |screen score - exact score| <= a |q| |r| + b (|q|^2 + |r|^2),
+// where "exact" is the scan's fp32 arithmetic that ranks the candidates. Terms: rounding the
+// operands for the tensor cores (TF32 taken as truncation, 2^-10; fp16 queries 2^-11; bf16
+// queries 2^-8; half rows are exact), the fp32 accumulation of d products (taken as d 2^-22,
+// allowing for the tensor cores' truncating adds), the scan's own d-step fp32 error, and the
+// epilogue's few fp32 operations; then doubled. fp16 queries can also underflow: min_qnorm
+// (the smallest query norm of the batch) turns that absolute error (2^-25 per element) into
+// the relative term.
+struct ScreenBound {
+  float a, b;
+};
+ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim, double min_qnorm) {
+  const double d = double(dim);
+  const double uq = storage == ScalarType::F32 ? 0x1p-10 : storage == ScalarType::F16 ? 0x1p-11 : 0x1p-8;
+  const double ur = storage == ScalarType::F32 ? 0x1p-10 : 0.0;
+  double dot = uq + ur + uq * ur + d * 0x1p-22;
+  if (storage == ScalarType::F16) dot += min_qnorm > 0 ? 0x1p-25 * std::sqrt(d) / min_qnorm : HUGE_VAL;
+  double a = 0, b = 0;
+  if (metric == Metric::L2) {
+    a = 2 * dot;                 // the dot product enters twice
+    b = (d + 8) * 0x1p-21;       // norms, the scan's squared differences, the epilogue
+  } else {
+    a = dot + d * 0x1p-21;       // the scan's own dot product
+    b = 0x1p-21;                 // 1 - dot (cosine), the epilogue
+  }
+  return ScreenBound{float(2 * a), float(2 * b)};
+}
+
 class CudaFlatStore final : public detail::FlatStore {
  public:
   CudaFlatStore(const detail::StoreConfig& cfg, int ordinal)
-      : FlatStore(cfg), ordinal_(ordinal), row_bytes_(cfg.row_bytes()), stream_(make_stream(ordinal)) {}
+      : FlatStore(cfg), ordinal_(ordinal), row_bytes_(cfg.row_bytes()), stream_(make_stream(ordinal, cfg.stream)) {}
 
   void append(std::size_t n, const void* encoded) override {
     if (n == 0) return;
@@ -150,11 +205,15 @@ class CudaFlatStore final : public detail::FlatStore {
   void search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const override;
 
  private:
-  static std::unique_ptr<Stream> make_stream(int ordinal) {
+  static std::unique_ptr<Stream> make_stream(int ordinal, void* borrowed) {
     use_device(ordinal);
+    if (borrowed != nullptr) return std::make_unique<Stream>(static_cast<cudaStream_t>(borrowed));
     return std::make_unique<Stream>();
   }
-  bool uses_norms() const { return cfg_.metric == Metric::L2; }
+  // Squared row norms: the L2 GEMM path's scores, and the screen's error bounds.
+  bool uses_norms() const {
+    return cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct || cfg_.metric == Metric::Cosine;
+  }
   bool hamming() const { return cfg_.metric == Metric::Hamming; }
 
   void reallocate(std::size_t capacity) {
@@ -201,10 +260,19 @@ class CudaFlatStore final : public detail::FlatStore {
     return blas_ != nullptr;
   }
 
-  ScanArgs scan_args(const void* dq, std::size_t nq) const {
+  // Rows a GEMM-path search covers: the store's own, or a gathered sample of them.
+  struct RowsView {
+    const void* base;
+    std::size_t n;
+    const float* norms;
+    const uint32_t* deleted;
+  };
+  RowsView all_rows(const uint32_t* bitmap) const { return RowsView{data_.get(), rows_, norms_.as<float>(), bitmap}; }
+  ScanArgs scan_args(const void* dq, std::size_t nq) const { return scan_args(all_rows(nullptr), dq, nq); }
+  ScanArgs scan_args(const RowsView& v, const void* dq, std::size_t nq) const {
     ScanArgs a;
-    a.base = data_.get();
-    a.n = rows_;
+    a.base = v.base;
+    a.n = v.n;
     a.dim = cfg_.dim;
     a.metric = cfg_.metric;
     a.storage = cfg_.storage;
@@ -213,8 +281,21 @@ class CudaFlatStore final : public detail::FlatStore {
     return a;
   }
 
+  // Single queries (float metrics): the fused scan, its results written straight into pinned
+  // host memory (no query upload for dim <= 256, no result download).
+  bool single_fused() const;
+  void single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows) const;
   void scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
+  // The k best keys of each query over v (cuBLAS score tiles, each reduced to candidates,
+  // re-scored exactly), sorted, into out[q * select_capacity(k) ...].
+  void gemm_keys(const RowsView& v, const float* dq, std::size_t nq, int k, bool fast, uint64_t* out) const;
   void gemm_tile(const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
+  // Large batches, exact: thresholds from a sample, the tensor-core screen, exact re-score.
+  // Returns false (having written nothing) where the candidates overflow their buffer.
+  bool use_screen(std::size_t nq, int k) const;
+  std::vector<uint32_t> sample_rows(std::size_t m) const;
+  // hq: the same queries on the host (their norms bound the fp16 rounding).
+  bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
 
   int ordinal_;
   std::size_t row_bytes_;
@@ -228,6 +309,8 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable std::mutex mu_;
   mutable bool deleted_dirty_ = false;
   mutable DeviceBuffer deleted_dev_;
+  mutable DeviceBuffer ws_tickets_, ws_radix_, ws_idx_, ws_sample_, ws_sample_norms_, ws_thr_, ws_qnorm_, ws_scand_, ws_count_;
+  mutable PinnedBuffer pin_idx_, pin_count_;
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_rows_;
@@ -240,24 +323,6 @@ void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const ui
   cudaStream_t s = stream_->get();
   const int cap = select_capacity(k);
   const std::size_t n = rows_;
-  static const bool legacy_scan = env_set("HIVE_GPU_CUDA_LEGACY_SCAN");
-  if (nq == 1 && cap == 32 && !hamming() && !legacy_scan) {
-    // Fused: one kernel scores the rows and keeps each block's 32 best, then one or two
-    // small selection launches merge the blocks' lists; no score vector is written.
-    const std::size_t blocks = scan_select_blocks(n);
-    const std::size_t len = blocks * 32;
-    ws_cand_.ensure(nq * len * sizeof(uint64_t));
-    const std::size_t scratch = select_scratch_keys(nq, len, cap) * sizeof(uint64_t);
-    ws_a_.ensure(scratch);
-    ws_b_.ensure(scratch);
-    ws_keys_.ensure(nq * std::size_t(cap) * sizeof(uint64_t));
-    launch_scan_select(scan_args(dq, nq), bitmap, ws_cand_.as<uint64_t>(), blocks, len, s);
-    select_from_keys(ws_cand_.as<uint64_t>(), len, nq, len, cap, ws_keys_.as<uint64_t>(), std::size_t(cap),
-                     ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
-    launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(cap), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
-                    drows, s);
-    return;
-  }
   ws_scores_.ensure(nq * n * sizeof(float));
   const std::size_t scratch = select_scratch_keys(nq, n, cap) * sizeof(uint64_t);
   ws_a_.ensure(scratch);
@@ -267,22 +332,73 @@ void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const ui
   a.scores = ws_scores_.as<float>();
   a.ld = n;
   launch_scan(a, s);
-  select_from_scores(ws_scores_.as<float>(), n, nq, n, 0, bitmap, Transform::Raw, nullptr, cap, ws_keys_.as<uint64_t>(),
-                     std::size_t(cap), ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
+  if (cap > 256 && !legacy_select_env()) {  // above the warp select's lists: radix selection
+    ws_radix_.ensure(radix_select_workspace_bytes(nq, n, k));
+    radix_select(ws_scores_.as<float>(), n, nq, n, bitmap, k, ws_keys_.as<uint64_t>(), std::size_t(cap),
+                 ws_radix_.get(), s);
+  } else {
+    select_from_scores(ws_scores_.as<float>(), n, nq, n, 0, bitmap, Transform::Raw, nullptr, cap,
+                       ws_keys_.as<uint64_t>(), std::size_t(cap), ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
+  }
   launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(cap), nq, k, cfg_.metric == Metric::InnerProduct, ddist, drows, s);
 }
 
-void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
-                              int64_t* drows) const {
+bool CudaFlatStore::single_fused() const {
+  static const bool legacy_scan = env_set("HIVE_GPU_CUDA_LEGACY_SCAN");
+  return !legacy_scan && fused_supported(scan_args(nullptr, 1));
+}
+
+void CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows) const {
   cudaStream_t s = stream_->get();
-  // Tensor-core screening (read per search, so a benchmark can compare both): TF32 for fp32
-  // storage, fp16 / bf16 GEMM (queries rounded to the storage type) for half storage. Either
-  // way the candidates are re-scored exactly in fp32 before the final k are chosen.
-  const bool tf32 = env_set("HIVE_GPU_CUDA_TF32");
-  const bool half_gemm = tf32 && (cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16);
-  const std::size_t n = rows_, dim = cfg_.dim;
+  const std::size_t n = rows_;
+  const void* dq = nullptr;  // the query travels inside the kernel's arguments when it is small
+  if (cfg_.dim > kFusedParamDims) {
+    ws_queries_.ensure(cfg_.dim * sizeof(float));
+    check(cudaMemcpyAsync(ws_queries_.get(), hq, cfg_.dim * sizeof(float), cudaMemcpyHostToDevice, s),
+          "upload query");
+    dq = ws_queries_.get();
+  }
+  FusedOutput o;
+  o.blocks = scan_select_blocks(n, cfg_.storage);
+  o.host_query = hq;
+  o.deleted = bitmap;
+  o.k = k;
+  o.negate = cfg_.metric == Metric::InnerProduct;
+  if (k <= 32) {
+    // One launch: the blocks' lists are merged by the last block, which writes the results.
+    ws_cand_.ensure(o.blocks * 32 * sizeof(uint64_t));
+    if (ws_tickets_.bytes() < sizeof(unsigned)) {
+      ws_tickets_.ensure(sizeof(unsigned));
+      check(cudaMemsetAsync(ws_tickets_.get(), 0, sizeof(unsigned), s), "clear tickets");
+    }
+    o.lists = ws_cand_.as<uint64_t>();
+    o.lists_ld = o.blocks * 32;
+    o.tickets = ws_tickets_.as<unsigned>();
+    o.rows = rows;
+    o.distances = dist;
+    launch_scan_select(scan_args(dq, 1), o, s);
+    return;
+  }
+  // Larger k: the same scan writes every score, then a radix selection over them.
+  ws_scores_.ensure(n * sizeof(float));
+  o.scores = ws_scores_.as<float>();
+  launch_scan_select(scan_args(dq, 1), o, s);
+  ws_radix_.ensure(radix_select_workspace_bytes(1, n, k));
+  ws_keys_.ensure(std::size_t(k) * sizeof(uint64_t));
+  radix_select(ws_scores_.as<float>(), n, 1, n, bitmap, k, ws_keys_.as<uint64_t>(), std::size_t(k), ws_radix_.get(), s);
+  launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(k), 1, k, o.negate, dist, rows, s);
+}
+
+void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq, int k, bool fast,
+                              uint64_t* out) const {
+  cudaStream_t s = stream_->get();
+  // Tensor-core screening when `fast`: TF32 for fp32 storage, fp16 / bf16 GEMM (queries rounded
+  // to the storage type) for half storage. Either way the candidates are re-scored exactly in
+  // fp32 before the final k are chosen.
+  const bool half_gemm = fast && (cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16);
+  const std::size_t n = v.n, dim = cfg_.dim;
   // Candidates kept per query before the exact re-score: k plus a margin for rounding.
-  const int cap_c = select_capacity(std::min(kMaxK, k + (tf32 ? std::max(16, k) : 16)));
+  const int cap_c = select_capacity(std::min(kMaxK, k + (fast ? std::max(16, k) : 16)));
   const int cap_k = select_capacity(k);
   // Score tile (floats): HIVE_GPU_CUDA_SCORE_TILE_MB overrides the default 256 MiB (a tile that
   // fits the GPU's L2 cache spares the HBM round trip of the scores, at more launches).
@@ -299,7 +415,6 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
   ws_b_.ensure(scratch);
   ws_cand_.ensure(nq * cand_ld * sizeof(uint64_t));
   ws_keys_.ensure(nq * std::size_t(cap_c) * sizeof(uint64_t));
-  ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
   const Transform t = cfg_.metric == Metric::L2             ? Transform::L2FromDot
                       : cfg_.metric == Metric::InnerProduct ? Transform::NegDot
                                                             : Transform::OneMinusDot;
@@ -309,19 +424,19 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
   }
   for (std::size_t ti = 0; ti < tiles; ++ti) {
     const std::size_t r0 = ti * row_tile, m = std::min(row_tile, n - r0);
-    const void* rows_at = data_.as<const uint8_t>() + r0 * row_bytes_;
+    const void* rows_at = static_cast<const uint8_t*>(v.base) + r0 * row_bytes_;
     const bool done = half_gemm && blas_->dot_products_half(rows_at, m, ws_qhalf_.get(), nq, dim,
                                                             cfg_.storage == ScalarType::BF16,
                                                             ws_scores_.as<float>(), row_tile);
     if (!done) {
       const float* x = static_cast<const float*>(rows_at);
       if (cfg_.storage != ScalarType::F32) {
-        launch_decode(data_.get(), r0, m, dim, cfg_.storage, ws_decoded_.as<float>(), s);
+        launch_decode(v.base, r0, m, dim, cfg_.storage, ws_decoded_.as<float>(), s);
         x = ws_decoded_.as<float>();
       }
-      blas_->dot_products(x, m, dq, nq, dim, ws_scores_.as<float>(), row_tile, tf32);
+      blas_->dot_products(x, m, dq, nq, dim, ws_scores_.as<float>(), row_tile, fast);
     }
-    select_from_scores(ws_scores_.as<float>(), row_tile, nq, m, int64_t(r0), bitmap, t, norms_.as<float>(), cap_c,
+    select_from_scores(ws_scores_.as<float>(), row_tile, nq, m, int64_t(r0), v.deleted, t, v.norms, cap_c,
                        ws_cand_.as<uint64_t>() + ti * std::size_t(cap_c), cand_ld, ws_a_.as<uint64_t>(),
                        ws_b_.as<uint64_t>(), s);
   }
@@ -333,11 +448,122 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
     cand = ws_keys_.as<uint64_t>();
     cand_stride = std::size_t(cap_c);
   }
-  launch_rescore(scan_args(dq, nq), const_cast<uint64_t*>(cand), std::size_t(cap_c), cand_stride, s);
-  select_from_keys(cand, cand_stride, nq, std::size_t(cap_c), cap_k, ws_keys2_.as<uint64_t>(), std::size_t(cap_k),
+  launch_rescore(scan_args(v, dq, nq), const_cast<uint64_t*>(cand), std::size_t(cap_c), cand_stride, s);
+  select_from_keys(cand, cand_stride, nq, std::size_t(cap_c), cap_k, out, std::size_t(cap_k), ws_a_.as<uint64_t>(),
+                   ws_b_.as<uint64_t>(), s);
+}
+
+void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
+                              int64_t* drows) const {
+  const int cap_k = select_capacity(k);
+  ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
+  gemm_keys(all_rows(bitmap), dq, nq, k, env_set("HIVE_GPU_CUDA_TF32"), ws_keys2_.as<uint64_t>());
+  launch_finalize(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
+                  drows, stream_->get());
+}
+
+bool CudaFlatStore::use_screen(std::size_t nq, int k) const {
+  static const bool disabled = env_set("HIVE_GPU_CUDA_NO_SCREEN");
+  return !disabled && use_gemm(nq) && rows_ >= kScreenMinRows && k <= kScreenMaxK &&
+         screen_supported(cfg_.metric, cfg_.storage, cfg_.dim) && rows_ - deleted_count_ >= 64 * std::size_t(k);
+}
+
+// Live rows spread evenly over the store, at most `m` of them.
+std::vector<uint32_t> CudaFlatStore::sample_rows(std::size_t m) const {
+  std::vector<uint32_t> idx;
+  idx.reserve(m);
+  const std::size_t n = rows_;
+  for (std::size_t i = 0; i < m; ++i) {
+    std::size_t r = i * n / m;
+    const std::size_t end = (i + 1) * n / m;
+    while (r < end && ((deleted_[r / 32] >> (r % 32)) & 1u) != 0) ++r;  // the next live row of this stride
+    if (r < end) idx.push_back(uint32_t(r));
+  }
+  return idx;
+}
+
+bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
+                                int64_t* drows) const {
+  cudaStream_t s = stream_->get();
+  const std::size_t n = rows_, dim = cfg_.dim;
+  const int cap_k = select_capacity(k);
+  // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
+  //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
+  //    TF32 + exact re-score), so about k n / m rows beat it.
+  const std::size_t m = std::clamp<std::size_t>(n / kScreenSampleRatio, 64 * std::size_t(k), kScreenMaxSample);
+  const std::vector<uint32_t> idx = sample_rows(m);
+  if (idx.size() < std::size_t(k)) return false;
+  const std::size_t ms = idx.size();
+  pin_idx_.ensure(ms * sizeof(uint32_t));
+  std::memcpy(pin_idx_.get(), idx.data(), ms * sizeof(uint32_t));
+  ws_idx_.ensure(ms * sizeof(uint32_t));
+  ws_sample_.ensure(ms * row_bytes_);
+  ws_sample_norms_.ensure(ms * sizeof(float));
+  check(cudaMemcpyAsync(ws_idx_.get(), pin_idx_.get(), ms * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
+        "upload sample rows");
+  launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
+  launch_norms(ws_sample_.get(), 0, ms, dim, cfg_.storage, ws_sample_norms_.as<float>(), s);
+  ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
+  gemm_keys(RowsView{ws_sample_.get(), ms, ws_sample_norms_.as<float>(), nullptr}, dq, nq, k, true,
+            ws_keys2_.as<uint64_t>());
+  ws_thr_.ensure(nq * sizeof(float));
+  ws_qnorm_.ensure(nq * sizeof(float));
+  launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
+  launch_norms(dq, 0, nq, dim, ScalarType::F32, ws_qnorm_.as<float>(), s);
+
+  // 2. The tensor-core screen: every row whose low-precision score, less its error bound,
+  //    does not exceed the threshold becomes a candidate; no score is written to memory.
+  const std::size_t expect = std::size_t(k) * n / ms;
+  std::size_t cap = 256;
+  while (cap < 4 * expect && cap < kScreenMaxCandidates) cap *= 2;
+  ws_scand_.ensure(nq * cap * sizeof(uint64_t));
+  ws_count_.ensure(nq * sizeof(uint32_t));
+  check(cudaMemsetAsync(ws_scand_.get(), 0xff, nq * cap * sizeof(uint64_t), s), "clear candidates");
+  check(cudaMemsetAsync(ws_count_.get(), 0, nq * sizeof(uint32_t), s), "clear candidate counts");
+  ScreenArgs sa;
+  sa.base = data_.get();
+  sa.n = n;
+  sa.dim = dim;
+  sa.storage = cfg_.storage;
+  sa.metric = cfg_.metric;
+  sa.queries = dq;
+  sa.nq = nq;
+  sa.row_sq_norms = norms_.as<float>();
+  sa.query_sq_norms = ws_qnorm_.as<float>();
+  sa.thresholds = ws_thr_.as<float>();
+  double min_qnorm = HUGE_VAL;
+  for (std::size_t q = 0; q < nq; ++q) {
+    double t = 0;
+    for (std::size_t j = 0; j < dim; ++j) t += double(hq[q * dim + j]) * double(hq[q * dim + j]);
+    min_qnorm = std::min(min_qnorm, std::sqrt(t));
+  }
+  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, dim, min_qnorm);
+  sa.a = eb.a;
+  sa.b = eb.b;
+  sa.deleted = bitmap;
+  sa.cand = ws_scand_.as<uint64_t>();
+  sa.count = ws_count_.as<uint32_t>();
+  sa.cap = cap;
+  launch_screen(sa, s);
+  pin_count_.ensure(nq * sizeof(uint32_t));
+  check(cudaMemcpyAsync(pin_count_.get(), ws_count_.get(), nq * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
+        "download candidate counts");
+  stream_->sync("screen");
+  const auto* counts = pin_count_.as<const uint32_t>();
+  const std::size_t most = *std::max_element(counts, counts + nq);
+  if (most > cap) return false;  // too many candidates for the buffer: the caller takes another path
+
+  // 3. Exact scores of the candidates (the scan's arithmetic), then the k best of them.
+  const std::size_t len = std::max<std::size_t>(most, 1);
+  launch_rescore(scan_args(dq, nq), ws_scand_.as<uint64_t>(), len, cap, s);
+  const std::size_t scratch = select_scratch_keys(nq, len, cap_k) * sizeof(uint64_t);
+  ws_a_.ensure(scratch);
+  ws_b_.ensure(scratch);
+  select_from_keys(ws_scand_.as<uint64_t>(), cap, nq, len, cap_k, ws_keys2_.as<uint64_t>(), std::size_t(cap_k),
                    ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
   launch_finalize(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
                   drows, s);
+  return true;
 }
 
 void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const {
@@ -353,38 +579,46 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   std::lock_guard<std::mutex> lock(mu_);
   use_device(ordinal_);
   cudaStream_t s = stream_->get();
-  const std::size_t qbytes = hamming() ? row_bytes_ : cfg_.dim * sizeof(float);
-  pin_in_.ensure(nq * qbytes);
-  std::memcpy(pin_in_.get(), queries, nq * qbytes);
-  ws_queries_.ensure(nq * qbytes);
-  // Results in one device buffer (rows, then distances) and one download.
-  const std::size_t out_bytes = nq * kk * (sizeof(int64_t) + sizeof(float));
-  ws_rows_.ensure(out_bytes);
-  pin_rows_.ensure(out_bytes);
-  int64_t* const drows_all = ws_rows_.as<int64_t>();
-  float* const ddist_all = reinterpret_cast<float*>(drows_all + nq * kk);
-  check(cudaMemcpyAsync(ws_queries_.get(), pin_in_.get(), nq * qbytes, cudaMemcpyHostToDevice, s), "upload queries");
   const uint32_t* bitmap = device_bitmap();
-  const auto* dq = ws_queries_.as<const uint8_t>();
-  if (use_gemm(nq)) {
-    const std::size_t tile = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
-    for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
-      const std::size_t m = std::min(tile, nq - q0);
-      gemm_tile(reinterpret_cast<const float*>(dq + q0 * qbytes), m, k, bitmap, ddist_all + q0 * kk,
-                drows_all + q0 * kk);
-    }
+  // Results land in pinned host memory (rows, then distances): written there by the kernels
+  // on the single-query path, downloaded in one copy otherwise.
+  const std::size_t out_bytes = nq * kk * (sizeof(int64_t) + sizeof(float));
+  pin_rows_.ensure(out_bytes);
+  int64_t* const host_rows = pin_rows_.as<int64_t>();
+  float* const host_dist = reinterpret_cast<float*>(host_rows + nq * kk);
+  if (nq == 1 && !hamming() && single_fused()) {
+    single_query(static_cast<const float*>(queries), k, bitmap, host_dist, host_rows);
   } else {
-    const std::size_t tile = std::clamp<std::size_t>(kScoreBudget / rows_, 1, std::min<std::size_t>(nq, 8 * 65535));
-    for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
-      const std::size_t m = std::min(tile, nq - q0);
-      scan_tile(dq + q0 * qbytes, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
+    const std::size_t qbytes = hamming() ? row_bytes_ : cfg_.dim * sizeof(float);
+    pin_in_.ensure(nq * qbytes);
+    std::memcpy(pin_in_.get(), queries, nq * qbytes);
+    ws_queries_.ensure(nq * qbytes);
+    ws_rows_.ensure(out_bytes);
+    int64_t* const drows_all = ws_rows_.as<int64_t>();
+    float* const ddist_all = reinterpret_cast<float*>(drows_all + nq * kk);
+    check(cudaMemcpyAsync(ws_queries_.get(), pin_in_.get(), nq * qbytes, cudaMemcpyHostToDevice, s), "upload queries");
+    const auto* dq = ws_queries_.as<const uint8_t>();
+    if (use_gemm(nq)) {
+      const std::size_t tile = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
+      for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
+        const std::size_t m = std::min(tile, nq - q0);
+        const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);
+        if (!(use_screen(m, k) &&
+              screen_tile(static_cast<const float*>(queries) + q0 * cfg_.dim, tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk)))
+          gemm_tile(tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
+      }
+    } else {
+      const std::size_t tile = std::clamp<std::size_t>(kScoreBudget / rows_, 1, std::min<std::size_t>(nq, 8 * 65535));
+      for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
+        const std::size_t m = std::min(tile, nq - q0);
+        scan_tile(dq + q0 * qbytes, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
+      }
     }
+    check(cudaMemcpyAsync(host_rows, drows_all, out_bytes, cudaMemcpyDeviceToHost, s), "download results");
   }
-  check(cudaMemcpyAsync(pin_rows_.get(), ws_rows_.get(), out_bytes, cudaMemcpyDeviceToHost, s), "download results");
   stream_->sync("search");
-  const auto* host_rows = static_cast<const int64_t*>(pin_rows_.get());
   std::memcpy(rows, host_rows, nq * kk * sizeof(int64_t));
-  std::memcpy(distances, host_rows + nq * kk, nq * kk * sizeof(float));
+  std::memcpy(distances, host_dist, nq * kk * sizeof(float));
 }
 
 }  // namespace

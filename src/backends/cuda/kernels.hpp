@@ -30,13 +30,35 @@ struct ScanArgs {
 };
 void launch_scan(const ScanArgs& a, cudaStream_t stream);
 
-// Fused scan + selection (float metrics): each of `blocks` blocks (scan_select_blocks(n))
-// scores its share of rows against each query with launch_scan's arithmetic and writes its 32
-// best keys, sorted, to out[q * out_ld + block * 32 ...] (kEmptyKey pads); removed rows
-// (`deleted`, may be null) and NaN never enter.
-std::size_t scan_select_blocks(std::size_t n);
-void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* out, std::size_t blocks,
-                        std::size_t out_ld, cudaStream_t stream);
+// Fused scan + selection (float metrics, fp32 / fp16 / bf16 storage): each of `blocks`
+// blocks (scan_select_blocks(n, storage)) scores its share of rows against each query with
+// launch_scan's arithmetic and keeps its 32 best keys, written sorted to
+// lists[q * lists_ld + block * 32 ...]; the last block of each query to finish (a ticket per
+// query, tickets zeroed once by the caller and left zeroed by the kernel) merges them and
+// writes the query's k <= 32 results like launch_finalize to rows / distances (device or
+// pinned host memory). So a search is one launch. Removed rows (`deleted`, may be null) and
+// NaN never enter. With `scores` set it writes every row's score (scores[q * n + row], no
+// removed-row check) instead, for a selection that follows.
+// The query: a.queries in device memory, or (nq == 1, dim <= 256) host_query, passed inside
+// the kernel's arguments so no upload precedes the launch.
+inline constexpr std::size_t kFusedMaxQueryBytes = 32 * 1024;  // the query is staged in shared memory
+struct FusedOutput {
+  std::size_t blocks = 0;
+  const float* host_query = nullptr;
+  const uint32_t* deleted = nullptr;
+  uint64_t* lists = nullptr;
+  std::size_t lists_ld = 0;
+  unsigned* tickets = nullptr;
+  int k = 0;
+  bool negate = false;
+  int64_t* rows = nullptr;
+  float* distances = nullptr;
+  float* scores = nullptr;
+};
+bool fused_supported(const ScanArgs& a);
+std::size_t scan_select_blocks(std::size_t n, ScalarType storage);
+void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t stream);
+inline constexpr std::size_t kFusedParamDims = 256;  // largest query passed as host_query
 
 // Exact distances of candidate rows: for each query q and slot j < len, keys[q * ld + j]
 // (a candidate key, or kEmptyKey) is replaced by the key of the same row with its exact
@@ -69,6 +91,11 @@ void select_from_keys(const uint64_t* keys, std::size_t ld, std::size_t nq, std:
 // rows: kEmptyKey -> row -1 and +inf (-inf when negate); negate reports -score (InnerProduct).
 void launch_finalize(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate, float* distances,
                      int64_t* rows, cudaStream_t stream);
+
+// thresholds[q] = the score of keys[q * ld + k - 1] raised by 2^-20 of its magnitude (+inf
+// where that slot is empty): a screen threshold.
+void launch_kth_scores(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, float* thresholds,
+                       cudaStream_t stream);
 
 // Squared norms of the decoded rows [first, first + n) into norms[first ...].
 void launch_norms(const void* base, std::size_t first, std::size_t n, std::size_t dim, ScalarType storage,

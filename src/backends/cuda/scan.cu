@@ -161,7 +161,7 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
       const float4* qp = reinterpret_cast<const float4*>(q + c * V);
 #pragma unroll
       for (int h = 0; h < V / 4; ++h) {
-        const float4 qv = __ldg(qp + h);
+        const float4 qv = qp[h];
 #pragma unroll
         for (int i = 0; i < kFG; ++i) {
           acc[i] = step<M>(acc[i], qv.x, xv[i][4 * h + 0]);
@@ -173,7 +173,7 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
     }
   } else {
     for (std::size_t j = std::size_t(sublane); j < dim; j += std::size_t(stride)) {
-      const float qv = __ldg(q + j);
+      const float qv = q[j];
 #pragma unroll
       for (int i = 0; i < kFG; ++i)
         if (i < nr) acc[i] = step<M>(acc[i], qv, E::get(x[std::size_t(i) * dim + j]));
@@ -181,15 +181,49 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
   }
 }
 
+// Resident blocks per SM the fused kernel is built for: 4 (64 registers) for fp32; the half
+// types' next-step loads need more registers (at 64 they spilled under ptxas, sm_90): 3.
+constexpr int fused_blocks_per_sm(ScalarType s) { return s == ScalarType::F32 ? 4 : 3; }
+
+// Kernel arguments by value. A single query of up to kParamDims floats travels inside them
+// (qv), so the search needs no upload before the launch.
+constexpr int kParamDims = int(kFusedParamDims);
+struct FusedArgs {
+  const void* base;
+  std::size_t n, dim;
+  const float* queries;  // device queries (nq x dim), or null: the one query is in qv
+  const uint32_t* deleted;
+  uint64_t* out;  // per block 32 sorted keys: out[q * out_ld + block * 32 ...]
+  std::size_t out_ld;
+  int split, pipe;
+  float* scores;       // non-null: write every row's score (scores[q * n + row]) instead of lists
+  unsigned* tickets;   // per query: blocks done; the last block merges and resets it to 0
+  int k;               // results per query written by the last block
+  int negate;          // report -score (inner product)
+  int64_t* res_rows;   // q * k + j (device or mapped host memory)
+  float* res_dist;
+  float qv[kParamDims];
+};
+
 template <Metric M, ScalarType S, bool VEC>
-__global__ void __launch_bounds__(kScanThreads, 4)
-    scan_select_kernel(const void* base, std::size_t n, std::size_t dim, const float* queries,
-                       const uint32_t* deleted, uint64_t* out, std::size_t out_ld, int split, int pipe) {
+__global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_select_kernel(const FusedArgs args) {
   using T = typename Elem<S>::T;
+  extern __shared__ float4 q_shared[];  // the query, dim floats
   __shared__ uint64_t lists[kScanThreads];
+  __shared__ bool last_block;
+  const void* const base = args.base;
+  const std::size_t n = args.n, dim = args.dim;
+  const int split = args.split, pipe = args.pipe;
   const int lane = int(threadIdx.x) & (kWarp - 1);
   const int warp = int(threadIdx.x) / kWarp;
-  const float* q = queries + std::size_t(blockIdx.y) * dim;
+  float* const q = reinterpret_cast<float*>(q_shared);
+  if (args.queries != nullptr) {
+    const float* src = args.queries + std::size_t(blockIdx.y) * dim;
+    for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[j] = __ldg(src + j);
+  } else {
+    for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[j] = args.qv[j];
+  }
+  __syncthreads();
   // split (uniform): half-warps take separate rows (see accumulate_rows).
   const int half = split ? lane >> 4 : 0;
   const int sublane = split ? lane & 15 : lane;
@@ -198,7 +232,9 @@ __global__ void __launch_bounds__(kScanThreads, 4)
   const std::size_t groups = (n + step_rows - 1) / step_rows;
   const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
   uint64_t list = kEmptyKey, worst = kEmptyKey;
-  // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys.
+  float* const scores = args.scores == nullptr ? nullptr : args.scores + std::size_t(blockIdx.y) * n;
+  // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys (or writes
+  // their scores).
   auto emit = [&](std::size_t r0, int nr, float (&acc)[kFG]) {
     uint64_t key = kEmptyKey;
 #pragma unroll
@@ -208,13 +244,17 @@ __global__ void __launch_bounds__(kScanThreads, 4)
       for (int off = 16; off > 0; off >>= 1)
         if (off < 16 || !split) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
       const std::size_t row = r0 + std::size_t(i);
-      if (sublane == i && i < nr && !is_deleted(deleted, row)) key = make_key(finish<M>(v), uint32_t(row));
+      if (sublane == i && i < nr) {
+        if (scores != nullptr)
+          scores[row] = finish<M>(v);
+        else if (!is_deleted(args.deleted, row))
+          key = make_key(finish<M>(v), uint32_t(row));
+      }
     }
-    warp_list_offer(key, list, worst, lane);
+    if (scores == nullptr) warp_list_offer(key, list, worst, lane);
   };
   const std::size_t g0 = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp);
-  // fp32 only: with the half types the extra registers spill (ptxas, sm_90).
-  constexpr bool kPipe = VEC && S == ScalarType::F32;
+  constexpr bool kPipe = VEC;
   if constexpr (kPipe) {
     constexpr int V = Elem<S>::kVec;
     const std::size_t chunks = dim / V;
@@ -225,18 +265,7 @@ __global__ void __launch_bounds__(kScanThreads, 4)
       const bool active = std::size_t(sublane) < chunks;
       float qf[V];
 #pragma unroll
-      for (int e = 0; e < V; ++e) qf[e] = 0.0f;
-      if (active) {
-        const float4* qp = reinterpret_cast<const float4*>(q + std::size_t(sublane) * V);
-#pragma unroll
-        for (int h = 0; h < V / 4; ++h) {
-          const float4 qv = __ldg(qp + h);
-          qf[4 * h + 0] = qv.x;
-          qf[4 * h + 1] = qv.y;
-          qf[4 * h + 2] = qv.z;
-          qf[4 * h + 3] = qv.w;
-        }
-      }
+      for (int e = 0; e < V; ++e) qf[e] = active ? q[std::size_t(sublane) * V + std::size_t(e)] : 0.0f;
       auto load = [&](std::size_t g, uint4 (&raw)[kFG]) {
         const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
 #pragma unroll
@@ -282,13 +311,55 @@ __global__ void __launch_bounds__(kScanThreads, 4)
       emit(r0, nr, acc);
     }
   }
+  if (scores != nullptr) return;
+  lists[threadIdx.x] = list;
+  __syncthreads();
+  uint64_t* const out = args.out + std::size_t(blockIdx.y) * args.out_ld;
+  if (warp == 0) {
+    list = kEmptyKey;
+    worst = kEmptyKey;
+    for (int w = 0; w < kScanThreads / kWarp; ++w) warp_list_offer(lists[w * kWarp + lane], list, worst, lane);
+    out[std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = list;
+    __threadfence();  // the list is visible to every block before this block's ticket is
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) last_block = atomicAdd(args.tickets + blockIdx.y, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last_block) return;
+  // The last block of this query merges every block's list (read past L1: other blocks wrote
+  // them), each warp a share of the lists with several loads in flight, then the warps' lists.
+  __threadfence();
+  constexpr int kMergeLoads = 8;
+  constexpr int kWarps = kScanThreads / kWarp;
+  list = kEmptyKey;
+  worst = kEmptyKey;
+  for (unsigned b0 = unsigned(warp); b0 < gridDim.x; b0 += kWarps * kMergeLoads) {
+    uint64_t keys[kMergeLoads];
+#pragma unroll
+    for (int u = 0; u < kMergeLoads; ++u) {
+      const unsigned b = b0 + unsigned(u * kWarps);
+      keys[u] = b < gridDim.x ? __ldcg(reinterpret_cast<const unsigned long long*>(out) + std::size_t(b) * kWarp + lane)
+                              : kEmptyKey;
+    }
+#pragma unroll
+    for (int u = 0; u < kMergeLoads; ++u) warp_list_offer(keys[u], list, worst, lane);
+  }
+  __syncthreads();  // every warp has read lists[] above
   lists[threadIdx.x] = list;
   __syncthreads();
   if (warp == 0) {
     list = kEmptyKey;
     worst = kEmptyKey;
-    for (int w = 0; w < kScanThreads / kWarp; ++w) warp_list_offer(lists[w * kWarp + lane], list, worst, lane);
-    out[std::size_t(blockIdx.y) * out_ld + std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = list;
+    for (int w = 0; w < kWarps; ++w) warp_list_offer(lists[w * kWarp + lane], list, worst, lane);
+    if (lane < args.k) {
+      const std::size_t i = std::size_t(blockIdx.y) * std::size_t(args.k) + std::size_t(lane);
+      const float inf = __int_as_float(0x7f800000);
+      const float s = list == kEmptyKey ? inf : key_score(list);
+      args.res_rows[i] = list == kEmptyKey ? -1 : int64_t(key_row(list));
+      args.res_dist[i] = args.negate ? -s : s;
+    }
+    if (lane == 0) args.tickets[blockIdx.y] = 0;  // ready for the next launch on this stream
+    __threadfence_system();
   }
 }
 
@@ -406,7 +477,7 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream) {
   check(cudaGetLastError(), "scan kernel launch");
 }
 
-std::size_t scan_select_blocks(std::size_t n) {
+std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
   static std::atomic<int> sms{0};
   int m = sms.load(std::memory_order_relaxed);
   if (m == 0) {
@@ -416,18 +487,24 @@ std::size_t scan_select_blocks(std::size_t n) {
     m = std::max(m, 1);
     sms.store(m, std::memory_order_relaxed);
   }
-  // At least 4 steps of kFG rows per warp; at most one wave (4 resident blocks per SM, the
+  // At least 4 steps of kFG rows per warp; at most one wave (the resident blocks per SM of the
   // kernel's launch bound).
   const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * 4;
-  return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1, std::size_t(m) * 4);
+  return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1,
+                                 std::size_t(m) * std::size_t(fused_blocks_per_sm(storage)));
 }
 
-void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* out, std::size_t blocks,
-                        std::size_t out_ld, cudaStream_t stream) {
+bool fused_supported(const ScanArgs& a) {
+  return a.metric != Metric::Hamming && a.storage != ScalarType::Bits && a.dim * sizeof(float) <= kFusedMaxQueryBytes;
+}
+
+void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t stream) {
   if (a.n == 0 || a.nq == 0) return;
-  if (a.metric == Metric::Hamming) throw Error(ErrorCode::Internal, "CUDA fused scan: Hamming");
+  if (!fused_supported(a)) throw Error(ErrorCode::Internal, "CUDA fused scan: unsupported configuration");
   if (a.nq > 65535) throw Error(ErrorCode::Internal, "CUDA fused scan: too many queries in one launch");
-  const dim3 grid{unsigned(blocks), unsigned(a.nq), 1u};
+  if (o.scores == nullptr && (o.k < 1 || o.k > kWarp))
+    throw Error(ErrorCode::Internal, "CUDA fused scan: k above 32 needs the score output");
+  const dim3 grid{unsigned(o.blocks), unsigned(a.nq), 1u};
   // Half-warp split when a row is at most 16 16-byte chunks, and (fp32) loads of the next step
   // issued before the current one is reduced when a row is at most one chunk per lane;
   // HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-warp-per-row layout without the prefetch.
@@ -436,11 +513,30 @@ void launch_scan_select(const ScanArgs& a, const uint32_t* deleted, uint64_t* ou
     return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
   }();
   const std::size_t vec_elems = a.storage == ScalarType::F32 ? 4 : 8;
-  const int split = (!legacy_fused && vec_ok(a) && a.dim / vec_elems <= 16) ? 1 : 0;
+  FusedArgs f{};
+  f.base = a.base;
+  f.n = a.n;
+  f.dim = a.dim;
+  f.queries = static_cast<const float*>(a.queries);
+  if (f.queries == nullptr) {
+    if (o.host_query == nullptr || a.nq != 1 || a.dim > std::size_t(kParamDims))
+      throw Error(ErrorCode::Internal, "CUDA fused scan: no query");
+    std::memcpy(f.qv, o.host_query, a.dim * sizeof(float));
+  }
+  f.deleted = o.deleted;
+  f.out = o.lists;
+  f.out_ld = o.lists_ld;
+  f.split = (!legacy_fused && vec_ok(a) && a.dim / vec_elems <= 16) ? 1 : 0;
+  f.pipe = legacy_fused ? 0 : 1;
+  f.scores = o.scores;
+  f.tickets = o.tickets;
+  f.k = o.k;
+  f.negate = o.negate ? 1 : 0;
+  f.res_rows = o.rows;
+  f.res_dist = o.distances;
+  const std::size_t smem = a.dim * sizeof(float);
   dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
-    scan_select_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
-                                                                   static_cast<const float*>(a.queries), deleted, out,
-                                                                   out_ld, split, legacy_fused ? 0 : 1);
+    scan_select_kernel<M, S, VEC><<<grid, kScanThreads, smem, stream>>>(f);
   });
   check(cudaGetLastError(), "fused scan kernel launch");
 }

@@ -231,6 +231,15 @@ __global__ void finalize_kernel(const uint64_t* keys, std::size_t ld, std::size_
   }
 }
 
+__global__ void kth_scores_kernel(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, float* out) {
+  const std::size_t q = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (q >= nq) return;
+  const uint64_t key = keys[q * ld + std::size_t(k - 1)];
+  // Raised by 2^-20 of its magnitude: the screen's fp32 test moves by up to 2^-23 |tau|.
+  const float t = key == kEmptyKey ? __int_as_float(0x7f800000) : key_score(key);
+  out[q] = t + fabsf(t) * 0x1p-20f;
+}
+
 template <int K>
 void run_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
                 int64_t row0, const uint32_t* deleted, Transform t, const float* norms, uint64_t* out,
@@ -319,6 +328,13 @@ void select_from_keys(const uint64_t* keys, std::size_t ld, std::size_t nq, std:
                       std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
   select_any(nullptr, keys, ld, nq, len, 0, nullptr, Transform::Raw, nullptr, cap, out, out_ld, scratch_a, scratch_b,
              stream);
+}
+
+void launch_kth_scores(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, float* thresholds,
+                       cudaStream_t stream) {
+  if (nq == 0) return;
+  kth_scores_kernel<<<unsigned((nq + 255) / 256), 256, 0, stream>>>(keys, ld, nq, k, thresholds);
+  check(cudaGetLastError(), "threshold kernel launch");
 }
 
 void launch_finalize(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate, float* distances,

@@ -1,0 +1,58 @@
+// CUDA backend: the tensor-core screen of a large query batch. Every query x row score is
+// computed with mma.sync (TF32 / fp16 / bf16 operands, fp32 accumulate) and only rows that could
+// beat the query's threshold, given an error bound, are emitted as candidates: the nq x n score
+// matrix never reaches memory. The caller re-scores the candidates exactly.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "hive_gpu/types.hpp"
+
+namespace hive::gpu::cuda {
+
+// Device pointers; base and queries 16-byte aligned (cudaMalloc'd buffers are).
+struct ScreenArgs {
+  const void* base = nullptr;  // n rows x dim, row-major, in the storage encoding
+  std::size_t n = 0, dim = 0;
+  ScalarType storage = ScalarType::F32;  // F32 (TF32 mma), F16 (fp16 mma), BF16 (bf16 mma)
+  Metric metric = Metric::L2;            // L2, InnerProduct or Cosine
+  const float* queries = nullptr;        // nq x dim fp32
+  std::size_t nq = 0;
+  const float* row_sq_norms = nullptr;    // n: fp32 sum of squares of each decoded row
+  const float* query_sq_norms = nullptr;  // nq: fp32 sum of squares of each query
+  const float* thresholds = nullptr;      // nq: tau_q, internal convention (smaller is better); may be +inf
+  float a = 0, b = 0;                     // error-bound coefficients
+  const uint32_t* deleted = nullptr;      // bitmap over rows (bit r % 32 of word r / 32), may be null
+  uint64_t* cand = nullptr;               // nq x cap; the caller pre-fills with kEmptyKey
+  uint32_t* count = nullptr;              // nq; the caller zeroes
+  std::size_t cap = 0;
+  // Row tiles (256 rows) each CTA streams; 0 picks one from the problem size. Tests set it to
+  // exercise the multi-tile paths on small inputs.
+  unsigned tiles_per_cta = 0;
+};
+
+// Scores, with dot the tensor-core dot product of query q and row r, qn2 / rn2 the squared norms:
+//   L2: s = qn2 + rn2 - 2 dot;  InnerProduct: s = -dot;  Cosine: s = 1 - dot.
+// Row r is emitted for query q iff it is not deleted and
+//   NOT (s - (a sqrt(qn2) sqrt(rn2) + b (qn2 + rn2)) > tau_q)      (so a NaN emits),
+// evaluated in fp32 after a rearrangement that is exact in real arithmetic (see screen.cu); its
+// fp32 rounding moves the test by at most about 2^-22 (qn2 + rn2) + 2^-23 |tau_q| (+ 2^-23 for
+// Cosine's 1) on the scale of s, which b must cover along with the norms' own rounding.
+// Emitting: pos = atomicAdd(&count[q], 1), and cand[q * cap + pos] = r if pos < cap; count keeps
+// counting past cap (the caller detects the overflow). The order of a query's candidates is
+// unspecified.
+//
+// Supported: L2 / InnerProduct / Cosine; F32 with dim % 4 == 0 and dim <= 256, F16 / BF16 with
+// dim % 8 == 0 and dim <= 512 (rows are copied in 16-byte pieces; the CTA's 128 queries stay in
+// shared memory, at most 1 KiB of operand bytes each), provided the kernel's shared memory,
+// 128 P + 99344 bytes with P the row's operand bytes rounded up to 64, fits the current
+// device's per-block limit: every such dim on sm_90 (227 KiB), P <= 512 on sm_80 (fp32 dim <= 128,
+// fp16 / bf16 dim <= 256), none on sm_86 / sm_89 (99 KiB). Otherwise the caller takes another path.
+bool screen_supported(Metric m, ScalarType s, std::size_t dim);
+
+// Enqueues the screen on `stream`; throws Error(Internal) for an unsupported configuration.
+void launch_screen(const ScreenArgs& a, cudaStream_t stream);
+
+}  // namespace hive::gpu::cuda
