@@ -463,8 +463,8 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
 }
 
 bool CudaFlatStore::use_screen(std::size_t nq, int k) const {
-  static const bool disabled = env_set("HIVE_GPU_CUDA_NO_SCREEN");
-  return !disabled && use_gemm(nq) && rows_ >= kScreenMinRows && k <= kScreenMaxK &&
+  // Read per search (like HIVE_GPU_CUDA_TF32), so one benchmark can time both paths.
+  return !env_set("HIVE_GPU_CUDA_NO_SCREEN") && use_gemm(nq) && rows_ >= kScreenMinRows && k <= kScreenMaxK &&
          screen_supported(cfg_.metric, cfg_.storage, cfg_.dim) && rows_ - deleted_count_ >= 64 * std::size_t(k);
 }
 

@@ -156,9 +156,12 @@ __device__ __forceinline__ bool is_deleted(const uint32_t* bitmap, std::size_t r
 }
 
 // A warp-wide sorted list of the 32 best keys: lane i holds the i-th best (ascending), `worst`
-// (lane 31's key, the same in every lane) is the entry threshold. Every lane offers one key
-// (kEmptyKey offers nothing); all 32 lanes must call it together.
-__device__ __forceinline__ void warp_list_offer(uint64_t key, uint64_t& list, uint64_t& worst, int lane) {
+// (lane `last`'s key, the same in every lane) is the entry threshold. Every lane offers one key
+// (kEmptyKey offers nothing); all 32 lanes must call it together. With last < 31 only lanes
+// 0..last are kept exact (the best last + 1 keys); the lanes after them hold larger keys that
+// were offered, still in order, so merging such lists keeps the best last + 1 of the union.
+__device__ __forceinline__ void warp_list_offer(uint64_t key, uint64_t& list, uint64_t& worst, int lane,
+                                                int last = kWarp - 1) {
   unsigned m = __ballot_sync(kFullMask, key < worst);
   while (m != 0) {
     const int src = __ffs(int(m)) - 1;
@@ -171,9 +174,23 @@ __device__ __forceinline__ void warp_list_offer(uint64_t key, uint64_t& list, ui
         list = up;
       else if (lane == pos)
         list = nk;
-      worst = __shfl_sync(kFullMask, list, kWarp - 1);
+      worst = __shfl_sync(kFullMask, list, last);
     }
   }
+}
+
+// The 32 best of two warp-wide sorted lists (lane i holds entry i of each, ascending), sorted:
+// b reversed against a gives a bitonic sequence holding the 32 smallest, which the half-cleaners
+// (strides 16 .. 1) sort. No serial insertion, so the cost does not depend on the keys.
+__device__ __forceinline__ uint64_t warp_merge_lists(uint64_t a, uint64_t b, int lane) {
+  const uint64_t rb = __shfl_sync(kFullMask, b, kWarp - 1 - lane);
+  uint64_t m = a < rb ? a : rb;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const uint64_t p = __shfl_xor_sync(kFullMask, m, off);
+    m = (lane & off) ? (m > p ? m : p) : (m < p ? m : p);
+  }
+  return m;
 }
 
 }  // namespace hive::gpu::cuda::dev

@@ -232,6 +232,8 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
   const std::size_t groups = (n + step_rows - 1) / step_rows;
   const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
   uint64_t list = kEmptyKey, worst = kEmptyKey;
+  // Only the k best are asked for: a key enters only when it beats the k-th (fewer insertions).
+  const int last = min(max(args.k, 1), kWarp) - 1;
   float* const scores = args.scores == nullptr ? nullptr : args.scores + std::size_t(blockIdx.y) * n;
   // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys (or writes
   // their scores).
@@ -251,7 +253,7 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
           key = make_key(finish<M>(v), uint32_t(row));
       }
     }
-    if (scores == nullptr) warp_list_offer(key, list, worst, lane);
+    if (scores == nullptr) warp_list_offer(key, list, worst, lane, last);
   };
   const std::size_t g0 = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp);
   constexpr bool kPipe = VEC;
@@ -312,14 +314,20 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
     }
   }
   if (scores != nullptr) return;
+  constexpr int kWarps = kScanThreads / kWarp;
+  // The block's warp lists, merged pairwise (a tree of bitonic merges) by warp 0.
   lists[threadIdx.x] = list;
   __syncthreads();
   uint64_t* const out = args.out + std::size_t(blockIdx.y) * args.out_ld;
   if (warp == 0) {
-    list = kEmptyKey;
-    worst = kEmptyKey;
-    for (int w = 0; w < kScanThreads / kWarp; ++w) warp_list_offer(lists[w * kWarp + lane], list, worst, lane);
-    out[std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = list;
+    uint64_t l[kWarps];
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) l[w] = lists[w * kWarp + lane];
+#pragma unroll
+    for (int span = 1; span < kWarps; span *= 2)
+#pragma unroll
+      for (int w = 0; w + span < kWarps; w += 2 * span) l[w] = warp_merge_lists(l[w], l[w + span], lane);
+    out[std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = l[0];
     __threadfence();  // the list is visible to every block before this block's ticket is
   }
   __syncthreads();
@@ -327,30 +335,37 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
   __syncthreads();
   if (!last_block) return;
   // The last block of this query merges every block's list (read past L1: other blocks wrote
-  // them), each warp a share of the lists with several loads in flight, then the warps' lists.
+  // them): each warp takes kMergeLoads lists at a time, merges them as a tree (independent
+  // merges overlap) and then into its running list; then warp 0 merges the warps' lists.
   __threadfence();
   constexpr int kMergeLoads = 8;
-  constexpr int kWarps = kScanThreads / kWarp;
   list = kEmptyKey;
-  worst = kEmptyKey;
   for (unsigned b0 = unsigned(warp); b0 < gridDim.x; b0 += kWarps * kMergeLoads) {
-    uint64_t keys[kMergeLoads];
+    uint64_t l[kMergeLoads];
 #pragma unroll
     for (int u = 0; u < kMergeLoads; ++u) {
       const unsigned b = b0 + unsigned(u * kWarps);
-      keys[u] = b < gridDim.x ? __ldcg(reinterpret_cast<const unsigned long long*>(out) + std::size_t(b) * kWarp + lane)
-                              : kEmptyKey;
+      l[u] = b < gridDim.x ? __ldcg(reinterpret_cast<const unsigned long long*>(out) + std::size_t(b) * kWarp + lane)
+                           : kEmptyKey;
     }
 #pragma unroll
-    for (int u = 0; u < kMergeLoads; ++u) warp_list_offer(keys[u], list, worst, lane);
+    for (int span = 1; span < kMergeLoads; span *= 2)
+#pragma unroll
+      for (int u = 0; u + span < kMergeLoads; u += 2 * span) l[u] = warp_merge_lists(l[u], l[u + span], lane);
+    list = warp_merge_lists(list, l[0], lane);
   }
-  __syncthreads();  // every warp has read lists[] above
+  __syncthreads();  // every warp is past its reads of lists[] above
   lists[threadIdx.x] = list;
   __syncthreads();
   if (warp == 0) {
-    list = kEmptyKey;
-    worst = kEmptyKey;
-    for (int w = 0; w < kWarps; ++w) warp_list_offer(lists[w * kWarp + lane], list, worst, lane);
+    uint64_t l[kWarps];
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) l[w] = lists[w * kWarp + lane];
+#pragma unroll
+    for (int span = 1; span < kWarps; span *= 2)
+#pragma unroll
+      for (int w = 0; w + span < kWarps; w += 2 * span) l[w] = warp_merge_lists(l[w], l[w + span], lane);
+    list = l[0];
     if (lane < args.k) {
       const std::size_t i = std::size_t(blockIdx.y) * std::size_t(args.k) + std::size_t(lane);
       const float inf = __int_as_float(0x7f800000);
@@ -487,9 +502,14 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
     m = std::max(m, 1);
     sms.store(m, std::memory_order_relaxed);
   }
-  // At least 4 steps of kFG rows per warp; at most one wave (the resident blocks per SM of the
-  // kernel's launch bound).
-  const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * 4;
+  // At least `steps` steps of kFG rows per warp (HIVE_GPU_CUDA_FUSED_STEPS, default 4); at most
+  // one wave (the resident blocks per SM of the kernel's launch bound).
+  static const std::size_t steps = [] {
+    const char* v = std::getenv("HIVE_GPU_CUDA_FUSED_STEPS");
+    const long x = v != nullptr ? std::atol(v) : 0;
+    return x > 0 ? std::size_t(x) : std::size_t(4);
+  }();
+  const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * steps;
   return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1,
                                  std::size_t(m) * std::size_t(fused_blocks_per_sm(storage)));
 }
