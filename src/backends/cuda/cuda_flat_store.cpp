@@ -366,13 +366,13 @@ void CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   o.negate = cfg_.metric == Metric::InnerProduct;
   if (k <= 32) {
     // One launch: the blocks' lists are merged by the last block, which writes the results.
-    ws_cand_.ensure(o.blocks * 32 * sizeof(uint64_t));
-    if (ws_tickets_.bytes() < sizeof(unsigned)) {
-      ws_tickets_.ensure(sizeof(unsigned));
-      check(cudaMemsetAsync(ws_tickets_.get(), 0, sizeof(unsigned), s), "clear tickets");
+    ws_cand_.ensure(fused_lists_ld(o.blocks) * sizeof(uint64_t));
+    if (ws_tickets_.bytes() < kTicketsLd * sizeof(unsigned)) {
+      ws_tickets_.ensure(kTicketsLd * sizeof(unsigned));
+      check(cudaMemsetAsync(ws_tickets_.get(), 0, kTicketsLd * sizeof(unsigned), s), "clear tickets");
     }
     o.lists = ws_cand_.as<uint64_t>();
-    o.lists_ld = o.blocks * 32;
+    o.lists_ld = fused_lists_ld(o.blocks);
     o.tickets = ws_tickets_.as<unsigned>();
     o.rows = rows;
     o.distances = dist;

@@ -33,10 +33,10 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream);
 // Fused scan + selection (float metrics, fp32 / fp16 / bf16 storage): each of `blocks`
 // blocks (scan_select_blocks(n, storage)) scores its share of rows against each query with
 // launch_scan's arithmetic and keeps its 32 best keys, written sorted to
-// lists[q * lists_ld + block * 32 ...]; the last block of each query to finish (a ticket per
-// query, tickets zeroed once by the caller and left zeroed by the kernel) merges them and
-// writes the query's k <= 32 results like launch_finalize to rows / distances (device or
-// pinned host memory). So a search is one launch. Removed rows (`deleted`, may be null) and
+// lists[q * lists_ld + block * 32 ...] (lists_ld >= fused_lists_ld(blocks): group lists follow);
+// the last blocks to finish (tickets[q * kTicketsLd ...], zeroed once by the caller and left
+// zeroed by the kernel) merge them and write the query's k <= 32 results like launch_finalize
+// to rows / distances (device or pinned host memory). So a search is one launch. Removed rows (`deleted`, may be null) and
 // NaN never enter. With `scores` set it writes every row's score (scores[q * n + row], no
 // removed-row check) instead, for a selection that follows.
 // The query: a.queries in device memory, or (nq == 1, dim <= 256) host_query, passed inside
@@ -56,6 +56,8 @@ struct FusedOutput {
   float* scores = nullptr;
 };
 bool fused_supported(const ScanArgs& a);
+inline constexpr std::size_t kTicketsLd = 64;  // ticket counters per query (1 + blocks / 16)
+inline std::size_t fused_lists_ld(std::size_t blocks) { return (blocks + (blocks + 15) / 16) * 32; }
 std::size_t scan_select_blocks(std::size_t n, ScalarType storage);
 void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t stream);
 inline constexpr std::size_t kFusedParamDims = 256;  // largest query passed as host_query

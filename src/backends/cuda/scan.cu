@@ -181,6 +181,52 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
   }
 }
 
+// The fused kernel's merge of block lists: groups of kMergeGroup blocks, tickets per query
+// (one for the groups, one per group).
+constexpr unsigned kMergeGroup = 16;
+constexpr int kMergeLoads = 8;  // lists each warp loads (and merges as a tree) per round
+
+// Warp 0: the merge of the 8 warp lists in sh (lane-major, sh[w * 32 + lane]), a tree of
+// bitonic merges. Other warps: unspecified.
+__device__ __forceinline__ uint64_t merge_shared_lists(const uint64_t* sh, int lane) {
+  constexpr int kWarps = kScanThreads / kWarp;
+  uint64_t l[kWarps];
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) l[w] = sh[w * kWarp + lane];
+#pragma unroll
+  for (int span = 1; span < kWarps; span *= 2)
+#pragma unroll
+    for (int w = 0; w + span < kWarps; w += 2 * span) l[w] = warp_merge_lists(l[w], l[w + span], lane);
+  return l[0];
+}
+
+// The whole block: the merge of `count` sorted 32-key lists at src (written by other blocks, so
+// read past L1), each warp a share of them, kMergeLoads at a time as a tree, then the warps'
+// lists through sh. The result is in warp 0 (lane i: the i-th best).
+__device__ __forceinline__ uint64_t merge_global_lists(const uint64_t* src, unsigned count, uint64_t* sh, int lane,
+                                                       int warp) {
+  constexpr int kWarps = kScanThreads / kWarp;
+  uint64_t list = kEmptyKey;
+  for (unsigned b0 = unsigned(warp); b0 < count; b0 += kWarps * kMergeLoads) {
+    uint64_t l[kMergeLoads];
+#pragma unroll
+    for (int u = 0; u < kMergeLoads; ++u) {
+      const unsigned b = b0 + unsigned(u * kWarps);
+      l[u] = b < count ? __ldcg(reinterpret_cast<const unsigned long long*>(src) + std::size_t(b) * kWarp + lane)
+                       : kEmptyKey;
+    }
+#pragma unroll
+    for (int span = 1; span < kMergeLoads; span *= 2)
+#pragma unroll
+      for (int u = 0; u + span < kMergeLoads; u += 2 * span) l[u] = warp_merge_lists(l[u], l[u + span], lane);
+    list = warp_merge_lists(list, l[0], lane);
+  }
+  __syncthreads();  // sh may still be read by warp 0 of an earlier merge
+  sh[threadIdx.x] = list;
+  __syncthreads();
+  return merge_shared_lists(sh, lane);
+}
+
 // Resident blocks per SM the fused kernel is built for: 4 (64 registers) for fp32; the half
 // types' next-step loads need more registers (at 64 they spilled under ptxas, sm_90): 3.
 constexpr int fused_blocks_per_sm(ScalarType s) { return s == ScalarType::F32 ? 4 : 3; }
@@ -197,7 +243,7 @@ struct FusedArgs {
   std::size_t out_ld;
   int split, pipe;
   float* scores;       // non-null: write every row's score (scores[q * n + row]) instead of lists
-  unsigned* tickets;   // per query: blocks done; the last block merges and resets it to 0
+  unsigned* tickets;   // per query kTicketsLd counters, zero between launches
   int k;               // results per query written by the last block
   int negate;          // report -score (inner product)
   int64_t* res_rows;   // q * k + j (device or mapped host memory)
@@ -236,22 +282,32 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
   const int last = min(max(args.k, 1), kWarp) - 1;
   float* const scores = args.scores == nullptr ? nullptr : args.scores + std::size_t(blockIdx.y) * n;
   // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys (or writes
-  // their scores).
+  // their scores). A reduce-scatter: the first two butterfly levels each hand half of the
+  // values to the partner lane (lanes keep rows {0,1} or {2,3}, then one row), the remaining
+  // levels reduce the one value left. Every level combines the same two partial sums as the
+  // plain butterfly of each row (over offsets 16..1, or 8..1 within a half-warp) and combine
+  // is commutative, so the sums are bitwise those of warp_reduce: 6 shuffles for 4 rows, not 20.
+  static_assert(kFG == 4, "the reduce-scatter below is written for 4 rows per step");
+  const int off_a = split ? 8 : 16, off_b = off_a >> 1;
+  const bool hi_a = (lane & off_a) != 0, hi_b = (lane & off_b) != 0;
+  const int my_row = (hi_a ? 2 : 0) + (hi_b ? 1 : 0);
+  const bool offers = (lane & (off_b - 1)) == 0;  // one lane per row offers its key
   auto emit = [&](std::size_t r0, int nr, float (&acc)[kFG]) {
+    const float s0 = hi_a ? acc[0] : acc[2], s1 = hi_a ? acc[1] : acc[3];
+    const float k0 = hi_a ? acc[2] : acc[0], k1 = hi_a ? acc[3] : acc[1];
+    const float b0 = combine<M>(k0, __shfl_xor_sync(kFullMask, s0, off_a));
+    const float b1 = combine<M>(k1, __shfl_xor_sync(kFullMask, s1, off_a));
+    float v = combine<M>(hi_b ? b1 : b0, __shfl_xor_sync(kFullMask, hi_b ? b0 : b1, off_b));
+#pragma unroll
+    for (int off = 4; off > 0; off >>= 1)
+      if (off < off_b) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
+    const std::size_t row = r0 + std::size_t(my_row);
     uint64_t key = kEmptyKey;
-#pragma unroll
-    for (int i = 0; i < kFG; ++i) {
-      float v = acc[i];
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1)
-        if (off < 16 || !split) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
-      const std::size_t row = r0 + std::size_t(i);
-      if (sublane == i && i < nr) {
-        if (scores != nullptr)
-          scores[row] = finish<M>(v);
-        else if (!is_deleted(args.deleted, row))
-          key = make_key(finish<M>(v), uint32_t(row));
-      }
+    if (offers && my_row < nr) {
+      if (scores != nullptr)
+        scores[row] = finish<M>(v);
+      else if (!is_deleted(args.deleted, row))
+        key = make_key(finish<M>(v), uint32_t(row));
     }
     if (scores == nullptr) warp_list_offer(key, list, worst, lane, last);
   };
@@ -314,58 +370,39 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
     }
   }
   if (scores != nullptr) return;
-  constexpr int kWarps = kScanThreads / kWarp;
-  // The block's warp lists, merged pairwise (a tree of bitonic merges) by warp 0.
+  // The block's warp lists, merged by warp 0.
   lists[threadIdx.x] = list;
   __syncthreads();
   uint64_t* const out = args.out + std::size_t(blockIdx.y) * args.out_ld;
   if (warp == 0) {
-    uint64_t l[kWarps];
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) l[w] = lists[w * kWarp + lane];
-#pragma unroll
-    for (int span = 1; span < kWarps; span *= 2)
-#pragma unroll
-      for (int w = 0; w + span < kWarps; w += 2 * span) l[w] = warp_merge_lists(l[w], l[w + span], lane);
-    out[std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = l[0];
+    out[std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = merge_shared_lists(lists, lane);
     __threadfence();  // the list is visible to every block before this block's ticket is
   }
+  // Two levels of "last one merges" (tickets per query, left at zero for the next launch): the
+  // last block of each group of kMergeGroup merges the group's lists while other blocks still
+  // scan, then the last group merges the group lists and writes the results. A short serial tail.
+  unsigned* const tk = args.tickets + std::size_t(blockIdx.y) * kTicketsLd;
+  const unsigned group = blockIdx.x / kMergeGroup, merge_groups = (gridDim.x + kMergeGroup - 1) / kMergeGroup;
+  const unsigned in_group = min(unsigned(kMergeGroup), gridDim.x - group * kMergeGroup);
+  uint64_t* const group_lists = out + std::size_t(gridDim.x) * kWarp;
   __syncthreads();
-  if (threadIdx.x == 0) last_block = atomicAdd(args.tickets + blockIdx.y, 1u) == gridDim.x - 1;
+  if (threadIdx.x == 0) last_block = atomicAdd(tk + 1 + group, 1u) == in_group - 1;
   __syncthreads();
   if (!last_block) return;
-  // The last block of this query merges every block's list (read past L1: other blocks wrote
-  // them): each warp takes kMergeLoads lists at a time, merges them as a tree (independent
-  // merges overlap) and then into its running list; then warp 0 merges the warps' lists.
   __threadfence();
-  constexpr int kMergeLoads = 8;
-  list = kEmptyKey;
-  for (unsigned b0 = unsigned(warp); b0 < gridDim.x; b0 += kWarps * kMergeLoads) {
-    uint64_t l[kMergeLoads];
-#pragma unroll
-    for (int u = 0; u < kMergeLoads; ++u) {
-      const unsigned b = b0 + unsigned(u * kWarps);
-      l[u] = b < gridDim.x ? __ldcg(reinterpret_cast<const unsigned long long*>(out) + std::size_t(b) * kWarp + lane)
-                           : kEmptyKey;
-    }
-#pragma unroll
-    for (int span = 1; span < kMergeLoads; span *= 2)
-#pragma unroll
-      for (int u = 0; u + span < kMergeLoads; u += 2 * span) l[u] = warp_merge_lists(l[u], l[u + span], lane);
-    list = warp_merge_lists(list, l[0], lane);
-  }
-  __syncthreads();  // every warp is past its reads of lists[] above
-  lists[threadIdx.x] = list;
-  __syncthreads();
+  list = merge_global_lists(out + std::size_t(group) * kMergeGroup * kWarp, in_group, lists, lane, warp);
   if (warp == 0) {
-    uint64_t l[kWarps];
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) l[w] = lists[w * kWarp + lane];
-#pragma unroll
-    for (int span = 1; span < kWarps; span *= 2)
-#pragma unroll
-      for (int w = 0; w + span < kWarps; w += 2 * span) l[w] = warp_merge_lists(l[w], l[w + span], lane);
-    list = l[0];
+    group_lists[std::size_t(group) * kWarp + std::size_t(lane)] = list;
+    if (lane == 0) tk[1 + group] = 0;
+    __threadfence();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) last_block = atomicAdd(tk, 1u) == merge_groups - 1;
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  list = merge_global_lists(group_lists, merge_groups, lists, lane, warp);
+  if (warp == 0) {
     if (lane < args.k) {
       const std::size_t i = std::size_t(blockIdx.y) * std::size_t(args.k) + std::size_t(lane);
       const float inf = __int_as_float(0x7f800000);
@@ -373,7 +410,7 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
       args.res_rows[i] = list == kEmptyKey ? -1 : int64_t(key_row(list));
       args.res_dist[i] = args.negate ? -s : s;
     }
-    if (lane == 0) args.tickets[blockIdx.y] = 0;  // ready for the next launch on this stream
+    if (lane == 0) tk[0] = 0;
     __threadfence_system();
   }
 }
@@ -510,8 +547,9 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
     return x > 0 ? std::size_t(x) : std::size_t(4);
   }();
   const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * steps;
+  const std::size_t wave = std::size_t(m) * std::size_t(fused_blocks_per_sm(storage));
   return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1,
-                                 std::size_t(m) * std::size_t(fused_blocks_per_sm(storage)));
+                                 std::min(wave, (kTicketsLd - 1) * kMergeGroup));  // tickets per query
 }
 
 bool fused_supported(const ScanArgs& a) {
