@@ -368,6 +368,36 @@ TEST(CudaScreen, Supported) {
   EXPECT_FALSE(screen_supported(Metric::L2, ScalarType::F32, 0));
 }
 
+// Queries far from unit scale: fp16 would flush most components of a 1e-6-scaled query to
+// subnormals (relative error ~1e-2) and overflow those of a 1e5-scaled one; the kernel's
+// power-of-two query scale keeps the rounding relative, so the same bound still holds.
+TEST(CudaScreen, QueryScale) {
+  SKIP_WITHOUT_DEVICE();
+  for (ScalarType st : kStorages)
+    for (double scale : {1e-6, 1e5}) {
+      SCOPED_TRACE(std::string(name_of(st)) + " query scale " + std::to_string(scale));
+      Data d = make_data(3000, 37, 64, st, Metric::InnerProduct, false, 600);
+      std::vector<float> q(d.nq * d.dim);
+      for (std::size_t i = 0; i < q.size(); ++i) {
+        q[i] = static_cast<float>(d.queries[i] * scale);
+        d.queries[i] = double(q[i]);
+      }
+      for (std::size_t qi = 0; qi < d.nq; ++qi) {
+        double s2 = 0.0;
+        for (std::size_t j = 0; j < d.dim; ++j) s2 += d.queries[qi * d.dim + j] * d.queries[qi * d.dim + j];
+        d.qn2[qi] = static_cast<float>(s2);
+      }
+      upload(d.d_queries, q);
+      upload(d.d_qn2, d.qn2);
+      const std::vector<float> tau = thresholds_at_rank(d, 50);
+      // b = 0: with inner products the error is relative to |q||r| alone, and b (qn2 + rn2) would
+      // swamp the spread of the scores at these scales (every row would pass).
+      const float a = a_for(st);
+      const Output out = run(d, tau, a, 0.0f, 2048, 0);
+      EXPECT_EQ(verify(d, tau, a, 0.0f, 2048, out, true), "");
+    }
+}
+
 // A cap of 8 with ~50 qualifying rows: count goes past cap, the 8 slots hold distinct sound
 // rows and nothing beyond them is written.
 TEST(CudaScreen, SmallCapOverflows) {

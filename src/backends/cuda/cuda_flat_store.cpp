@@ -92,18 +92,16 @@ std::size_t env_size(const char* name, std::size_t fallback) {
 // operands for the tensor cores (TF32 taken as truncation, 2^-10; fp16 queries 2^-11; bf16
 // queries 2^-8; half rows are exact), the fp32 accumulation of d products (taken as d 2^-22,
 // allowing for the tensor cores' truncating adds), the scan's own d-step fp32 error, and the
-// epilogue's few fp32 operations; then doubled. fp16 queries can also underflow: min_qnorm
-// (the smallest query norm of the batch) turns that absolute error (2^-25 per element) into
-// the relative term.
+// epilogue's few fp32 operations; then doubled. fp16 queries are scaled by a power of two in
+// the kernel so that neither overflow nor subnormals occur (screen_query_range_ok).
 struct ScreenBound {
   float a, b;
 };
-ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim, double min_qnorm) {
+ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim) {
   const double d = double(dim);
   const double uq = storage == ScalarType::F32 ? 0x1p-10 : storage == ScalarType::F16 ? 0x1p-11 : 0x1p-8;
   const double ur = storage == ScalarType::F32 ? 0x1p-10 : 0.0;
   double dot = uq + ur + uq * ur + d * 0x1p-22;
-  if (storage == ScalarType::F16) dot += min_qnorm > 0 ? 0x1p-25 * std::sqrt(d) / min_qnorm : HUGE_VAL;
   double a = 0, b = 0;
   if (metric == Metric::L2) {
     a = 2 * dot;                 // the dot product enters twice
@@ -294,7 +292,7 @@ class CudaFlatStore final : public detail::FlatStore {
   // Returns false (having written nothing) where the candidates overflow their buffer.
   bool use_screen(std::size_t nq, int k) const;
   std::vector<uint32_t> sample_rows(std::size_t m) const;
-  // hq: the same queries on the host (their norms bound the fp16 rounding).
+  // hq: the same queries on the host (their range decides whether fp16 screening is sound).
   bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
 
   int ordinal_;
@@ -487,6 +485,15 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   cudaStream_t s = stream_->get();
   const std::size_t n = rows_, dim = cfg_.dim;
   const int cap_k = select_capacity(k);
+  // fp16 queries: the kernel's power-of-two scaling keeps the rounding relative while each
+  // query's largest component lies in [2^-24, 2^100]; others take the cuBLAS path.
+  if (cfg_.storage == ScalarType::F16) {
+    for (std::size_t q = 0; q < nq; ++q) {
+      float mx = 0;
+      for (std::size_t j = 0; j < dim; ++j) mx = std::max(mx, std::fabs(hq[q * dim + j]));
+      if (mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f)) return false;
+    }
+  }
   // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
   //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
   //    TF32 + exact re-score), so about k n / m rows beat it.
@@ -531,13 +538,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   sa.row_sq_norms = norms_.as<float>();
   sa.query_sq_norms = ws_qnorm_.as<float>();
   sa.thresholds = ws_thr_.as<float>();
-  double min_qnorm = HUGE_VAL;
-  for (std::size_t q = 0; q < nq; ++q) {
-    double t = 0;
-    for (std::size_t j = 0; j < dim; ++j) t += double(hq[q * dim + j]) * double(hq[q * dim + j]);
-    min_qnorm = std::min(min_qnorm, std::sqrt(t));
-  }
-  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, dim, min_qnorm);
+  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, dim);
   sa.a = eb.a;
   sa.b = eb.b;
   sa.deleted = bitmap;
@@ -599,7 +600,9 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     check(cudaMemcpyAsync(ws_queries_.get(), pin_in_.get(), nq * qbytes, cudaMemcpyHostToDevice, s), "upload queries");
     const auto* dq = ws_queries_.as<const uint8_t>();
     if (use_gemm(nq)) {
-      const std::size_t tile = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
+      // Query tiles of equal size (10 000 queries: 3 x 3334, not 4096 + 4096 + 1808).
+      const std::size_t most = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
+      const std::size_t tile = ceil_div(nq, ceil_div(nq, most));
       for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
         const std::size_t m = std::min(tile, nq - q0);
         const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);

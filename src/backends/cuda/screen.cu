@@ -65,7 +65,7 @@ struct Params {
 
 std::size_t smem_bytes(int kp) {
   return std::size_t(kBM) * std::size_t(kp + 16) + std::size_t(kStages) * kStageBytes + kBN * sizeof(float2) +
-         kBM * sizeof(float2) + kQueue * sizeof(uint64_t) + 16;
+         kBM * sizeof(float4) + kQueue * sizeof(uint64_t) + 16;
 }
 
 std::size_t elem_bytes(ScalarType s) { return s == ScalarType::F32 ? 4 : 2; }
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
   unsigned char* qtile = smem;              // kBM x kp operand bytes (+16 padding)
   unsigned char* stages = qtile + kBM * qpitch;
   float2* rowvals = reinterpret_cast<float2*>(stages + kStages * kStageBytes);  // per tile row: (rn, R)
-  float2* qvals = rowvals + kBN;                                                // per query: (A, T)
+  float4* qvals = reinterpret_cast<float4*>(rowvals + kBN);  // per query: (A', sc, T', -) (see the epilogue)
   uint64_t* queue = reinterpret_cast<uint64_t*>(qvals + kBM);
   uint32_t* qcount = reinterpret_cast<uint32_t*>(queue + kQueue);
 
@@ -234,6 +234,48 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
     cp_async_commit();
   }
 
+  // Per-query terms of the test (see the epilogue), one warp per query. fp16 queries are scaled
+  // by a power of two sc (exact) that brings the largest component into [2^14, 2^15): no
+  // component overflows fp16 and none that matters lands among its subnormals, so the rounding
+  // error stays relative (2^-11) whatever the query's scale; the test divides sc back out
+  // exactly. fp32 (tf32) and bf16 have fp32's exponent range: sc = 1. Queries past nq get
+  // A' = 0, T' = +inf, so their (zero) scores never pass; the enqueue checks the bounds anyway.
+  for (int qr = warp; qr < kBM; qr += kThreads / kWarp) {
+    const std::size_t q = q0 + std::size_t(qr);
+    float sc = 1.0f;
+    if constexpr (S == ScalarType::F16) {
+      float mx = 0.0f;
+      if (q < p.nq)
+        for (std::size_t e = std::size_t(lane) * 4; e < p.dim; e += kWarp * 4) {
+          const float4 x = __ldg(reinterpret_cast<const float4*>(p.queries + q * p.dim + e));
+          mx = fmaxf(mx, fmaxf(fmaxf(fabsf(x.x), fabsf(x.y)), fmaxf(fabsf(x.z), fabsf(x.w))));
+        }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, off));
+      if (mx > 0.0f && mx <= 3.0e38f) {
+        int ex = 0;
+        (void)frexpf(mx, &ex);  // mx = m 2^ex, m in [0.5, 1)
+        sc = __int_as_float((min(max(15 - ex, -100), 40) + 127) << 23);
+      }
+    }
+    if (lane == 0) {
+      float A = 0.0f, T = -INFINITY;
+      if (q < p.nq) {
+        const float qn2 = p.qn2[q], tau = p.tau[q];
+        const float qn = sqrtf(qn2);
+        if (p.metric == 0) {
+          A = 0.5f * (p.a * qn);
+          T = 0.5f * (tau - (1.0f - p.b) * qn2);
+        } else {
+          A = p.a * qn;
+          T = (p.metric == 2 ? tau - 1.0f : tau) + p.b * qn2;
+        }
+      }
+      qvals[qr] = make_float4(sc * A, sc, -(sc * T), 0.0f);
+    }
+  }
+  if constexpr (S == ScalarType::F16) __syncthreads();  // the scales, for the conversion below
+
   // Queries, rounded once to the operand type: tf32 (round to nearest, ties away, as cvt.rna),
   // fp16 / bf16 (nearest even). Queries past nq and the padded tail are zeros.
   {
@@ -252,30 +294,13 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
           v = make_uint4(to_tf32(x.x), to_tf32(x.y), to_tf32(x.z), to_tf32(x.w));
         } else {
           const float4 y = __ldg(src + 1);
-          v = make_uint4(pack_half2<S>(x.x, x.y), pack_half2<S>(x.z, x.w), pack_half2<S>(y.x, y.y),
-                         pack_half2<S>(y.z, y.w));
+          const float sc = S == ScalarType::F16 ? qvals[qr].y : 1.0f;
+          v = make_uint4(pack_half2<S>(sc * x.x, sc * x.y), pack_half2<S>(sc * x.z, sc * x.w),
+                         pack_half2<S>(sc * y.x, sc * y.y), pack_half2<S>(sc * y.z, sc * y.w));
         }
       }
       *reinterpret_cast<uint4*>(qtile + qr * qpitch + ch * 16) = v;
     }
-  }
-  // Per-query terms of the test (see the epilogue). Queries past nq get T = -inf, A = 0, so
-  // their (zero) scores do not pass; the enqueue checks the bounds anyway.
-  if (tid < kBM) {
-    const std::size_t q = q0 + std::size_t(tid);
-    float A = 0.0f, T = -INFINITY;
-    if (q < p.nq) {
-      const float qn2 = p.qn2[q], tau = p.tau[q];
-      const float qn = sqrtf(qn2);
-      if (p.metric == 0) {
-        A = 0.5f * (p.a * qn);
-        T = 0.5f * (tau - (1.0f - p.b) * qn2);
-      } else {
-        A = p.a * qn;
-        T = (p.metric == 2 ? tau - 1.0f : tau) + p.b * qn2;
-      }
-    }
-    qvals[tid] = make_float2(A, T);
   }
 
   // ldmatrix lane addresses. A (queries, x4 = one m16 tile and k-step): matrices (rows 0-7,
@@ -338,18 +363,22 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
 
     if (k == spt - 1) {
       if (spt == 1) __syncthreads();  // rowvals were written in this step
-      // The test, rearranged exactly (in real arithmetic) so that each score costs an FMA, an
-      // add and a compare: emit iff NOT (R_r - T_q > A_q rn_r + dot) with
+      // The test, rearranged exactly (in real arithmetic) so that each score costs two FMAs and
+      // a compare: emit iff NOT (R_r - T_q > A_q rn_r + dot) with
       //   L2:     A = a qn / 2, R = (1 - b) rn2 / 2, T = (tau - (1 - b) qn2) / 2
       //   IP:     A = a qn,     R = -b rn2,          T = tau + b qn2
       //   Cosine: A = a qn,     R = -b rn2,          T = tau - 1 + b qn2
-      // (multiply out: NOT (s - a qn rn - b (qn2 + rn2) > tau)). NaN anywhere emits.
-      float qa[8], qt[8];
+      // (multiply out: NOT (s - a qn rn - b (qn2 + rn2) > tau)), both sides times the query's
+      // scale sc (a power of two: exact), as the accumulator holds sc dot:
+      //   NOT (fma(R_r, sc, T'_q) > fma(A'_q, rn_r, sc dot)), A' = sc A, T' = -sc T.
+      // NaN anywhere emits.
+      float qa[8], qs[8], qt[8];
 #pragma unroll
       for (int h = 0; h < 8; ++h) {
-        const float2 v = qvals[wm * kWarpM + (h >> 1) * 16 + (h & 1) * 8 + g];
+        const float4 v = qvals[wm * kWarpM + (h >> 1) * 16 + (h & 1) * 8 + g];
         qa[h] = v.x;
-        qt[h] = v.y;
+        qs[h] = v.y;
+        qt[h] = v.z;
       }
       uint32_t mask[4] = {0u, 0u, 0u, 0u};  // bit j * 4 + c of m-tile i: acc[i][j][c] passes
       const float4* rv = reinterpret_cast<const float4*>(rowvals);
@@ -362,7 +391,7 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
           for (int c = 0; c < 4; ++c) {
             const int h = i * 2 + (c >> 1);
             const float x = fmaf(qa[h], (c & 1) ? r.z : r.x, acc[i][j][c]);
-            const float y = ((c & 1) ? r.w : r.y) - qt[h];
+            const float y = fmaf((c & 1) ? r.w : r.y, qs[h], qt[h]);
             if (!(y > x)) mask[i] |= 1u << (j * 4 + c);
           }
       }

@@ -40,6 +40,11 @@ struct ScreenArgs {
 // evaluated in fp32 after a rearrangement that is exact in real arithmetic (see screen.cu); its
 // fp32 rounding moves the test by at most about 2^-22 (qn2 + rn2) + 2^-23 |tau_q| (+ 2^-23 for
 // Cosine's 1) on the scale of s, which b must cover along with the norms' own rounding.
+// Operands: F32 -> both rounded to tf32 (nearest, ties away); F16 / BF16 -> rows as stored,
+// queries rounded to nearest even, fp16 ones after an exact power-of-two scale that puts each
+// query's largest component in [2^14, 2^15) (undone exactly in the test): no fp16 overflow, and
+// the queries' rounding error stays relative (2^-11 per component) at any query scale (largest
+// component between 2^-25 and 2^115), with no subnormal term.
 // Emitting: pos = atomicAdd(&count[q], 1), and cand[q * cap + pos] = r if pos < cap; count keeps
 // counting past cap (the caller detects the overflow). The order of a query's candidates is
 // unspecified.
@@ -47,7 +52,7 @@ struct ScreenArgs {
 // Supported: L2 / InnerProduct / Cosine; F32 with dim % 4 == 0 and dim <= 256, F16 / BF16 with
 // dim % 8 == 0 and dim <= 512 (rows are copied in 16-byte pieces; the CTA's 128 queries stay in
 // shared memory, at most 1 KiB of operand bytes each), provided the kernel's shared memory,
-// 128 P + 99344 bytes with P the row's operand bytes rounded up to 64, fits the current
+// 128 P + 100368 bytes with P the row's operand bytes rounded up to 64, fits the current
 // device's per-block limit: every such dim on sm_90 (227 KiB), P <= 512 on sm_80 (fp32 dim <= 128,
 // fp16 / bf16 dim <= 256), none on sm_86 / sm_89 (99 KiB). Otherwise the caller takes another path.
 bool screen_supported(Metric m, ScalarType s, std::size_t dim);
