@@ -410,8 +410,7 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
       args.res_rows[i] = list == kEmptyKey ? -1 : int64_t(key_row(list));
       args.res_dist[i] = args.negate ? -s : s;
     }
-    if (lane == 0) tk[0] = 0;
-    __threadfence_system();
+    if (lane == 0) tk[0] = 0;  // (the kernel's completion makes the host writes visible)
   }
 }
 
@@ -539,12 +538,12 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
     m = std::max(m, 1);
     sms.store(m, std::memory_order_relaxed);
   }
-  // At least `steps` steps of kFG rows per warp (HIVE_GPU_CUDA_FUSED_STEPS, default 4); at most
+  // At least `steps` steps of kFG rows per warp (HIVE_GPU_CUDA_FUSED_STEPS, default 8); at most
   // one wave (the resident blocks per SM of the kernel's launch bound).
   static const std::size_t steps = [] {
     const char* v = std::getenv("HIVE_GPU_CUDA_FUSED_STEPS");
     const long x = v != nullptr ? std::atol(v) : 0;
-    return x > 0 ? std::size_t(x) : std::size_t(4);
+    return x > 0 ? std::size_t(x) : std::size_t(8);
   }();
   const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * steps;
   const std::size_t wave = std::size_t(m) * std::size_t(fused_blocks_per_sm(storage));
