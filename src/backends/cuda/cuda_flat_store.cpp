@@ -27,8 +27,11 @@
 //    tensor-core screening (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin
 //    max(16, k).
 // Selection: capacities 32 and 256 (k + margin <= 256) are a single-pass warp select (each key
-// read once); capacity 2048, or HIVE_GPU_CUDA_LEGACY_SELECT=1, uses the bitonic chunk sort.
-// Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE.
+// read once); above that, scores go through a radix selection (radix_select.cu) and candidate
+// keys through the bitonic chunk sort; HIVE_GPU_CUDA_LEGACY_SELECT=1: the bitonic sort on the scan
+// and GEMM paths.
+// Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE,
+// HIVE_GPU_CUDA_SCREEN_SAMPLE (rows per sampled row for the screen thresholds).
 // A caller's stream (FlatOptions::stream) replaces the store's own.
 #include "backends/cuda/cuda_flat_store.hpp"
 
@@ -497,7 +500,8 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
   //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
   //    TF32 + exact re-score), so about k n / m rows beat it.
-  const std::size_t m = std::clamp<std::size_t>(n / kScreenSampleRatio, 64 * std::size_t(k), kScreenMaxSample);
+  const std::size_t ratio = env_size("HIVE_GPU_CUDA_SCREEN_SAMPLE", kScreenSampleRatio);  // tuning knob
+  const std::size_t m = std::clamp<std::size_t>(n / ratio, 64 * std::size_t(k), kScreenMaxSample);
   const std::vector<uint32_t> idx = sample_rows(m);
   if (idx.size() < std::size_t(k)) return false;
   const std::size_t ms = idx.size();
