@@ -35,7 +35,7 @@ constexpr int kThreads = 256;            // 8 warps: 2 (queries) x 4 (rows) of 6
 constexpr int kWarpM = 64, kWarpN = 64;  // scores per warp: 4 m16 x 8 n8 mma tiles
 constexpr int kSlice = 64;               // bytes of each row per pipeline step
 constexpr int kPitch = kSlice + 16;      // odd multiple of 16 B: ldmatrix rows hit distinct banks
-constexpr int kStages = 4;
+constexpr int kStages = 4;  // 6 measured no faster on an H200 (rows come from L2)
 constexpr int kStageBytes = kBN * kPitch + kBN * 4;  // the rows' slice, then (first slice) their norms
 constexpr int kQueue = 1024;                         // candidate queue entries per CTA
 constexpr int kMaxRowBytes = 1024;                   // padded operand bytes per query / row
@@ -204,33 +204,46 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
 
   if (tid == 0) *qcount = 0;  // ordered before any use by the main loop's first barrier
 
-  // Step s: slice s % spt of tile s / spt into stage s % kStages; the first slice also brings the
-  // tile's row norms. Rows past the end and the padded tail of each row read as zeros.
-  auto load_step = [&](int s) {
-    const int tile = s / spt, k = s - tile * spt;
-    const uint32_t buf = smem_u32(stages + (s % kStages) * kStageBytes);
+  // A step: slice k of tile `tile` into stage `stage`; the first slice also brings the tile's
+  // row norms. Rows past the end and the padded tail of each row read as zeros. The callers keep
+  // (tile, k, stage) as counters: no division or modulo on the per-step path.
+  const int lr = tid >> 2, lch = (tid & 3) * 16;  // this thread's row (+ 64 i) and 16-byte piece
+  const uint32_t stages_u32 = smem_u32(stages);
+  auto load_step = [&](int tile, int k, int stage) {
+    const uint32_t buf = stages_u32 + uint32_t(stage * kStageBytes);
     const std::size_t tr0 = row0 + std::size_t(tile) * kBN;
+    const int rows_left = int(min(row_end - tr0, std::size_t(kBN)));
+    const int byte = k * kSlice + lch;
+    const unsigned char* src = base + (tr0 + std::size_t(lr)) * p.row_bytes + std::size_t(byte);
+    const std::size_t rstep = std::size_t(kBN / 4) * p.row_bytes;
+    const bool kok = std::size_t(byte) < p.row_bytes;  // row_bytes % 16 == 0: whole pieces
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int c = tid + i * kThreads;
-      const int r = c >> 2, ch = c & 3;
-      const std::size_t row = tr0 + std::size_t(r);
-      const std::size_t byte = std::size_t(k) * kSlice + std::size_t(ch) * 16;
-      const bool ok = row < row_end && byte < p.row_bytes;  // row_bytes % 16 == 0: whole pieces
-      cp_async16(buf + uint32_t(r * kPitch + ch * 16), base + (ok ? row * p.row_bytes + byte : 0), ok ? 16u : 0u);
+      const bool ok = kok && lr + i * (kBN / 4) < rows_left;
+      cp_async16(buf + uint32_t((lr + i * (kBN / 4)) * kPitch + lch), ok ? src + i * rstep : base, ok ? 16u : 0u);
     }
     if (k == 0) {
-      const std::size_t row = tr0 + std::size_t(tid);
-      const bool ok = row < row_end;
-      cp_async4(buf + uint32_t(kBN * kPitch + tid * 4), p.rn2 + (ok ? row : 0), ok ? 4u : 0u);
+      const bool ok = tid < rows_left;
+      cp_async4(buf + uint32_t(kBN * kPitch + tid * 4), p.rn2 + (ok ? tr0 + std::size_t(tid) : 0), ok ? 4u : 0u);
     }
+  };
+  int ld_tile = 0, ld_k = 0, ld_stage = 0;  // the next step to load
+  auto advance = [&](int& tile, int& k, int& stage) {
+    if (++k == spt) {
+      k = 0;
+      ++tile;
+    }
+    stage = stage + 1 == kStages ? 0 : stage + 1;
   };
 
   // Prologue: the first kStages - 1 steps in flight (one group each, empty ones too, so that
   // wait_group counts stay uniform) while the queries are staged.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < steps) load_step(s);
+    if (s < steps) {
+      load_step(ld_tile, ld_k, ld_stage);
+      advance(ld_tile, ld_k, ld_stage);
+    }
     cp_async_commit();
   }
 
@@ -312,14 +325,12 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
   const uint32_t b_lane = uint32_t((wn * kWarpN + (lane & 7) + (lane >> 4) * 8) * kPitch + ((lane >> 3) & 1) * 16);
 
   float acc[4][8][4] = {};
+  int tile = 0, k = 0, stage = 0;  // step s's
   for (int s = 0; s < steps; ++s) {
     cp_async_wait<kStages - 2>();  // this thread's pieces of step s have landed
     __syncthreads();               // everyone's have; everyone is done with step s - 1's stage
-    if (s + kStages - 1 < steps) load_step(s + kStages - 1);  // into step s - 1's stage
-    cp_async_commit();
 
-    const int tile = s / spt, k = s - tile * spt;
-    const unsigned char* buf = stages + (s % kStages) * kStageBytes;
+    const unsigned char* buf = stages + stage * kStageBytes;
     const std::size_t tr0 = row0 + std::size_t(tile) * kBN;
     if (k == 0) {
       // Uniform: every thread reads the count after the barrier, before any epilogue adds to it.
@@ -354,6 +365,16 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) bf[jp][e] = tf32_bits(bf[jp][e]);
         }
+      }
+      if (kk == 0) {
+        // Refill the stage step s - 1 used (no warp reads it after the barrier) here, after the
+        // first fragments' loads: the address arithmetic overlaps their latency instead of
+        // delaying every warp's first mma after the barrier.
+        if (s + kStages - 1 < steps) {
+          load_step(ld_tile, ld_k, ld_stage);
+          advance(ld_tile, ld_k, ld_stage);
+        }
+        cp_async_commit();
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i)
@@ -417,6 +438,7 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
         }
       }
     }
+    advance(tile, k, stage);
   }
   cp_async_wait<0>();
   __syncthreads();
