@@ -1,5 +1,7 @@
 #include "backends/cuda/cuda_common.hpp"
 
+#include <atomic>
+
 namespace hive::gpu::cuda {
 
 void throw_cuda_error(cudaError_t e, const char* what) {
@@ -51,6 +53,22 @@ void PinnedBuffer::release() noexcept {
 Stream::Stream() { check(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking), "cudaStreamCreate"); }
 Stream::~Stream() {
   if (s_ && owned_) (void)cudaStreamDestroy(s_);
+}
+
+int sm_count() {
+  static std::atomic<int> cache[64];
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  std::atomic<int>* slot = device >= 0 && device < 64 ? &cache[device] : nullptr;
+  if (slot != nullptr) {
+    const int v = slot->load(std::memory_order_relaxed);
+    if (v > 0) return v;
+  }
+  int m = 0;
+  check(cudaDeviceGetAttribute(&m, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  m = m > 0 ? m : 1;
+  if (slot != nullptr) slot->store(m, std::memory_order_relaxed);
+  return m;
 }
 
 void use_device(int ordinal) {

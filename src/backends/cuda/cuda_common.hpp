@@ -96,4 +96,7 @@ class Stream {
 // Makes `ordinal` the calling thread's current device (cheap when it already is).
 void use_device(int ordinal);
 
+// Multiprocessors of the calling thread's current device (read once per device), for grid sizes.
+int sm_count();
+
 }  // namespace hive::gpu::cuda

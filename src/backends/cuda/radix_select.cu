@@ -448,11 +448,9 @@ void radix_select(const float* scores, std::size_t ld, std::size_t nq, std::size
   uint64_t* keys = reinterpret_cast<uint64_t*>(ws + l.keys);
   check(cudaMemsetAsync(ws, 0, l.ctrl_bytes, stream), "cudaMemsetAsync(radix select)");
 
-  int device = 0, sms = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  const int sms = sm_count();
   // About two blocks per SM in all, and no more than the float4 groups need.
-  const std::size_t want = (2 * std::size_t(std::max(sms, 1)) + nq - 1) / nq;
+  const std::size_t want = (2 * std::size_t(sms) + nq - 1) / nq;
   const std::size_t fill = std::max<std::size_t>(1, (n / 4 + kThreads - 1) / kThreads);
   const dim3 grid{unsigned(std::min(want, fill)), unsigned(nq), 1u};
   for (const Digit& d : kDigits) {

@@ -529,15 +529,7 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream) {
 }
 
 std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
-  static std::atomic<int> sms{0};
-  int m = sms.load(std::memory_order_relaxed);
-  if (m == 0) {
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&m, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-    m = std::max(m, 1);
-    sms.store(m, std::memory_order_relaxed);
-  }
+  const int m = sm_count();
   // At least `steps` steps of kFG rows per warp (HIVE_GPU_CUDA_FUSED_STEPS, default 8); at most
   // one wave (the resident blocks per SM of the kernel's launch bound).
   static const std::size_t steps = [] {

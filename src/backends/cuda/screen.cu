@@ -492,10 +492,8 @@ void launch_screen(const ScreenArgs& a, cudaStream_t stream) {
   if (per == 0) {
     // Long row ranges amortise the query staging and the pipeline fill (~1-2 us a CTA); enough
     // CTAs for ~8 waves at one CTA per SM keeps the last wave's idle share small.
-    int device = 0, sms = 1;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-    per = std::clamp<std::size_t>(rtiles * qtiles / (8 * std::size_t(std::max(sms, 1))), 1, 32);
+    const int sms = sm_count();
+    per = std::clamp<std::size_t>(rtiles * qtiles / (8 * std::size_t(sms)), 1, 32);
   }
   per = std::min(std::max(per, (rtiles + 65534) / 65535), rtiles);
   const dim3 grid{unsigned(qtiles), unsigned((rtiles + per - 1) / per), 1u};
