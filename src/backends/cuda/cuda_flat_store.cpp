@@ -501,7 +501,9 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
   //    TF32 + exact re-score), so about k n / m rows beat it.
   const std::size_t ratio = env_size("HIVE_GPU_CUDA_SCREEN_SAMPLE", kScreenSampleRatio);  // tuning knob
-  const std::size_t m = std::clamp<std::size_t>(n / ratio, 64 * std::size_t(k), kScreenMaxSample);
+  // (Larger k: a larger sample, so that about k n / m <= 1024 candidates are expected.)
+  const std::size_t m = std::clamp<std::size_t>(std::max(n / ratio, std::size_t(k) * (n / 1024)), 64 * std::size_t(k),
+                                                kScreenMaxSample);
   const std::vector<uint32_t> idx = sample_rows(m);
   if (idx.size() < std::size_t(k)) return false;
   const std::size_t ms = idx.size();
@@ -513,7 +515,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   check(cudaMemcpyAsync(ws_idx_.get(), pin_idx_.get(), ms * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
         "upload sample rows");
   launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
-  launch_norms(ws_sample_.get(), 0, ms, dim, cfg_.storage, ws_sample_norms_.as<float>(), s);
+  launch_gather(norms_.get(), ws_sample_norms_.get(), ws_idx_.as<uint32_t>(), ms, sizeof(float), s);
   ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
   gemm_keys(RowsView{ws_sample_.get(), ms, ws_sample_norms_.as<float>(), nullptr}, dq, nq, k, true,
             ws_keys2_.as<uint64_t>());

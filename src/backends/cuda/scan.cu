@@ -2,7 +2,6 @@
 // read from memory serves several queries) and the exact re-score of candidate rows, which
 // shares the scan's arithmetic so both report identical values.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
