@@ -296,7 +296,8 @@ class CudaFlatStore final : public detail::FlatStore {
   bool use_screen(std::size_t nq, int k) const;
   std::vector<uint32_t> sample_rows(std::size_t m) const;
   // hq: the same queries on the host (their range decides whether fp16 screening is sound).
-  bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
+  bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
+                   int64_t* drows) const;
 
   int ordinal_;
   std::size_t row_bytes_;
@@ -310,7 +311,8 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable std::mutex mu_;
   mutable bool deleted_dirty_ = false;
   mutable DeviceBuffer deleted_dev_;
-  mutable DeviceBuffer ws_tickets_, ws_radix_, ws_idx_, ws_sample_, ws_sample_norms_, ws_thr_, ws_qnorm_, ws_scand_, ws_count_;
+  mutable DeviceBuffer ws_tickets_, ws_radix_, ws_idx_, ws_sample_, ws_sample_norms_, ws_thr_, ws_qnorm_, ws_scand_,
+      ws_count_;
   mutable PinnedBuffer pin_idx_, pin_count_;
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
@@ -483,8 +485,8 @@ std::vector<uint32_t> CudaFlatStore::sample_rows(std::size_t m) const {
   return idx;
 }
 
-bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
-                                int64_t* drows) const {
+bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap,
+                                float* ddist, int64_t* drows) const {
   cudaStream_t s = stream_->get();
   const std::size_t n = rows_, dim = cfg_.dim;
   const int cap_k = select_capacity(k);
@@ -613,7 +615,8 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
         const std::size_t m = std::min(tile, nq - q0);
         const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);
         if (!(use_screen(m, k) &&
-              screen_tile(static_cast<const float*>(queries) + q0 * cfg_.dim, tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk)))
+              screen_tile(static_cast<const float*>(queries) + q0 * cfg_.dim, tq, m, k, bitmap, ddist_all + q0 * kk,
+                          drows_all + q0 * kk)))
           gemm_tile(tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
       }
     } else {

@@ -36,9 +36,9 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream);
 // lists[q * lists_ld + block * 32 ...] (lists_ld >= fused_lists_ld(blocks): group lists follow);
 // the last blocks to finish (tickets[q * kTicketsLd ...], zeroed once by the caller and left
 // zeroed by the kernel) merge them and write the query's k <= 32 results like launch_finalize
-// to rows / distances (device or pinned host memory). So a search is one launch. Removed rows (`deleted`, may be null) and
-// NaN never enter. With `scores` set it writes every row's score (scores[q * n + row], no
-// removed-row check) instead, for a selection that follows.
+// to rows / distances (device or pinned host memory). So a search is one launch. Removed rows
+// (`deleted`, may be null) and NaN never enter. With `scores` set it writes every row's score
+// (scores[q * n + row], no removed-row check) instead, for a selection that follows.
 // The query: a.queries in device memory, or (nq == 1, dim <= 256) host_query, passed inside
 // the kernel's arguments so no upload precedes the launch.
 inline constexpr std::size_t kFusedMaxQueryBytes = 32 * 1024;  // the query is staged in shared memory
