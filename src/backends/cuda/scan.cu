@@ -536,8 +536,7 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
   // At least `steps` steps of kFG rows per warp; at most one wave (the resident blocks per SM of
   // the kernel's launch bound). Below 65 536 rows 2 steps (more blocks, so each warp waits on
   // fewer loads in turn; with the one-group merge, 1 000 rows went from 23 to 17 us on an H100),
-  // above it 8 (fewer block lists to
-  // merge). HIVE_GPU_CUDA_FUSED_STEPS overrides both.
+  // above it 8 (fewer block lists to merge). HIVE_GPU_CUDA_FUSED_STEPS overrides both.
   static const long forced = [] {
     const char* v = std::getenv("HIVE_GPU_CUDA_FUSED_STEPS");
     return v != nullptr ? std::atol(v) : 0L;
