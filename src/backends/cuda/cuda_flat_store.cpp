@@ -31,7 +31,8 @@
 // keys through the bitonic chunk sort; HIVE_GPU_CUDA_LEGACY_SELECT=1: the bitonic sort on the scan
 // and GEMM paths.
 // Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE,
-// HIVE_GPU_CUDA_SCREEN_SAMPLE (rows per sampled row for the screen thresholds).
+// HIVE_GPU_CUDA_SCREEN_SAMPLE (rows per sampled row for the screen thresholds); read once:
+// HIVE_GPU_CUDA_FUSED_STEPS (the fused kernel's minimum steps per warp, scan.cu).
 // A caller's stream (FlatOptions::stream) replaces the store's own.
 #include "backends/cuda/cuda_flat_store.hpp"
 
