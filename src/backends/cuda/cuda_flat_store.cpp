@@ -75,13 +75,6 @@ bool env_set(const char* name) {
   return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
 }
 
-// HIVE_GPU_CUDA_LEGACY_SELECT=1: the bitonic chunk sort for every capacity (no warp select, no
-// radix selection).
-bool legacy_select_env() {
-  static const bool v = env_set("HIVE_GPU_CUDA_LEGACY_SELECT");
-  return v;
-}
-
 // A positive integer from the environment (read per call), or `fallback`.
 std::size_t env_size(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
@@ -97,7 +90,7 @@ std::size_t env_size(const char* name, std::size_t fallback) {
 // queries 2^-8; half rows are exact), the fp32 accumulation of d products (taken as d 2^-22,
 // allowing for the tensor cores' truncating adds), the scan's own d-step fp32 error, and the
 // epilogue's few fp32 operations; then doubled. fp16 queries are scaled by a power of two in
-// the kernel so that neither overflow nor subnormals occur (screen_query_range_ok).
+// the kernel so that neither overflow nor subnormals occur (screen_tile checks their range).
 struct ScreenBound {
   float a, b;
 };
@@ -336,7 +329,7 @@ void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const ui
   a.scores = ws_scores_.as<float>();
   a.ld = n;
   launch_scan(a, s);
-  if (cap > 256 && !legacy_select_env()) {  // above the warp select's lists: radix selection
+  if (cap > 256 && !legacy_select()) {  // above the warp select's lists: radix selection
     ws_radix_.ensure(radix_select_workspace_bytes(nq, n, k));
     radix_select(ws_scores_.as<float>(), n, nq, n, bitmap, k, ws_keys_.as<uint64_t>(), std::size_t(cap),
                  ws_radix_.get(), s);

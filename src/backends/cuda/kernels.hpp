@@ -71,6 +71,10 @@ void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::siz
 // product s: L2 -> norms[row] - 2 s (|q|^2 left out), NegDot -> -s, OneMinusDot -> 1 - s.
 enum class Transform : int { Raw = 0, L2FromDot = 1, NegDot = 2, OneMinusDot = 3 };
 
+// HIVE_GPU_CUDA_LEGACY_SELECT=1 (read once): the bitonic chunk sort for every selection, no warp
+// select and no radix selection.
+bool legacy_select();
+
 // Capacity (a compile-time top-k size) that serves k: 32, 256 or 2048.
 int select_capacity(int k);
 

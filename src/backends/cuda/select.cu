@@ -204,14 +204,6 @@ void run_warp_select(const float* scores, const uint64_t* keys, std::size_t ld, 
   }
 }
 
-bool legacy_select() {
-  static const bool v = [] {
-    const char* e = std::getenv("HIVE_GPU_CUDA_LEGACY_SELECT");
-    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
-  }();
-  return v;
-}
-
 __global__ void finalize_kernel(const uint64_t* keys, std::size_t ld, std::size_t nq, int k, bool negate,
                                 float* distances, int64_t* rows) {
   const std::size_t total = nq * std::size_t(k);
@@ -306,6 +298,14 @@ void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::
 }
 
 }  // namespace
+
+bool legacy_select() {
+  static const bool v = [] {
+    const char* e = std::getenv("HIVE_GPU_CUDA_LEGACY_SELECT");
+    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+  }();
+  return v;
+}
 
 int select_capacity(int k) { return k <= 32 ? 32 : k <= 256 ? 256 : 2048; }
 
