@@ -60,6 +60,7 @@ void print_json(const std::vector<BackendStatus>& backends, const std::vector<De
         .field("compute_minor", d.compute_minor)
         .field("compute_units", d.compute_units)
         .field("subgroup_size", d.subgroup_size)
+        .field("device_type", d.device_type)
         .field("simd", d.simd)
         .field("total_memory", d.total_memory)
         .field("free_memory", d.free_memory)

@@ -11,6 +11,9 @@ struct DeviceInfo {
   std::string vendor;        // "NVIDIA", "AMD", "Intel", "Apple", CPU vendor string
   std::string name;          // marketing name, or CPU model name
   std::string architecture;  // "sm_90", "gfx90a", "x86-64", ...
+  // "discrete-gpu", "integrated-gpu", "virtual-gpu" or "cpu" (the CPU backend, and CPU
+  // implementations of a GPU API such as Mesa's lavapipe, which "auto" passes over).
+  std::string device_type;
   int compute_major = 0;     // compute capability (CUDA) or 0
   int compute_minor = 0;
   int compute_units = 0;     // SMs, CUs, execution units or CPU threads

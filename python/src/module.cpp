@@ -318,6 +318,7 @@ py::dict device_dict(const hg::DeviceInfo& d) {
   o["compute_minor"] = d.compute_minor;
   o["compute_units"] = d.compute_units;
   o["subgroup_size"] = d.subgroup_size;
+  o["device_type"] = d.device_type;
   o["simd"] = d.simd;
   o["total_memory"] = d.total_memory;
   o["free_memory"] = d.free_memory;
@@ -447,6 +448,7 @@ keys(), items(), to_dict() as for a dict.
       .def_readonly("compute_minor", &hg::DeviceInfo::compute_minor)
       .def_readonly("compute_units", &hg::DeviceInfo::compute_units)
       .def_readonly("subgroup_size", &hg::DeviceInfo::subgroup_size)
+      .def_readonly("device_type", &hg::DeviceInfo::device_type)
       .def_readonly("simd", &hg::DeviceInfo::simd)
       .def_readonly("total_memory", &hg::DeviceInfo::total_memory)
       .def_readonly("free_memory", &hg::DeviceInfo::free_memory)

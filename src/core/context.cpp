@@ -23,11 +23,11 @@ std::vector<DeviceInfo> Context::devices() {
 Context Context::open(std::string_view spec) {
   const auto& reg = detail::registry();
   if (spec.empty() || spec == "auto") {
-    // The registry is sorted by priority, GPUs first; the CPU always has a device.
-    for (const auto& b : reg) {
-      auto devs = b->devices();
-      if (!devs.empty()) return Context(devs.front());
-    }
+    // The registry is sorted by priority, GPUs first; the CPU always has a device. A GPU API's
+    // CPU implementation (lavapipe behind Vulkan) is slower than the CPU backend: skipped.
+    for (const auto& b : reg)
+      for (const auto& d : b->devices())
+        if (b->name() == "cpu" || d->info().device_type != "cpu") return Context(d);
     throw Error(ErrorCode::DeviceUnavailable, "no backend has a device (not even the CPU)");
   }
   std::string_view name = spec;

@@ -36,7 +36,7 @@ std::vector<std::unique_ptr<Backend>> build_registry() {
 #ifdef HIVE_GPU_WITH_VULKAN
   r.push_back(make_vulkan_backend());
 #else
-  r.push_back(std::make_unique<MissingBackend>("vulkan", "not compiled in (Vulkan SDK not found at build time)"));
+  r.push_back(std::make_unique<MissingBackend>("vulkan", "not compiled in (Vulkan headers or glslc missing at build time, or HIVE_GPU_VULKAN=OFF)"));
 #endif
   r.push_back(make_cpu_backend());
   std::stable_sort(r.begin(), r.end(), [](const auto& a, const auto& b) { return a->priority() > b->priority(); });

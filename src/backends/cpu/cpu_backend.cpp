@@ -61,6 +61,7 @@ DeviceInfo describe_cpu() {
   d.compute_units = ThreadPool::instance().size();
   const SimdLevel level = best_simd_level();
   d.simd = to_string(level);
+  d.device_type = "cpu";
   d.subgroup_size = level == SimdLevel::AVX512 ? 16 : level == SimdLevel::AVX2 ? 8 : 1;
   d.total_memory = meminfo_kib("MemTotal") * 1024;
   d.free_memory = meminfo_kib("MemAvailable") * 1024;

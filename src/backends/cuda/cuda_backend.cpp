@@ -77,6 +77,7 @@ class CudaBackend final : public detail::Backend {
       d.vendor = "NVIDIA";
       d.name = p.name;
       d.architecture = "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+      d.device_type = p.integrated ? "integrated-gpu" : "discrete-gpu";
       d.compute_major = p.major;
       d.compute_minor = p.minor;
       d.compute_units = p.multiProcessorCount;

@@ -1,0 +1,90 @@
+#version 450
+// Fused scan + top-k for a few queries: workgroup (x, y) reads rows
+// [x * rows_per_wg, (x + 1) * rows_per_wg) of one chunk, one row per invocation and round,
+// computes their keys against query y and keeps the k best (select.glsl); its list goes to
+// out[(y) * out_ld + out_off + x * k ...]. Deleted rows are skipped. The base is read once
+// per query: this path is for single queries and very small batches.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x = 256) in;
+#define WG 256u
+layout(constant_id = 0) const int METRIC = 0;
+layout(constant_id = 1) const int STORAGE = 0;
+layout(constant_id = 2) const uint KP = 16;
+layout(constant_id = 3) const uint BS = 256;
+layout(constant_id = 4) const uint ROW_V4 = 32;  // 16-byte pieces per stored row (zero padded)
+layout(constant_id = 5) const uint E = 1;        // rows per invocation and round
+
+#include "common.glsl"
+#include "select.glsl"
+
+// Query pieces: fp32 queries hold 4 elements a piece, stored rows 4 (F32) or 8 (F16 / BF16).
+const uint Q_V4 = (STORAGE == S_F16 || STORAGE == S_BF16) ? 2u * ROW_V4 : ROW_V4;
+
+layout(std430, binding = 0) readonly buffer Rows { uvec4 rows[]; };
+layout(std430, binding = 1) readonly buffer Queries { uvec4 queries[]; };
+layout(std430, binding = 2) readonly buffer Deleted { uint deleted[]; };
+layout(std430, binding = 3) writeonly buffer OutKeys { float out_keys[]; };
+layout(std430, binding = 4) writeonly buffer OutRows { uint out_rows[]; };
+
+layout(push_constant) uniform Push {
+  uint n;            // rows in the chunk
+  uint row_base;     // row number of the chunk's first row
+  uint rows_per_wg;
+  uint k;
+  uint out_ld;
+  uint out_off;
+  uint q_first;      // query of workgroup row 0
+} p;
+
+shared uvec4 sq[Q_V4];
+
+float row_key(uint r) {
+  uint base = r * ROW_V4;
+  if (METRIC == M_HAMMING) {
+    uint bits = 0u;
+    for (uint c = 0u; c < ROW_V4; ++c) {
+      uvec4 x = rows[base + c] ^ sq[c];
+      bits += uint(bitCount(x.x) + bitCount(x.y) + bitCount(x.z) + bitCount(x.w));
+    }
+    return float(bits);
+  }
+  vec4 acc = vec4(0.0);
+  if (STORAGE == S_F32) {
+    for (uint c = 0u; c < ROW_V4; ++c) acc = metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(rows[base + c]));
+  } else {
+    for (uint c = 0u; c < ROW_V4; ++c) {
+      vec4 lo, hi;
+      decode8(STORAGE, rows[base + c], lo, hi);
+      acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
+      acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
+    }
+  }
+  return metric_finish(METRIC, acc);
+}
+
+void main() {
+  uint tid = gl_LocalInvocationIndex;
+  uint q = p.q_first + gl_WorkGroupID.y;
+  for (uint c = tid; c < Q_V4; c += WG) sq[c] = queries[q * Q_V4 + c];
+  sel_init();  // its barrier also publishes sq
+
+  uint first = gl_WorkGroupID.x * p.rows_per_wg;
+  uint last = min(p.n, first + p.rows_per_wg);
+  for (uint r0 = first; r0 < last; r0 += E * WG) {
+    for (uint e = 0u; e < E; ++e) {
+      uint r = r0 + e * WG + tid;
+      bool live = r < last && (deleted[r >> 5] & (1u << (r & 31u))) == 0u;
+      float key = live ? row_key(r) : 0.0;
+      sel_offer(live, key, p.row_base + r);
+    }
+    sel_round_end(p.k);
+  }
+  sel_finish(p.k);
+
+  uint o = gl_WorkGroupID.y * p.out_ld + p.out_off + gl_WorkGroupID.x * p.k;
+  for (uint i = tid; i < p.k; i += WG) {
+    out_keys[o + i] = l_key[i];
+    out_rows[o + i] = l_row[i];
+  }
+}

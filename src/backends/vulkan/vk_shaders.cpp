@@ -1,0 +1,28 @@
+// Vulkan backend: the SPIR-V of every compute shader, compiled from shaders/*.comp by glslc at
+// build time (-mfmt=c writes each module as a C initializer list) and embedded here, so no
+// shader file is needed at run time.
+#include "backends/vulkan/vk_shaders.hpp"
+
+namespace hive::gpu::vk {
+namespace {
+const uint32_t kScanSelect[] =
+#include "scan_select.spv.inc"
+    ;
+const uint32_t kMergeSelect[] =
+#include "merge_select.spv.inc"
+    ;
+const uint32_t kDistanceTile[] =
+#include "distance_tile.spv.inc"
+    ;
+}  // namespace
+
+Spirv spirv(Shader s) {
+  switch (s) {
+    case Shader::ScanSelect: return {kScanSelect, sizeof kScanSelect};
+    case Shader::MergeSelect: return {kMergeSelect, sizeof kMergeSelect};
+    case Shader::DistanceTile: return {kDistanceTile, sizeof kDistanceTile};
+  }
+  return {nullptr, 0};
+}
+
+}  // namespace hive::gpu::vk

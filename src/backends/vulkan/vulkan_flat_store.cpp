@@ -1,0 +1,478 @@
+// Vulkan backend: a flat index's rows in device-local buffers, searched by compute shaders.
+//
+// Storage. Rows are kept in chunks, each one storage buffer of at most the device's
+// maxStorageBufferRange (128 MiB on lavapipe, 4 GiB on most GPUs) and 1 GiB; every chunk but
+// the last is full. The last grows by doubling with a device-to-device copy; a full one starts
+// the next. A row occupies row_v4 16-byte pieces (zero padded), so every shader reads rows as
+// uvec4 whatever the encoding: fp32, IEEE fp16 and bf16 are decoded in the shader from 32-bit
+// words (no 16-bit storage feature needed) and Hamming bit vectors are XORed word by word.
+// Each chunk has a deleted-rows bitmap on the device; the host keeps the master copy and
+// uploads the chunks that changed before a search.
+//
+// Search, per block of queries:
+//  - a few queries (<= kFusedQueries) with a small enough k: scan_select.comp reads each chunk
+//    once per query, every workgroup keeping its own top-k, then merge_select.comp merges the
+//    workgroup lists with the running top-k of the chunks before;
+//  - otherwise tiles: distance_tile.comp fills a queries x rows key matrix for a tile of
+//    rows, merge_select.comp (MODE 1) takes each segment's top-k of it and a second
+//    merge_select merges those with the running top-k.
+// The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists].
+// Everything is recorded into one command buffer and waited for once (Stream::run).
+#include "backends/vulkan/vulkan_flat_store.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "hive_gpu/error.hpp"
+
+namespace hive::gpu::vk {
+namespace {
+
+constexpr uint32_t kWG = 256;            // workgroup size of the select shaders
+constexpr std::size_t kFusedQueries = 4; // up to this many queries scan the base themselves
+constexpr uint32_t kNone = 0xffffffffu;
+constexpr uint32_t kInfBits = 0x7f800000u;
+constexpr VkDeviceSize kStagingBytes = 64ull << 20;
+
+std::size_t env_size(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  return (end && *end == 0 && x > 0) ? std::size_t(x) : fallback;
+}
+
+uint32_t next_pow2(uint32_t x) {
+  uint32_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+int metric_code(Metric m) { return int(m); }  // the shader codes follow the enum (common.glsl)
+int storage_code(ScalarType s) { return int(s); }
+
+struct ScanPush {
+  uint32_t n, row_base, rows_per_wg, k, out_ld, out_off, q_first;
+};
+struct MergePush {
+  uint32_t m, in_ld, in_off, seg_len, k, out_ld, out_off, row_base;
+};
+struct TilePush {
+  uint32_t n, r0, nr, q0, nq, ld;
+};
+
+class VulkanFlatStore final : public detail::FlatStore {
+ public:
+  VulkanFlatStore(const detail::StoreConfig& cfg, std::shared_ptr<Gpu> gpu)
+      : FlatStore(cfg), gpu_(std::move(gpu)), stream_(*gpu_) {
+    const PhysicalDevice& pd = gpu_->physical();
+    row_v4_ = std::max<std::size_t>(1, (cfg.row_bytes() + 15) / 16);
+    stride_ = row_v4_ * 16;
+    const VkDeviceSize limit = std::min<VkDeviceSize>(pd.max_buffer_bytes, VkDeviceSize(1) << 30);
+    std::size_t rows = std::size_t(limit / stride_) / 32 * 32;
+    // HIVE_GPU_VULKAN_CHUNK_ROWS: smaller chunks, so that tests cover the multi-chunk paths.
+    rows = std::min(rows, env_size("HIVE_GPU_VULKAN_CHUNK_ROWS", rows) / 32 * 32);
+    chunk_max_ = std::max<std::size_t>(rows, 32);
+    if (chunk_max_ * stride_ > limit)
+      throw Error(ErrorCode::Unsupported, "Vulkan: one row (" + std::to_string(stride_) +
+                                              " bytes) does not fit the device's storage buffer limit");
+    max_buffer_ = limit;
+  }
+
+  void append(std::size_t n, const void* encoded) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (n == 0) return;
+    ensure_capacity(rows_ + n);  // throws before anything changes
+    upload_rows(rows_, n, static_cast<const unsigned char*>(encoded));
+    rows_ += n;
+    deleted_.resize((rows_ + 31) / 32, 0u);
+    recount_chunks();
+  }
+
+  void write_row(std::size_t row, const void* encoded) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    upload_rows(row, 1, static_cast<const unsigned char*>(encoded));
+    mark_deleted(row, false);
+  }
+
+  void read_rows(std::size_t first, std::size_t n, void* out) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto* dst = static_cast<unsigned char*>(out);
+    const std::size_t rb = cfg_.row_bytes();
+    const std::size_t per = std::max<std::size_t>(1, std::size_t(kStagingBytes / stride_));
+    while (n > 0) {
+      const std::size_t c = first / chunk_max_, off = first % chunk_max_;
+      const std::size_t take = std::min({n, per, chunk_max_ - off});
+      ensure(readback_, take * stride_, Memory::Readback);
+      stream_.copy(chunks_[c].rows, off * stride_, readback_, 0, take * stride_);
+      stream_.run();
+      const auto* src = readback_.as<unsigned char>();
+      for (std::size_t i = 0; i < take; ++i) std::memcpy(dst + i * rb, src + i * stride_, rb);
+      dst += take * rb;
+      first += take;
+      n -= take;
+    }
+  }
+
+  void set_deleted(std::size_t row, bool deleted) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    mark_deleted(row, deleted);
+  }
+
+  void compact(const std::vector<std::size_t>& keep) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Chunk> fresh;
+    for (std::size_t left = keep.size(); left > 0;) {
+      const std::size_t cap = std::min(chunk_max_, round32(left));
+      fresh.push_back(make_chunk(cap));
+      left -= std::min(left, cap);
+    }
+    // Runs of consecutive kept rows that stay within one source and one destination chunk
+    // become one copy region each; one copy command per (source, destination) chunk pair.
+    std::size_t i = 0;
+    while (i < keep.size()) {
+      const std::size_t sc = keep[i] / chunk_max_, dc = i / chunk_max_;
+      std::vector<VkBufferCopy> regions;
+      while (i < keep.size() && keep[i] / chunk_max_ == sc && i / chunk_max_ == dc) {
+        std::size_t j = i + 1;
+        while (j < keep.size() && keep[j] == keep[j - 1] + 1 && keep[j] / chunk_max_ == sc && j / chunk_max_ == dc) ++j;
+        regions.push_back({VkDeviceSize(keep[i] % chunk_max_) * stride_, VkDeviceSize(i % chunk_max_) * stride_,
+                           VkDeviceSize(j - i) * stride_});
+        i = j;
+      }
+      stream_.copy_regions(chunks_[sc].rows, fresh[dc].rows, regions);
+    }
+    stream_.run();
+    chunks_ = std::move(fresh);
+    rows_ = keep.size();
+    deleted_.assign((rows_ + 31) / 32, 0u);
+    recount_chunks();
+  }
+
+  void reserve(std::size_t rows) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ensure_capacity(rows);
+  }
+
+  void clear() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    chunks_.clear();
+    rows_ = 0;
+    deleted_.clear();
+  }
+
+  std::size_t rows() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rows_;
+  }
+
+  void search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const override;
+
+ private:
+  struct Chunk {
+    Buffer rows;
+    Buffer deleted;       // one bit per row, cap / 32 words
+    std::size_t cap = 0;  // rows the buffer holds (a multiple of 32)
+    std::size_t n = 0;    // rows in use
+    bool dirty = true;    // the device bitmap is stale
+  };
+
+  static std::size_t round32(std::size_t x) { return (x + 31) / 32 * 32; }
+
+  Chunk make_chunk(std::size_t cap) const {
+    Chunk c;
+    c.cap = cap;
+    c.rows = Buffer(*gpu_, VkDeviceSize(cap) * stride_, Memory::Device);
+    c.deleted = Buffer(*gpu_, VkDeviceSize(cap / 32) * 4, Memory::Device);
+    stream_.fill(c.deleted, 0, VkDeviceSize(cap / 32) * 4, 0u);
+    return c;
+  }
+
+  std::size_t capacity() const {
+    std::size_t c = 0;
+    for (const auto& ch : chunks_) c += ch.cap;
+    return c;
+  }
+
+  // Room for `want` rows: grows the last chunk by doubling (device copy) up to chunk_max_,
+  // then adds chunks. Allocates everything before replacing anything.
+  void ensure_capacity(std::size_t want) {
+    if (want >= std::size_t(kNone))
+      throw Error(ErrorCode::Unsupported, "Vulkan: a flat index holds fewer than 2^32 - 1 rows");
+    std::size_t have = capacity();
+    if (have >= want) return;
+    std::vector<Chunk> added;
+    std::optional<Chunk> grown;
+    if (!chunks_.empty() && chunks_.back().cap < chunk_max_) {
+      const Chunk& last = chunks_.back();
+      const std::size_t need = want - (have - last.cap);
+      const std::size_t cap = std::min(chunk_max_, round32(std::max(need, 2 * last.cap)));
+      grown = make_chunk(cap);
+      have += cap - last.cap;
+    }
+    while (have < want) {
+      const std::size_t cap = std::min(chunk_max_, round32(std::max<std::size_t>(want - have, 1024)));
+      added.push_back(make_chunk(cap));
+      have += cap;
+    }
+    if (grown) {
+      Chunk& last = chunks_.back();
+      stream_.copy(last.rows, 0, grown->rows, 0, VkDeviceSize(last.n) * stride_);
+      grown->n = last.n;
+      stream_.run();
+      last = std::move(*grown);
+    } else {
+      stream_.run();  // the fills of the new bitmaps
+    }
+    for (auto& c : added) chunks_.push_back(std::move(c));
+  }
+
+  void recount_chunks() {
+    for (std::size_t c = 0; c < chunks_.size(); ++c) {
+      const std::size_t first = c * chunk_max_;
+      chunks_[c].n = rows_ > first ? std::min(chunks_[c].cap, rows_ - first) : 0;
+      chunks_[c].dirty = true;
+    }
+  }
+
+  void mark_deleted(std::size_t row, bool del) {
+    uint32_t& w = deleted_[row / 32];
+    const uint32_t bit = 1u << (row % 32);
+    w = del ? (w | bit) : (w & ~bit);
+    chunks_[row / chunk_max_].dirty = true;
+  }
+
+  void ensure(Buffer& b, VkDeviceSize bytes, Memory kind) const {
+    if (b.size() >= bytes && !b.empty()) return;
+    b = Buffer();  // free first: the old one may be large
+    b = Buffer(*gpu_, std::max<VkDeviceSize>(bytes, 4096), kind);
+  }
+
+  // Rows [first, first + n) from the host, padded to stride_, through the upload buffer.
+  void upload_rows(std::size_t first, std::size_t n, const unsigned char* src) {
+    const std::size_t rb = cfg_.row_bytes();
+    const std::size_t per = std::max<std::size_t>(1, std::size_t(kStagingBytes / stride_));
+    while (n > 0) {
+      const std::size_t c = first / chunk_max_, off = first % chunk_max_;
+      const std::size_t take = std::min({n, per, chunk_max_ - off});
+      ensure(upload_, take * stride_, Memory::Upload);
+      auto* dst = upload_.as<unsigned char>();
+      for (std::size_t i = 0; i < take; ++i) {
+        std::memcpy(dst + i * stride_, src + i * rb, rb);
+        std::memset(dst + i * stride_ + rb, 0, stride_ - rb);
+      }
+      stream_.copy(upload_, 0, chunks_[c].rows, off * stride_, take * stride_);
+      stream_.run();
+      src += take * rb;
+      first += take;
+      n -= take;
+    }
+  }
+
+  // The device bitmaps of the chunks whose rows were deleted or restored since the last search.
+  void sync_deleted() const {
+    for (std::size_t c = 0; c < chunks_.size(); ++c) {
+      Chunk& ch = const_cast<Chunk&>(chunks_[c]);
+      if (!ch.dirty) continue;
+      const std::size_t w0 = c * chunk_max_ / 32, words = ch.cap / 32;
+      const std::size_t have = deleted_.size() > w0 ? std::min(words, deleted_.size() - w0) : 0;
+      ensure(upload_, VkDeviceSize(words) * 4, Memory::Upload);
+      auto* dst = upload_.as<uint32_t>();
+      std::memset(dst, 0, words * 4);
+      if (have) std::memcpy(dst, deleted_.data() + w0, have * 4);
+      stream_.copy(upload_, 0, ch.deleted, 0, VkDeviceSize(words) * 4);
+      stream_.run();
+      ch.dirty = false;
+    }
+  }
+
+  bool half_storage() const { return cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16; }
+  std::size_t query_v4() const { return half_storage() ? 2 * row_v4_ : row_v4_; }
+
+  // Shared memory scan_select needs for list capacity kp.
+  std::size_t scan_shared(uint32_t kp, uint32_t bs) const { return std::size_t(kp + bs) * 8 + query_v4() * 16 + 64; }
+
+  void search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
+  void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
+  // Reduces entries [0, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
+  // entries [0, k) of the buffer it returns (cur or the other one).
+  int reduce(int cur, std::size_t nq, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
+  Buffer& keys(int which) const { return which ? bk_ : ak_; }
+  Buffer& rowsb(int which) const { return which ? br_ : ar_; }
+
+  std::shared_ptr<Gpu> gpu_;
+  mutable Stream stream_;
+  mutable std::mutex mu_;
+  std::size_t row_v4_ = 0, stride_ = 0, chunk_max_ = 0;
+  VkDeviceSize max_buffer_ = 0;
+  std::vector<Chunk> chunks_;
+  std::size_t rows_ = 0;
+  std::vector<uint32_t> deleted_;  // master copy, one bit per row
+  // Workspace, grown on demand and kept: the search path allocates only when a larger call comes.
+  mutable Buffer upload_, readback_, queries_, dist_, ak_, ar_, bk_, br_;
+  mutable int result_buf_ = 0;         // which candidate buffer holds the last block's results
+  mutable std::size_t result_ld_ = 0;  // and its entries per query
+};
+
+int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp,
+                            uint32_t bs, uint32_t e) const {
+  VkPipeline merge = gpu_->pipeline(Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e)});
+  const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
+  while (true) {
+    const std::size_t groups = m > seg ? (m + seg - 1) / seg : 1;
+    MergePush mp{uint32_t(m), uint32_t(ld), 0, uint32_t(groups == 1 ? m : seg), k, uint32_t(ld), 0, 0};
+    stream_.dispatch(merge, {&keys(cur), &rowsb(cur), &keys(cur ^ 1), &rowsb(cur ^ 1)}, &mp, sizeof mp,
+                     uint32_t(groups), uint32_t(nq));
+    cur ^= 1;
+    if (groups == 1) return cur;
+    m = groups * k;
+  }
+}
+
+void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const {
+  VkPipeline scan = gpu_->pipeline(Shader::ScanSelect, {metric_code(cfg_.metric), storage_code(cfg_.storage),
+                                                        int32_t(kp), int32_t(bs), int32_t(row_v4_), int32_t(e)});
+  const std::size_t max_wgs = k <= 64 ? 1024 : 256;
+  auto rows_per_wg = [&](std::size_t n) {
+    const std::size_t r = std::max<std::size_t>(4 * kWG, (n + max_wgs - 1) / max_wgs);
+    return (r + kWG - 1) / kWG * kWG;
+  };
+  std::size_t wmax = 1;
+  for (const auto& ch : chunks_)
+    if (ch.n) wmax = std::max(wmax, (ch.n + rows_per_wg(ch.n) - 1) / rows_per_wg(ch.n));
+  const std::size_t ld = (wmax + 1) * k;
+  for (int b = 0; b < 2; ++b) {
+    ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
+    ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
+  }
+  stream_.fill(ak_, 0, VkDeviceSize(nq * ld) * 4, kInfBits);
+  stream_.fill(ar_, 0, VkDeviceSize(nq * ld) * 4, kNone);
+  int cur = 0;
+  for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    const Chunk& ch = chunks_[c];
+    if (ch.n == 0) continue;
+    const std::size_t rpw = rows_per_wg(ch.n), w = (ch.n + rpw - 1) / rpw;
+    ScanPush sp{uint32_t(ch.n), uint32_t(c * chunk_max_), uint32_t(rpw), k, uint32_t(ld), k, uint32_t(q0)};
+    stream_.dispatch(scan, {&ch.rows, &queries_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
+                     uint32_t(nq));
+    cur = reduce(cur, nq, (w + 1) * k, ld, k, kp, bs, e);
+  }
+  result_buf_ = cur;
+  result_ld_ = ld;
+}
+
+void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const {
+  VkPipeline tile = gpu_->pipeline(Shader::DistanceTile,
+                                   {metric_code(cfg_.metric), storage_code(cfg_.storage), int32_t(row_v4_)});
+  VkPipeline select = gpu_->pipeline(Shader::MergeSelect, {1, int32_t(kp), int32_t(bs), int32_t(e)});
+  // Row tiles: nq x rt keys within min(256 MiB, the binding limit).
+  const VkDeviceSize dist_limit = std::min<VkDeviceSize>(max_buffer_, 256ull << 20);
+  std::size_t rt = std::min<std::size_t>(chunk_max_, std::size_t(dist_limit / 4 / nq));
+  rt = std::clamp<std::size_t>(rt / 64 * 64, 64, std::size_t(1) << 20);  // x groups stay below 65535
+  const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
+  const std::size_t segs = (rt + seg - 1) / seg;
+  const std::size_t ld = (segs + 1) * k;
+  if (VkDeviceSize(nq * ld) * 4 > max_buffer_) throw Error(ErrorCode::Internal, "Vulkan: candidate lists exceed a binding");
+  ensure(dist_, VkDeviceSize(nq * rt) * 4, Memory::Device);
+  for (int b = 0; b < 2; ++b) {
+    ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
+    ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
+  }
+  stream_.fill(ak_, 0, VkDeviceSize(nq * ld) * 4, kInfBits);
+  stream_.fill(ar_, 0, VkDeviceSize(nq * ld) * 4, kNone);
+  int cur = 0;
+  for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    const Chunk& ch = chunks_[c];
+    for (std::size_t r0 = 0; r0 < ch.n; r0 += rt) {
+      const std::size_t nr = std::min(rt, ch.n - r0);
+      TilePush tp{uint32_t(ch.n), uint32_t(r0), uint32_t(nr), uint32_t(q0), uint32_t(nq), uint32_t(rt)};
+      stream_.dispatch(tile, {&ch.rows, &queries_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
+                       uint32_t((nq + 63) / 64));
+      const std::size_t s = (nr + seg - 1) / seg;
+      MergePush mp{uint32_t(nr), uint32_t(rt), 0, uint32_t(seg), k, uint32_t(ld), k, uint32_t(c * chunk_max_ + r0)};
+      stream_.dispatch(select, {&dist_, &dist_, &keys(cur), &rowsb(cur)}, &mp, sizeof mp, uint32_t(s), uint32_t(nq));
+      cur = reduce(cur, nq, (s + 1) * k, ld, k, kp, bs, e);
+    }
+  }
+  result_buf_ = cur;
+  result_ld_ = ld;
+}
+
+void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, float* distances, int64_t* rows) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint32_t k = uint32_t(k_in);
+  const bool negate = cfg_.metric == Metric::InnerProduct;
+  const float worst = negate ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+  if (rows_ == 0 || nq == 0) {
+    std::fill(distances, distances + nq * k, worst);
+    std::fill(rows, rows + nq * k, int64_t(-1));
+    return;
+  }
+  sync_deleted();
+  const uint32_t kp = std::max<uint32_t>(16, next_pow2(k));
+  // Rounds of e entries per invocation between barriers, and a candidate buffer of bs >= e * kWG
+  // (a merge sorts only its filled part). Four entries a round where the shared memory allows.
+  const uint32_t e = kp <= 512 ? 4 : 1;
+  const uint32_t bs = e == 4 ? 8 * kWG : 4 * kWG;
+  const bool fits = scan_shared(kp, bs) <= gpu_->physical().max_shared_bytes;
+  const std::size_t qv4 = query_v4();
+  const std::size_t qbytes = qv4 * 16;
+  // Queries are staged in blocks: the query buffer and the candidate lists stay within the
+  // binding limit, and the merge grid's y extent within 65535.
+  const std::size_t in_row = cfg_.metric == Metric::Hamming ? cfg_.row_bytes() : cfg_.dim * 4;
+  // Candidate lists take at most 6 k entries a query on the tiled path (see search_tiled).
+  const std::size_t block = std::max<std::size_t>(
+      1, std::min<std::size_t>({nq, 4096, std::size_t(max_buffer_ / qbytes), std::size_t(max_buffer_ / (24 * k))}));
+  const auto* src = static_cast<const unsigned char*>(queries);
+  for (std::size_t q0 = 0; q0 < nq; q0 += block) {
+    const std::size_t n = std::min(block, nq - q0);
+    ensure(upload_, VkDeviceSize(n * qbytes), Memory::Upload);
+    ensure(queries_, VkDeviceSize(n * qbytes), Memory::Device);
+    auto* dst = upload_.as<unsigned char>();
+    for (std::size_t i = 0; i < n; ++i) {
+      std::memcpy(dst + i * qbytes, src + (q0 + i) * in_row, in_row);
+      std::memset(dst + i * qbytes + in_row, 0, qbytes - in_row);
+    }
+    stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(n * qbytes));
+    if (n <= kFusedQueries && fits)
+      search_fused(0, n, k, kp, bs, e);
+    else
+      search_tiled(0, n, k, kp, bs, e);
+    // Each query's first k entries of the result buffer -> readback, one region per query.
+    ensure(readback_, VkDeviceSize(n * k) * 8, Memory::Readback);
+    std::vector<VkBufferCopy> kr(n), rr(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      kr[i] = {VkDeviceSize(i * result_ld_) * 4, VkDeviceSize(i * k) * 4, VkDeviceSize(k) * 4};
+      rr[i] = {VkDeviceSize(i * result_ld_) * 4, VkDeviceSize((n + i) * k) * 4, VkDeviceSize(k) * 4};
+    }
+    stream_.copy_regions(keys(result_buf_), readback_, kr);
+    stream_.copy_regions(rowsb(result_buf_), readback_, rr);
+    stream_.run();
+    const float* rk = readback_.as<float>();
+    const uint32_t* rrow = readback_.as<uint32_t>() + n * k;
+    for (std::size_t i = 0; i < n * k; ++i) {
+      const std::size_t o = q0 * k + i;
+      if (rrow[i] == kNone) {
+        rows[o] = -1;
+        distances[o] = worst;
+      } else {
+        rows[o] = int64_t(rrow[i]);
+        distances[o] = negate ? -rk[i] : rk[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<detail::FlatStore> make_vulkan_flat_store(const detail::StoreConfig& cfg, std::shared_ptr<Gpu> gpu) {
+  return std::make_unique<VulkanFlatStore>(cfg, std::move(gpu));
+}
+
+}  // namespace hive::gpu::vk
