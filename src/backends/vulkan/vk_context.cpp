@@ -112,6 +112,9 @@ PhysicalDevice describe(VkPhysicalDevice h) {
     d.pci_bus_id = bus;
   }
   pd.software = p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+  pd.subgroup_size = sub.subgroupSize;
+  pd.compute_shuffle = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                       (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
   if (has_nv) {
     d.compute_units = int(nv.shaderSMCount);
   } else if (has_amd) {

@@ -25,6 +25,8 @@ struct PhysicalDevice {
   uint32_t max_shared_bytes = 0;          // maxComputeSharedMemorySize
   uint32_t max_groups[3] = {0, 0, 0};     // maxComputeWorkGroupCount
   bool has_memory_budget = false;         // VK_EXT_memory_budget
+  uint32_t subgroup_size = 0;
+  bool compute_shuffle = false;           // subgroupShuffleXor in compute shaders
 };
 
 // The process-wide instance and its devices, filtered by HIVE_GPU_VULKAN_DEVICE (an index
@@ -70,7 +72,7 @@ class Buffer {
 };
 
 // The compute shaders compiled into the library (SPIR-V embedded at build time).
-enum class Shader { ScanSelect, MergeSelect, DistanceTile };
+enum class Shader { ScanSelect, ScanSelectCoop, MergeSelect, DistanceTile };
 
 // Every pipeline shares one layout: kBindings storage buffers and kPushBytes of push constants.
 inline constexpr uint32_t kBindings = 6;

@@ -8,6 +8,9 @@ namespace {
 const uint32_t kScanSelect[] =
 #include "scan_select.spv.inc"
     ;
+const uint32_t kScanSelectCoop[] =
+#include "scan_select_coop.spv.inc"
+    ;
 const uint32_t kMergeSelect[] =
 #include "merge_select.spv.inc"
     ;
@@ -19,6 +22,7 @@ const uint32_t kDistanceTile[] =
 Spirv spirv(Shader s) {
   switch (s) {
     case Shader::ScanSelect: return {kScanSelect, sizeof kScanSelect};
+    case Shader::ScanSelectCoop: return {kScanSelectCoop, sizeof kScanSelectCoop};
     case Shader::MergeSelect: return {kMergeSelect, sizeof kMergeSelect};
     case Shader::DistanceTile: return {kDistanceTile, sizeof kDistanceTile};
   }

@@ -58,7 +58,10 @@ class VulkanBackend final : public detail::Backend {
     });
   }
   std::once_flag once_;
-  std::vector<std::shared_ptr<detail::Device>> devices_;
+  // Deliberately never destroyed: the registry is a static, destroyed at exit after the driver
+  // (loaded later, so torn down earlier) may already be gone; NVIDIA's then crashes in
+  // vkDestroyDevice. The process's exit releases the devices.
+  std::vector<std::shared_ptr<detail::Device>>& devices_ = *new std::vector<std::shared_ptr<detail::Device>>();
 };
 
 }  // namespace

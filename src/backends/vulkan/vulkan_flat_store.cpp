@@ -336,8 +336,14 @@ int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t m, std::size_t 
 }
 
 void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const {
-  VkPipeline scan = gpu_->pipeline(Shader::ScanSelect, {metric_code(cfg_.metric), storage_code(cfg_.storage),
-                                                        int32_t(kp), int32_t(bs), int32_t(row_v4_), int32_t(e)});
+  // Invocations per row: up to 8 (128 contiguous bytes a group) where subgroup shuffles exist.
+  const PhysicalDevice& pd = gpu_->physical();
+  uint32_t g = 1;
+  if (pd.compute_shuffle && env_size("HIVE_GPU_VULKAN_NO_COOP", 0) == 0)
+    while (g < 8 && 2 * g <= row_v4_ && 2 * g <= pd.subgroup_size) g *= 2;
+  VkPipeline scan = gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
+                                   {metric_code(cfg_.metric), storage_code(cfg_.storage), int32_t(kp), int32_t(bs),
+                                    int32_t(row_v4_), int32_t(e), int32_t(g)});
   const std::size_t max_wgs = k <= 64 ? 1024 : 256;
   auto rows_per_wg = [&](std::size_t n) {
     const std::size_t r = std::max<std::size_t>(4 * kWG, (n + max_wgs - 1) / max_wgs);

@@ -4,7 +4,15 @@
 // computes their keys against query y and keeps the k best (select.glsl); its list goes to
 // out[(y) * out_ld + out_off + x * k ...]. Deleted rows are skipped. The base is read once
 // per query: this path is for single queries and very small batches.
+//
+// Built twice. Plain: one invocation reads a whole row (16 bytes at a time). With COOP
+// (scan_select_coop, for devices with subgroup shuffles): G adjacent invocations share a row,
+// each reading every G-th 16-byte piece, so a group's loads are contiguous, and a butterfly of
+// subgroupShuffleXor combines their partial results (G <= the subgroup size).
 #extension GL_GOOGLE_include_directive : require
+#ifdef COOP
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
 
 layout(local_size_x = 256) in;
 #define WG 256u
@@ -14,6 +22,7 @@ layout(constant_id = 2) const uint KP = 16;
 layout(constant_id = 3) const uint BS = 256;
 layout(constant_id = 4) const uint ROW_V4 = 32;  // 16-byte pieces per stored row (zero padded)
 layout(constant_id = 5) const uint E = 1;        // rows per invocation and round
+layout(constant_id = 6) const uint G = 1;        // invocations per row (COOP; a power of two)
 
 #include "common.glsl"
 #include "select.glsl"
@@ -39,28 +48,53 @@ layout(push_constant) uniform Push {
 
 shared uvec4 sq[Q_V4];
 
-float row_key(uint r) {
+#ifndef COOP
+#define G_EFF 1u
+#else
+#define G_EFF G
+#endif
+
+// This invocation's part of row r's key: pieces g, g + G, ... (all of them when G_EFF = 1),
+// combined over the G_EFF invocations of the row, then finished. Every invocation of the group
+// must call it (the shuffles), with valid = false for rows past the end.
+float row_key(uint r, uint g, bool valid) {
   uint base = r * ROW_V4;
   if (METRIC == M_HAMMING) {
     uint bits = 0u;
-    for (uint c = 0u; c < ROW_V4; ++c) {
-      uvec4 x = rows[base + c] ^ sq[c];
-      bits += uint(bitCount(x.x) + bitCount(x.y) + bitCount(x.z) + bitCount(x.w));
-    }
+    if (valid)
+      for (uint c = g; c < ROW_V4; c += G_EFF) {
+        uvec4 x = rows[base + c] ^ sq[c];
+        bits += uint(bitCount(x.x) + bitCount(x.y) + bitCount(x.z) + bitCount(x.w));
+      }
+#ifdef COOP
+    for (uint o = G_EFF >> 1; o > 0u; o >>= 1) bits += subgroupShuffleXor(bits, o);
+#endif
     return float(bits);
   }
   vec4 acc = vec4(0.0);
-  if (STORAGE == S_F32) {
-    for (uint c = 0u; c < ROW_V4; ++c) acc = metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(rows[base + c]));
-  } else {
-    for (uint c = 0u; c < ROW_V4; ++c) {
-      vec4 lo, hi;
-      decode8(STORAGE, rows[base + c], lo, hi);
-      acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
-      acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
+  if (valid) {
+    if (STORAGE == S_F32) {
+      for (uint c = g; c < ROW_V4; c += G_EFF)
+        acc = metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(rows[base + c]));
+    } else {
+      for (uint c = g; c < ROW_V4; c += G_EFF) {
+        vec4 lo, hi;
+        decode8(STORAGE, rows[base + c], lo, hi);
+        acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
+        acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
+      }
     }
   }
-  return metric_finish(METRIC, acc);
+  float part = METRIC == M_LINF ? max(max(acc.x, acc.y), max(acc.z, acc.w)) : (acc.x + acc.y) + (acc.z + acc.w);
+#ifdef COOP
+  for (uint o = G_EFF >> 1; o > 0u; o >>= 1) {
+    float other = subgroupShuffleXor(part, o);
+    part = METRIC == M_LINF ? max(part, other) : part + other;
+  }
+#endif
+  if (METRIC == M_IP) return -part;
+  if (METRIC == M_COS) return 1.0 - part;
+  return part;
 }
 
 void main() {
@@ -71,12 +105,14 @@ void main() {
 
   uint first = gl_WorkGroupID.x * p.rows_per_wg;
   uint last = min(p.n, first + p.rows_per_wg);
-  for (uint r0 = first; r0 < last; r0 += E * WG) {
+  const uint RPR = WG / G_EFF;  // rows per pass of the workgroup
+  uint g = tid % G_EFF, slot = tid / G_EFF;
+  for (uint r0 = first; r0 < last; r0 += E * RPR) {
     for (uint e = 0u; e < E; ++e) {
-      uint r = r0 + e * WG + tid;
+      uint r = r0 + e * RPR + slot;
       bool live = r < last && (deleted[r >> 5] & (1u << (r & 31u))) == 0u;
-      float key = live ? row_key(r) : 0.0;
-      sel_offer(live, key, p.row_base + r);
+      float key = row_key(r, g, live);
+      sel_offer(live && g == 0u, key, p.row_base + r);
     }
     sel_round_end(p.k);
   }

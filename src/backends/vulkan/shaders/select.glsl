@@ -103,7 +103,8 @@ void sel_round_end(uint k) {
   barrier();
   uint c = b_count;
   barrier();  // everyone has read b_count before a flush resets it
-  if (c > BS - E * WG) sel_flush(c, k);
+  // Also as soon as the first k candidates are in: until then every entry passes.
+  if (c > BS - E * WG || (t_row == NONE && c >= k)) sel_flush(c, k);
 }
 
 void sel_finish(uint k) {
