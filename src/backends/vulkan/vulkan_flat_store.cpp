@@ -16,7 +16,8 @@
 //  - otherwise tiles: distance_tile.comp fills a queries x rows key matrix for a tile of
 //    rows, merge_select.comp (MODE 1) takes each segment's top-k of it and a second
 //    merge_select merges those with the running top-k.
-// The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists].
+// The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
+// the first merge of a search skips the (not yet written) running list.
 // Everything is recorded into one command buffer and waited for once (Stream::run).
 #include "backends/vulkan/vulkan_flat_store.hpp"
 
@@ -37,7 +38,6 @@ namespace {
 constexpr uint32_t kWG = 256;            // workgroup size of the select shaders
 constexpr std::size_t kFusedQueries = 4; // up to this many queries scan the base themselves
 constexpr uint32_t kNone = 0xffffffffu;
-constexpr uint32_t kInfBits = 0x7f800000u;
 constexpr VkDeviceSize kStagingBytes = 64ull << 20;
 
 std::size_t env_size(const char* name, std::size_t fallback) {
@@ -300,9 +300,11 @@ class VulkanFlatStore final : public detail::FlatStore {
 
   void search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
   void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
-  // Reduces entries [0, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
-  // entries [0, k) of the buffer it returns (cur or the other one).
-  int reduce(int cur, std::size_t nq, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
+  // Reduces entries [first, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
+  // entries [0, k) of the buffer it returns (cur or the other one). first = k skips the running
+  // list (the first merge, before there is one).
+  int reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp,
+             uint32_t bs, uint32_t e) const;
   Buffer& keys(int which) const { return which ? bk_ : ak_; }
   Buffer& rowsb(int which) const { return which ? br_ : ar_; }
 
@@ -320,13 +322,18 @@ class VulkanFlatStore final : public detail::FlatStore {
   mutable std::size_t result_ld_ = 0;  // and its entries per query
 };
 
-int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp,
-                            uint32_t bs, uint32_t e) const {
+int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
+                            uint32_t kp, uint32_t bs, uint32_t e) const {
   VkPipeline merge = gpu_->pipeline(Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e)});
+  // One workgroup a query up to `whole` entries (one dispatch, no second level); beyond that,
+  // segments of `seg` in parallel first.
   const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
+  const std::size_t whole = std::max<std::size_t>(16384, 4 * std::size_t(kp));
   while (true) {
-    const std::size_t groups = m > seg ? (m + seg - 1) / seg : 1;
-    MergePush mp{uint32_t(m), uint32_t(ld), 0, uint32_t(groups == 1 ? m : seg), k, uint32_t(ld), 0, 0};
+    m -= first;
+    const std::size_t groups = m > whole ? (m + seg - 1) / seg : 1;
+    MergePush mp{uint32_t(m), uint32_t(ld), uint32_t(first), uint32_t(groups == 1 ? m : seg), k, uint32_t(ld), 0, 0};
+    first = 0;
     stream_.dispatch(merge, {&keys(cur), &rowsb(cur), &keys(cur ^ 1), &rowsb(cur ^ 1)}, &mp, sizeof mp,
                      uint32_t(groups), uint32_t(nq));
     cur ^= 1;
@@ -357,9 +364,8 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
     ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
     ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
   }
-  stream_.fill(ak_, 0, VkDeviceSize(nq * ld) * 4, kInfBits);
-  stream_.fill(ar_, 0, VkDeviceSize(nq * ld) * 4, kNone);
   int cur = 0;
+  bool running = false;  // entries [0, k) hold the chunks before (none for the first)
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const Chunk& ch = chunks_[c];
     if (ch.n == 0) continue;
@@ -367,7 +373,8 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
     ScanPush sp{uint32_t(ch.n), uint32_t(c * chunk_max_), uint32_t(rpw), k, uint32_t(ld), k, uint32_t(q0)};
     stream_.dispatch(scan, {&ch.rows, &queries_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
                      uint32_t(nq));
-    cur = reduce(cur, nq, (w + 1) * k, ld, k, kp, bs, e);
+    cur = reduce(cur, nq, running ? 0 : k, (w + 1) * k, ld, k, kp, bs, e);
+    running = true;
   }
   result_buf_ = cur;
   result_ld_ = ld;
@@ -390,9 +397,8 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
     ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
     ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
   }
-  stream_.fill(ak_, 0, VkDeviceSize(nq * ld) * 4, kInfBits);
-  stream_.fill(ar_, 0, VkDeviceSize(nq * ld) * 4, kNone);
   int cur = 0;
+  bool running = false;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const Chunk& ch = chunks_[c];
     for (std::size_t r0 = 0; r0 < ch.n; r0 += rt) {
@@ -403,7 +409,8 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
       const std::size_t s = (nr + seg - 1) / seg;
       MergePush mp{uint32_t(nr), uint32_t(rt), 0, uint32_t(seg), k, uint32_t(ld), k, uint32_t(c * chunk_max_ + r0)};
       stream_.dispatch(select, {&dist_, &dist_, &keys(cur), &rowsb(cur)}, &mp, sizeof mp, uint32_t(s), uint32_t(nq));
-      cur = reduce(cur, nq, (s + 1) * k, ld, k, kp, bs, e);
+      cur = reduce(cur, nq, running ? 0 : k, (s + 1) * k, ld, k, kp, bs, e);
+      running = true;
     }
   }
   result_buf_ = cur;
