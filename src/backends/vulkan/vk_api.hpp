@@ -70,6 +70,7 @@ namespace hive::gpu::vk {
   X(vkCreateFence)                    \
   X(vkDestroyFence)                   \
   X(vkWaitForFences)                  \
+  X(vkGetFenceStatus)                 \
   X(vkResetFences)
 
 struct Api {
