@@ -14,7 +14,7 @@
 //    once per query, every workgroup keeping its own top-k, then merge_select.comp merges the
 //    workgroup lists with the running top-k of the chunks before;
 //  - otherwise tiles: distance_tile.comp fills a queries x rows key matrix for a tile of
-//    rows, merge_select.comp (MODE 1) takes each segment's top-k of it and a second
+//    rows (64 x 64 per workgroup), merge_select.comp (MODE 1) takes each segment's top-k of it and a second
 //    merge_select merges those with the running top-k.
 // The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
 // the first merge of a search skips the (not yet written) running list.
@@ -52,6 +52,12 @@ uint32_t next_pow2(uint32_t x) {
   uint32_t p = 1;
   while (p < x) p <<= 1;
   return p;
+}
+
+// merge_select's per-invocation list (KL): the next power of two >= k up to 32, else none.
+int32_t private_list(uint32_t k) {
+  static const bool off = std::getenv("HIVE_GPU_VULKAN_NO_PRIVATE") != nullptr;  // A/B timing knob
+  return k <= 32 && !off ? int32_t(next_pow2(k)) : 0;
 }
 
 int metric_code(Metric m) { return int(m); }  // the shader codes follow the enum (common.glsl)
@@ -324,7 +330,7 @@ class VulkanFlatStore final : public detail::FlatStore {
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
                             uint32_t kp, uint32_t bs, uint32_t e) const {
-  VkPipeline merge = gpu_->pipeline(Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e)});
+  VkPipeline merge = gpu_->pipeline(Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e), private_list(k)});
   // One workgroup a query up to `whole` entries (one dispatch, no second level); beyond that,
   // segments of `seg` in parallel first.
   const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
@@ -383,12 +389,18 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
 void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const {
   VkPipeline tile = gpu_->pipeline(Shader::DistanceTile,
                                    {metric_code(cfg_.metric), storage_code(cfg_.storage), int32_t(row_v4_)});
-  VkPipeline select = gpu_->pipeline(Shader::MergeSelect, {1, int32_t(kp), int32_t(bs), int32_t(e)});
-  // Row tiles: nq x rt keys within min(256 MiB, the binding limit).
-  const VkDeviceSize dist_limit = std::min<VkDeviceSize>(max_buffer_, 256ull << 20);
+  VkPipeline select = gpu_->pipeline(Shader::MergeSelect, {1, int32_t(kp), int32_t(bs), int32_t(e), private_list(k)});
+  // Row tiles: nq x rt keys within min(1 GiB, an eighth of the device, the binding limit).
+  // Fewer, longer row tiles mean fewer select workgroups (each costs a shared-memory merge).
+  const VkDeviceSize dist_limit =
+      std::min<VkDeviceSize>({max_buffer_, 1ull << 30, gpu_->physical().info.total_memory / 8});
   std::size_t rt = std::min<std::size_t>(chunk_max_, std::size_t(dist_limit / 4 / nq));
   rt = std::clamp<std::size_t>(rt / 64 * 64, 64, std::size_t(1) << 20);  // x groups stay below 65535
-  const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
+  // Segment of a key-matrix row per workgroup. With per-invocation lists (small k) a segment
+  // costs one shared-memory merge however long it is: segments as long as ~1024 workgroups a
+  // row tile allow (on the H100 this took the select from ~230 to ~? ms of a 10 000 x 1M batch).
+  std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
+  if (private_list(k) > 0) seg = std::clamp<std::size_t>(nq * rt / 1024, seg, rt);
   const std::size_t segs = (rt + seg - 1) / seg;
   const std::size_t ld = (segs + 1) * k;
   if (VkDeviceSize(nq * ld) * 4 > max_buffer_) throw Error(ErrorCode::Internal, "Vulkan: candidate lists exceed a binding");
@@ -397,6 +409,9 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
     ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
     ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
   }
+  // Profiling only (results are wrong): HIVE_GPU_VULKAN_SKIP=tile or =select times the rest.
+  const char* skip = std::getenv("HIVE_GPU_VULKAN_SKIP");
+  const bool skip_tile = skip && std::strcmp(skip, "tile") == 0, skip_select = skip && std::strcmp(skip, "select") == 0;
   int cur = 0;
   bool running = false;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
@@ -404,8 +419,10 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
     for (std::size_t r0 = 0; r0 < ch.n; r0 += rt) {
       const std::size_t nr = std::min(rt, ch.n - r0);
       TilePush tp{uint32_t(ch.n), uint32_t(r0), uint32_t(nr), uint32_t(q0), uint32_t(nq), uint32_t(rt)};
-      stream_.dispatch(tile, {&ch.rows, &queries_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
-                       uint32_t((nq + 63) / 64));
+      if (!skip_tile)
+        stream_.dispatch(tile, {&ch.rows, &queries_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
+                         uint32_t((nq + 63) / 64));
+      if (skip_select) continue;
       const std::size_t s = (nr + seg - 1) / seg;
       MergePush mp{uint32_t(nr), uint32_t(rt), 0, uint32_t(seg), k, uint32_t(ld), k, uint32_t(c * chunk_max_ + r0)};
       stream_.dispatch(select, {&dist_, &dist_, &keys(cur), &rowsb(cur)}, &mp, sizeof mp, uint32_t(s), uint32_t(nq));
