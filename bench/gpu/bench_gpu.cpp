@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "hive_gpu/hive_gpu.hpp"
+#include "random_data.hpp"
 
 namespace {
 
@@ -41,17 +42,7 @@ struct Row {
   }
 };
 
-std::vector<float> uniform_data(std::size_t count, uint64_t seed) {
-  std::vector<float> v(count);
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& x : v) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    x = float(double(s >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-  }
-  return v;
-}
+using bench::uniform_data;
 
 double copy_bandwidth(std::size_t bytes) {
   void *a = nullptr, *b = nullptr;

@@ -111,19 +111,14 @@ class VulkanFlatStore final : public detail::FlatStore {
     std::lock_guard<std::mutex> lock(mu_);
     auto* dst = static_cast<unsigned char*>(out);
     const std::size_t rb = cfg_.row_bytes();
-    const std::size_t per = std::max<std::size_t>(1, std::size_t(kStagingBytes / stride_));
-    while (n > 0) {
-      const std::size_t c = first / chunk_max_, off = first % chunk_max_;
-      const std::size_t take = std::min({n, per, chunk_max_ - off});
+    for_each_piece(first, n, [&](std::size_t c, std::size_t off, std::size_t take) {
       ensure(readback_, take * stride_, Memory::Readback);
       stream_.copy(chunks_[c].rows, off * stride_, readback_, 0, take * stride_);
       stream_.run();
       const auto* src = readback_.as<unsigned char>();
       for (std::size_t i = 0; i < take; ++i) std::memcpy(dst + i * rb, src + i * stride_, rb);
       dst += take * rb;
-      first += take;
-      n -= take;
-    }
+    });
   }
 
   void set_deleted(std::size_t row, bool deleted) override {
@@ -260,13 +255,24 @@ class VulkanFlatStore final : public detail::FlatStore {
     b = Buffer(*gpu_, std::max<VkDeviceSize>(bytes, 4096), kind);
   }
 
-  // Rows [first, first + n) from the host, padded to stride_, through the upload buffer.
-  void upload_rows(std::size_t first, std::size_t n, const unsigned char* src) {
-    const std::size_t rb = cfg_.row_bytes();
+  // Rows [first, first + n) in pieces that fit the staging buffers and stay within one chunk:
+  // fn(chunk, first row in it, rows).
+  template <class Fn>
+  void for_each_piece(std::size_t first, std::size_t n, Fn&& fn) const {
     const std::size_t per = std::max<std::size_t>(1, std::size_t(kStagingBytes / stride_));
     while (n > 0) {
       const std::size_t c = first / chunk_max_, off = first % chunk_max_;
       const std::size_t take = std::min({n, per, chunk_max_ - off});
+      fn(c, off, take);
+      first += take;
+      n -= take;
+    }
+  }
+
+  // Rows [first, first + n) from the host, padded to stride_, through the upload buffer.
+  void upload_rows(std::size_t first, std::size_t n, const unsigned char* src) {
+    const std::size_t rb = cfg_.row_bytes();
+    for_each_piece(first, n, [&](std::size_t c, std::size_t off, std::size_t take) {
       ensure(upload_, take * stride_, Memory::Upload);
       auto* dst = upload_.as<unsigned char>();
       for (std::size_t i = 0; i < take; ++i) {
@@ -276,9 +282,7 @@ class VulkanFlatStore final : public detail::FlatStore {
       stream_.copy(upload_, 0, chunks_[c].rows, off * stride_, take * stride_);
       stream_.run();
       src += take * rb;
-      first += take;
-      n -= take;
-    }
+    });
   }
 
   // The device bitmaps of the chunks whose rows were deleted or restored since the last search.
