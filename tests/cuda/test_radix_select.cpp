@@ -144,12 +144,18 @@ void check_problem(const Problem& p, int k, DeviceMem* ws = nullptr, int repeats
   }
 }
 
-Problem random_problem(std::size_t n, std::size_t nq, std::size_t ld, uint64_t seed) {
+// nq queries of n scores each, row length ld, all zero.
+Problem sized_problem(std::size_t n, std::size_t nq, std::size_t ld) {
   Problem p;
   p.n = n;
   p.nq = nq;
   p.ld = ld;
   p.scores.resize(nq * ld);
+  return p;
+}
+
+Problem random_problem(std::size_t n, std::size_t nq, std::size_t ld, uint64_t seed) {
+  Problem p = sized_problem(n, nq, ld);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (float& v : p.scores) v = dist(rng);
@@ -183,10 +189,7 @@ TEST(RadixSelect, RandomScores) {
 TEST(RadixSelect, AllEqualScores) {
   REQUIRE_DEVICE();
   for (const std::size_t n : {std::size_t(100003), std::size_t(1000007)}) {
-    Problem p;
-    p.n = n;
-    p.nq = 2;
-    p.ld = n;
+    Problem p = sized_problem(n, 2, n);
     p.scores.assign(2 * n, 1.25f);
     // Query 1: +0 and -0 mixed, one key order.
     for (std::size_t r = 0; r < n; ++r) p.scores[n + r] = (r % 3 == 0) ? -0.0f : 0.0f;
@@ -197,11 +200,7 @@ TEST(RadixSelect, AllEqualScores) {
 TEST(RadixSelect, FewDistinctValues) {
   REQUIRE_DEVICE();
   const std::size_t n = 1000007;
-  Problem p;
-  p.n = n;
-  p.nq = 3;
-  p.ld = n;
-  p.scores.resize(3 * n);
+  Problem p = sized_problem(n, 3, n);
   const float values[5] = {-1.0f, 0.0f, 0.5f, 2.0f, 3.0f};
   std::mt19937_64 rng(5);
   std::uniform_int_distribution<int> pick(0, 4);
@@ -216,11 +215,7 @@ TEST(RadixSelect, FewDistinctValues) {
 TEST(RadixSelect, SparseTies) {
   REQUIRE_DEVICE();
   const std::size_t n = 1000007;
-  Problem p;
-  p.n = n;
-  p.nq = 3;
-  p.ld = n;
-  p.scores.resize(3 * n);
+  Problem p = sized_problem(n, 3, n);
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<int> pick(0, 99999);
   for (float& v : p.scores) v = static_cast<float>(pick(rng));
