@@ -2,7 +2,9 @@
 // loaded into a FlatIndex on each backend named, then single queries (median of many calls)
 // and one large batch (median of a few) are timed, query upload and result download included.
 // Each backend's ids are checked against the first backend's (exact search: they must agree
-// but for ties), so a faster but wrong path cannot pass unnoticed.
+// but for ties), so a faster but wrong path cannot pass unnoticed. A backend may carry one
+// environment setting for its run, "name+VAR=value": cuda+HIVE_GPU_CUDA_PORTABLE=1 times the
+// CUDA backend on the paths a HIP build takes.
 //   hive_gpu_bench_backends [--backends cuda,vulkan] [--n 1000000] [--d 128] [--k 10]
 //                           [--batch 10000] [--single-iters 200] [--json FILE]
 #include <algorithm>
@@ -87,7 +89,16 @@ int main(int argc, char** argv) {
   std::vector<int64_t> ref_single, ref_batch;
   using clock = std::chrono::steady_clock;
   for (const std::string& be : split(backends)) {
-    Context ctx = Context::open(be);
+    // "name+VAR=value": the setting holds while this backend is timed.
+    const std::size_t plus = be.find('+');
+    std::string env_var;
+    if (plus != std::string::npos) {
+      const std::string setting = be.substr(plus + 1);
+      const std::size_t eq = setting.find('=');
+      env_var = setting.substr(0, eq);
+      setenv(env_var.c_str(), eq == std::string::npos ? "1" : setting.substr(eq + 1).c_str(), 1);
+    }
+    Context ctx = Context::open(be.substr(0, plus));
     FlatIndex idx(ctx, d, Metric::L2);
     idx.add(n, base.data());
     const std::string dev = ctx.info().id() + " " + ctx.info().name;
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
     if (ref_batch.empty()) ref_batch = ids;
     results.push_back({be, dev, "batch", batch, median(t), agreement(ref_batch, ids, batch, k)});
     std::fprintf(stderr, "%s done\n", be.c_str());
+    if (!env_var.empty()) unsetenv(env_var.c_str());
   }
   std::printf("| backend | device | n | d | k | queries | median us | vs first backend | ids agree |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");

@@ -7,7 +7,7 @@
 
 #include "hive_gpu/error.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 struct Api {
@@ -107,4 +107,4 @@ bool BlasHandle::dot_products_half(const void* rows, std::size_t n, const void* 
   return true;
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

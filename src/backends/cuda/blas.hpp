@@ -2,12 +2,12 @@
 // loads on machines without the CUDA toolkit's cuBLAS; without it the large-batch path falls
 // back to the scan.
 #pragma once
-#include <cuda_runtime_api.h>
+#include "backends/cuda/gpu_runtime.hpp"
 
 #include <cstddef>
 #include <string>
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 class BlasHandle {
  public:
@@ -34,4 +34,4 @@ class BlasHandle {
 // Why cuBLAS is unavailable (empty when it loaded).
 std::string blas_unavailable_reason();
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -1,7 +1,8 @@
 // The CUDA backend: finds NVIDIA devices through the CUDA runtime (linked statically, so the
 // library loads and reports "no CUDA device" on machines without a GPU or driver) and makes
-// flat stores in their memory.
-#include <cuda_runtime_api.h>
+// flat stores in their memory. Compiled with HIVE_GPU_HIP it is the HIP backend ("hip"): AMD
+// devices through the HIP runtime, with the same stores and kernels.
+#include "backends/cuda/gpu_runtime.hpp"
 
 #include <mutex>
 #include <string>
@@ -10,10 +11,34 @@
 #include "backends/cuda/cuda_flat_store.hpp"
 #include "core/backend.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
+#if defined(HIVE_GPU_HIP)
+constexpr const char* kBackend = "hip";
+constexpr const char* kApi = "HIP";
+// HIP versions are major * 10^7 + minor * 10^5 + patch (5.2.21153 -> 50221153).
+std::string version_string(int v) {
+  return std::to_string(v / 10000000) + "." + std::to_string((v / 100000) % 100) + "." + std::to_string(v % 100000);
+}
+#else
+constexpr const char* kBackend = "cuda";
+constexpr const char* kApi = "CUDA";
 std::string version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+#endif
+
+// The vendor-specific fields of a device's description.
+void describe(const cudaDeviceProp& p, DeviceInfo& d) {
+#if defined(HIVE_GPU_HIP)
+  d.vendor = "AMD";
+  // gcnArchName is "gfx90a:sramecc+:xnack-": the architecture, then target features.
+  const std::string arch = p.gcnArchName;
+  d.architecture = arch.substr(0, arch.find(':'));
+#else
+  d.vendor = "NVIDIA";
+  d.architecture = "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+#endif
+}
 
 class CudaDevice final : public detail::Device {
  public:
@@ -29,12 +54,12 @@ class CudaDevice final : public detail::Device {
 
 class CudaBackend final : public detail::Backend {
  public:
-  std::string name() const override { return "cuda"; }
+  std::string name() const override { return kBackend; }
   int priority() const override { return 100; }
   BackendStatus status() override {
     discover();
-    if (devices_.empty()) return {"cuda", true, false, 0, reason_};
-    return {"cuda", true, true, int(devices_.size()), ""};
+    if (devices_.empty()) return {kBackend, true, false, 0, reason_};
+    return {kBackend, true, true, int(devices_.size()), ""};
   }
   std::vector<std::shared_ptr<detail::Device>> devices() override {
     discover();
@@ -48,7 +73,7 @@ class CudaBackend final : public detail::Backend {
         find_devices();
       } catch (const std::exception& e) {
         devices_.clear();
-        reason_ = std::string("CUDA device query failed: ") + e.what();
+        reason_ = std::string(kApi) + " device query failed: " + e.what();
       }
     });
   }
@@ -58,11 +83,11 @@ class CudaBackend final : public detail::Backend {
     const cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
       (void)cudaGetLastError();
-      reason_ = std::string("no CUDA device: ") + cudaGetErrorString(e);
+      reason_ = std::string("no ") + kApi + " device: " + cudaGetErrorString(e);
       return;
     }
     if (count <= 0) {
-      reason_ = "no CUDA device: the driver reports none";
+      reason_ = std::string("no ") + kApi + " device: the driver reports none";
       return;
     }
     int driver = 0, runtime = 0;
@@ -72,11 +97,10 @@ class CudaBackend final : public detail::Backend {
       cudaDeviceProp p{};
       check(cudaGetDeviceProperties(&p, i), "cudaGetDeviceProperties");
       DeviceInfo d;
-      d.backend = "cuda";
+      d.backend = kBackend;
       d.ordinal = i;
-      d.vendor = "NVIDIA";
       d.name = p.name;
-      d.architecture = "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+      describe(p, d);
       d.device_type = p.integrated ? "integrated-gpu" : "discrete-gpu";
       d.compute_major = p.major;
       d.compute_minor = p.minor;
@@ -92,8 +116,8 @@ class CudaBackend final : public detail::Backend {
       } else {
         (void)cudaGetLastError();
       }
-      d.driver_version = "CUDA driver " + version_string(driver);
-      d.runtime_version = "CUDA runtime " + version_string(runtime);
+      d.driver_version = std::string(kApi) + " driver " + version_string(driver);
+      d.runtime_version = std::string(kApi) + " runtime " + version_string(runtime);
       char bus[32] = {};
       if (cudaDeviceGetPCIBusId(bus, int(sizeof bus), i) == cudaSuccess) d.pci_bus_id = bus;
       devices_.push_back(std::make_shared<CudaDevice>(std::move(d)));
@@ -106,8 +130,12 @@ class CudaBackend final : public detail::Backend {
 };
 
 }  // namespace
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS
 
 namespace hive::gpu::detail {
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<cuda::CudaBackend>(); }
+#if defined(HIVE_GPU_HIP)
+std::unique_ptr<Backend> make_hip_backend() { return std::make_unique<HIVE_GPU_DEVICE_NS::CudaBackend>(); }
+#else
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<HIVE_GPU_DEVICE_NS::CudaBackend>(); }
+#endif
 }  // namespace hive::gpu::detail

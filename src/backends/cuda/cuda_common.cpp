@@ -2,7 +2,7 @@
 
 #include <atomic>
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 void throw_cuda_error(cudaError_t e, const char* what) {
   (void)cudaGetLastError();  // clear the sticky-free error so later calls do not see it
@@ -55,7 +55,10 @@ Stream::~Stream() {
   if (s_ && owned_) (void)cudaStreamDestroy(s_);
 }
 
-int sm_count() {
+namespace {
+// A device attribute of the calling thread's current device, cached per device (64 of them).
+template <std::size_t Slot>
+int cached_attribute(cudaDeviceAttr attr, int fallback) {
   static std::atomic<int> cache[64];
   int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
@@ -65,11 +68,15 @@ int sm_count() {
     if (v > 0) return v;
   }
   int m = 0;
-  check(cudaDeviceGetAttribute(&m, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  m = m > 0 ? m : 1;
+  check(cudaDeviceGetAttribute(&m, attr, device), "cudaDeviceGetAttribute");
+  m = m > 0 ? m : fallback;
   if (slot != nullptr) slot->store(m, std::memory_order_relaxed);
   return m;
 }
+}  // namespace
+
+int sm_count() { return cached_attribute<0>(cudaDevAttrMultiProcessorCount, 1); }
+int wave_size() { return cached_attribute<1>(cudaDevAttrWarpSize, 32); }
 
 void use_device(int ordinal) {
   int cur = -1;
@@ -77,4 +84,4 @@ void use_device(int ordinal) {
   check(cudaSetDevice(ordinal), "cudaSetDevice");
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

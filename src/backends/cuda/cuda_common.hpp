@@ -1,7 +1,7 @@
 // CUDA backend: error checking and small RAII owners of device, pinned and stream resources.
 // Host-only (included by .cpp and .cu files alike).
 #pragma once
-#include <cuda_runtime_api.h>
+#include "backends/cuda/gpu_runtime.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -10,7 +10,7 @@
 
 #include "hive_gpu/error.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 // Throws Error(OutOfMemory) for allocation failures, Error(Internal) otherwise, naming the call.
 void throw_cuda_error(cudaError_t e, const char* what);
@@ -99,4 +99,22 @@ void use_device(int ordinal);
 // Multiprocessors of the calling thread's current device (read once per device), for grid sizes.
 int sm_count();
 
-}  // namespace hive::gpu::cuda
+// Lanes per wave (warp) of the calling thread's current device, read once per device: 32 on
+// NVIDIA and AMD RDNA, 64 on AMD GCN / CDNA.
+int wave_size();
+
+// Calls f.template operator()<W>() with W the current device's wave size: the wave-level
+// kernels are templates on it. CUDA builds instantiate only W = 32.
+template <class F>
+void with_wave(F&& f) {
+#if defined(HIVE_GPU_HIP)
+  if (wave_size() == 64) {
+    f.template operator()<64>();
+    return;
+  }
+#endif
+  if (wave_size() != 32) throw Error(ErrorCode::Internal, "unsupported wave size " + std::to_string(wave_size()));
+  f.template operator()<32>();
+}
+
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -21,11 +21,13 @@
 //    that emits only rows whose low-precision score less its error bound reaches it, then an
 //    exact re-score of those candidates and the k best of them: exact results, no score matrix
 //    in memory. HIVE_GPU_CUDA_NO_SCREEN=1 turns it off; a candidate overflow falls back to:
-//  - gemm (same metrics and batches, when cuBLAS loads): tiles of rows x queries through
-//    cuBLAS, each tile reduced at once to k + margin candidates, the candidates re-scored
-//    exactly with the scan's own arithmetic, then the k best kept. HIVE_GPU_CUDA_TF32=1:
-//    tensor-core screening (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin
-//    max(16, k).
+//  - gemm (same metrics and batches): tiles of rows x queries through cuBLAS, or where it does
+//    not load (and always on HIP, which has no BLAS here) our own tiled kernel (dot_tile.cu);
+//    each tile reduced at once to k + margin candidates, the candidates re-scored exactly with
+//    the scan's own arithmetic, then the k best kept. HIVE_GPU_CUDA_TF32=1: tensor-core
+//    screening (TF32 for fp32 storage, fp16 / bf16 GEMM for half storage), margin max(16, k).
+// HIVE_GPU_CUDA_PORTABLE=1 (read per search): on CUDA, the paths a HIP build takes (no
+// tensor-core screen, no cuBLAS: the tiled kernel), so they can be tested on an NVIDIA GPU.
 // Selection: capacities 32 and 256 (k + margin <= 256) are a single-pass warp select (each key
 // read once); above that, scores go through a radix selection (radix_select.cu) and candidate
 // keys through the bitonic chunk sort; HIVE_GPU_CUDA_LEGACY_SELECT=1: the bitonic sort on the scan
@@ -44,20 +46,24 @@
 #include <mutex>
 #include <vector>
 
-#include "backends/cuda/blas.hpp"
 #include "backends/cuda/cuda_common.hpp"
+#include "backends/cuda/dot_tile.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/radix_select.hpp"
-#include "backends/cuda/screen.hpp"
 #include "hive_gpu/error.hpp"
+#if !defined(HIVE_GPU_HIP)
+#include "backends/cuda/blas.hpp"
+#include "backends/cuda/screen.hpp"
+#endif
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 constexpr std::size_t kGemmMinQueries = 32;
 constexpr std::size_t kGemmQueryTile = 4096;
 // Largest score tile (floats) either path materialises: 256 MiB.
 constexpr std::size_t kScoreBudget = std::size_t(64) << 20;
+#if !defined(HIVE_GPU_HIP)
 // The screen path (large batches): stores of at least kScreenMinRows rows, k <= kScreenMaxK; a
 // sample of n / kScreenSampleRatio rows (at most kScreenMaxSample) sets the thresholds, and at
 // most kScreenMaxCandidates candidates per query are kept (more: the cuBLAS path instead).
@@ -66,6 +72,7 @@ constexpr int kScreenMaxK = 256;
 constexpr std::size_t kScreenSampleRatio = 32;
 constexpr std::size_t kScreenMaxSample = 65536;
 constexpr std::size_t kScreenMaxCandidates = 8192;
+#endif
 constexpr std::size_t kMaxRows = std::size_t(std::numeric_limits<uint32_t>::max()) - 1;
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
@@ -84,6 +91,7 @@ std::size_t env_size(const char* name, std::size_t fallback) {
   return (end != nullptr && *end == '\0' && x > 0) ? std::size_t(x) : fallback;
 }
 
+#if !defined(HIVE_GPU_HIP)
 // Error bound of the screen's scores: |screen score - exact score| <= a |q| |r| + b (|q|^2 + |r|^2),
 // where "exact" is the scan's fp32 arithmetic that ranks the candidates. Terms: rounding the
 // operands for the tensor cores (TF32 taken as truncation, 2^-10; fp16 queries 2^-11; bf16
@@ -109,6 +117,7 @@ ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim) {
   }
   return ScreenBound{float(2 * a), float(2 * b)};
 }
+#endif
 
 class CudaFlatStore final : public detail::FlatStore {
  public:
@@ -246,13 +255,28 @@ class CudaFlatStore final : public detail::FlatStore {
     if (nq < kGemmMinQueries) return false;
     if (cfg_.metric != Metric::L2 && cfg_.metric != Metric::InnerProduct && cfg_.metric != Metric::Cosine) return false;
     static const bool disabled = env_set("HIVE_GPU_CUDA_NO_GEMM");
-    if (disabled) return false;
+    return !disabled;
+  }
+  // cuBLAS for the matrix products, where it loads (never on HIP or in portable mode).
+  bool use_blas() const {
+#if defined(HIVE_GPU_HIP)
+    return false;
+#else
+    if (portable()) return false;
     if (!blas_tried_) {
       blas_tried_ = true;
       auto h = std::make_unique<BlasHandle>(stream_->get());
       if (h->ok()) blas_ = std::move(h);
     }
     return blas_ != nullptr;
+#endif
+  }
+  static bool portable() {
+#if defined(HIVE_GPU_HIP)
+    return true;
+#else
+    return env_set("HIVE_GPU_CUDA_PORTABLE");
+#endif
   }
 
   // Rows a GEMM-path search covers: the store's own, or a gathered sample of them.
@@ -285,6 +309,7 @@ class CudaFlatStore final : public detail::FlatStore {
   // re-scored exactly), sorted, into out[q * select_capacity(k) ...].
   void gemm_keys(const RowsView& v, const float* dq, std::size_t nq, int k, bool fast, uint64_t* out) const;
   void gemm_tile(const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
+#if !defined(HIVE_GPU_HIP)
   // Large batches, exact: thresholds from a sample, the tensor-core screen, exact re-score.
   // Returns false (having written nothing) where the candidates overflow their buffer.
   bool use_screen(std::size_t nq, int k) const;
@@ -292,6 +317,7 @@ class CudaFlatStore final : public detail::FlatStore {
   // hq: the same queries on the host (their range decides whether fp16 screening is sound).
   bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
                    int64_t* drows) const;
+#endif
 
   int ordinal_;
   std::size_t row_bytes_;
@@ -311,8 +337,10 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_rows_;
+#if !defined(HIVE_GPU_HIP)
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
+#endif
 };
 
 void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
@@ -392,7 +420,8 @@ void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq
   // Tensor-core screening when `fast`: TF32 for fp32 storage, fp16 / bf16 GEMM (queries rounded
   // to the storage type) for half storage. Either way the candidates are re-scored exactly in
   // fp32 before the final k are chosen.
-  const bool half_gemm = fast && (cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16);
+  const bool blas = use_blas();
+  const bool half_gemm = blas && fast && (cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16);
   const std::size_t n = v.n, dim = cfg_.dim;
   // Candidates kept per query before the exact re-score: k plus a margin for rounding.
   const int cap_c = select_capacity(std::min(kMaxK, k + (fast ? std::max(16, k) : 16)));
@@ -404,7 +433,7 @@ void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq
   const std::size_t tiles = ceil_div(n, row_tile);
   const std::size_t cand_ld = tiles * std::size_t(cap_c);
   ws_scores_.ensure(nq * row_tile * sizeof(float));
-  if (cfg_.storage != ScalarType::F32) ws_decoded_.ensure(row_tile * dim * sizeof(float));
+  if (blas && cfg_.storage != ScalarType::F32) ws_decoded_.ensure(row_tile * dim * sizeof(float));
   const std::size_t scratch = std::max({select_scratch_keys(nq, row_tile, cap_c), select_scratch_keys(nq, cand_ld, cap_c),
                                         select_scratch_keys(nq, std::size_t(cap_c), cap_k)}) *
                               sizeof(uint64_t);
@@ -422,16 +451,22 @@ void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq
   for (std::size_t ti = 0; ti < tiles; ++ti) {
     const std::size_t r0 = ti * row_tile, m = std::min(row_tile, n - r0);
     const void* rows_at = static_cast<const uint8_t*>(v.base) + r0 * row_bytes_;
-    const bool done = half_gemm && blas_->dot_products_half(rows_at, m, ws_qhalf_.get(), nq, dim,
-                                                            cfg_.storage == ScalarType::BF16,
-                                                            ws_scores_.as<float>(), row_tile);
-    if (!done) {
-      const float* x = static_cast<const float*>(rows_at);
-      if (cfg_.storage != ScalarType::F32) {
-        launch_decode(v.base, r0, m, dim, cfg_.storage, ws_decoded_.as<float>(), s);
-        x = ws_decoded_.as<float>();
+    if (!blas) {
+      launch_dot_tile(rows_at, m, cfg_.storage, dq, nq, dim, ws_scores_.as<float>(), row_tile, s);
+    } else {
+#if !defined(HIVE_GPU_HIP)
+      const bool done = half_gemm && blas_->dot_products_half(rows_at, m, ws_qhalf_.get(), nq, dim,
+                                                              cfg_.storage == ScalarType::BF16,
+                                                              ws_scores_.as<float>(), row_tile);
+      if (!done) {
+        const float* x = static_cast<const float*>(rows_at);
+        if (cfg_.storage != ScalarType::F32) {
+          launch_decode(v.base, r0, m, dim, cfg_.storage, ws_decoded_.as<float>(), s);
+          x = ws_decoded_.as<float>();
+        }
+        blas_->dot_products(x, m, dq, nq, dim, ws_scores_.as<float>(), row_tile, fast);
       }
-      blas_->dot_products(x, m, dq, nq, dim, ws_scores_.as<float>(), row_tile, fast);
+#endif
     }
     select_from_scores(ws_scores_.as<float>(), row_tile, nq, m, int64_t(r0), v.deleted, t, v.norms, cap_c,
                        ws_cand_.as<uint64_t>() + ti * std::size_t(cap_c), cand_ld, ws_a_.as<uint64_t>(),
@@ -459,9 +494,11 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
                   drows, stream_->get());
 }
 
+#if !defined(HIVE_GPU_HIP)
 bool CudaFlatStore::use_screen(std::size_t nq, int k) const {
   // Read per search (like HIVE_GPU_CUDA_TF32), so one benchmark can time both paths.
-  return !env_set("HIVE_GPU_CUDA_NO_SCREEN") && use_gemm(nq) && rows_ >= kScreenMinRows && k <= kScreenMaxK &&
+  return !env_set("HIVE_GPU_CUDA_NO_SCREEN") && !portable() && use_gemm(nq) && use_blas() &&
+         rows_ >= kScreenMinRows && k <= kScreenMaxK &&
          screen_supported(cfg_.metric, cfg_.storage, cfg_.dim) && rows_ - deleted_count_ >= 64 * std::size_t(k);
 }
 
@@ -568,6 +605,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
                   drows, s);
   return true;
 }
+#endif
 
 void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const {
   if (nq == 0) return;
@@ -608,10 +646,14 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
       for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
         const std::size_t m = std::min(tile, nq - q0);
         const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);
-        if (!(use_screen(m, k) &&
-              screen_tile(static_cast<const float*>(queries) + q0 * cfg_.dim, tq, m, k, bitmap, ddist_all + q0 * kk,
-                          drows_all + q0 * kk)))
-          gemm_tile(tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
+#if defined(HIVE_GPU_HIP)
+        const bool screened = false;  // the screen is NVIDIA tensor-core code
+#else
+        const bool screened =
+            use_screen(m, k) && screen_tile(static_cast<const float*>(queries) + q0 * cfg_.dim, tq, m, k, bitmap,
+                                            ddist_all + q0 * kk, drows_all + q0 * kk);
+#endif
+        if (!screened) gemm_tile(tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
       }
     } else {
       const std::size_t tile = std::clamp<std::size_t>(kScoreBudget / rows_, 1, std::min<std::size_t>(nq, 8 * 65535));
@@ -633,4 +675,4 @@ std::unique_ptr<detail::FlatStore> make_cuda_flat_store(const detail::StoreConfi
   return std::make_unique<CudaFlatStore>(cfg, ordinal);
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -1,9 +1,10 @@
 #pragma once
 #include <memory>
 
+#include "backends/cuda/gpu_runtime.hpp"
 #include "core/backend.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 // A flat store in the memory of CUDA device `ordinal`.
 std::unique_ptr<detail::FlatStore> make_cuda_flat_store(const detail::StoreConfig& cfg, int ordinal);
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

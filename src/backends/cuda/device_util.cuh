@@ -2,18 +2,19 @@
 // arithmetic (the same order of operations everywhere, so the scan and the exact re-rank
 // produce identical values) and candidate keys.
 #pragma once
+#include "backends/cuda/gpu_runtime.hpp"
+#if !defined(HIVE_GPU_HIP)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdint>
 
 #include "backends/cuda/kernels.hpp"
+#include "backends/cuda/wave.cuh"
 #include "hive_gpu/types.hpp"
 
-namespace hive::gpu::cuda::dev {
-
-constexpr int kWarp = 32;
-constexpr unsigned kFullMask = 0xffffffffu;
+namespace hive::gpu::HIVE_GPU_DEVICE_NS::dev {
 
 // ---- stored elements -------------------------------------------------------------------
 template <ScalarType S>
@@ -120,18 +121,25 @@ __device__ __forceinline__ float finish(float v) {
   }
 }
 
-// Butterfly reduction: every lane ends with the same (bitwise) value.
-template <Metric M>
-__device__ __forceinline__ float warp_reduce(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
-  return v;
+// Butterfly reduction over the wave: every lane ends with the same (bitwise) value.
+template <Metric M, class Wv>
+__device__ __forceinline__ float wave_reduce(const Wv& wv, float v) {
+  return wave::butterfly(wv, v, [](float a, float b) { return combine<M>(a, b); });
 }
 
-__device__ __forceinline__ uint32_t warp_sum_u32(uint32_t v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFullMask, v, off);
-  return v;
+template <class Wv>
+__device__ __forceinline__ uint32_t wave_sum(const Wv& wv, uint32_t v) {
+  return wave::butterfly(wv, v, [](uint32_t a, uint32_t b) { return a + b; });
+}
+
+// A load of data other blocks wrote (ordered by a fence and a ticket), read past the
+// non-coherent per-SM / per-CU cache.
+__device__ __forceinline__ uint64_t load_cg(const uint64_t* p) {
+#if defined(HIVE_GPU_HIP)
+  return *reinterpret_cast<const volatile unsigned long long*>(p);
+#else
+  return __ldcg(reinterpret_cast<const unsigned long long*>(p));
+#endif
 }
 
 // ---- candidate keys --------------------------------------------------------------------
@@ -155,42 +163,4 @@ __device__ __forceinline__ bool is_deleted(const uint32_t* bitmap, std::size_t r
   return bitmap != nullptr && ((bitmap[row >> 5] >> (row & 31)) & 1u) != 0;
 }
 
-// A warp-wide sorted list of the 32 best keys: lane i holds the i-th best (ascending), `worst`
-// (lane `last`'s key, the same in every lane) is the entry threshold. Every lane offers one key
-// (kEmptyKey offers nothing); all 32 lanes must call it together. With last < 31 only lanes
-// 0..last are kept exact (the best last + 1 keys); the lanes after them hold larger keys that
-// were offered, still in order, so merging such lists keeps the best last + 1 of the union.
-__device__ __forceinline__ void warp_list_offer(uint64_t key, uint64_t& list, uint64_t& worst, int lane,
-                                                int last = kWarp - 1) {
-  unsigned m = __ballot_sync(kFullMask, key < worst);
-  while (m != 0) {
-    const int src = __ffs(int(m)) - 1;
-    m &= m - 1;
-    const uint64_t nk = __shfl_sync(kFullMask, key, src);
-    if (nk < worst) {
-      const int pos = __popc(__ballot_sync(kFullMask, list < nk));
-      const uint64_t up = __shfl_up_sync(kFullMask, list, 1);
-      if (lane > pos)
-        list = up;
-      else if (lane == pos)
-        list = nk;
-      worst = __shfl_sync(kFullMask, list, last);
-    }
-  }
-}
-
-// The 32 best of two warp-wide sorted lists (lane i holds entry i of each, ascending), sorted:
-// b reversed against a gives a bitonic sequence holding the 32 smallest, which the half-cleaners
-// (strides 16 .. 1) sort. No serial insertion, so the cost does not depend on the keys.
-__device__ __forceinline__ uint64_t warp_merge_lists(uint64_t a, uint64_t b, int lane) {
-  const uint64_t rb = __shfl_sync(kFullMask, b, kWarp - 1 - lane);
-  uint64_t m = a < rb ? a : rb;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const uint64_t p = __shfl_xor_sync(kFullMask, m, off);
-    m = (lane & off) ? (m > p ? m : p) : (m < p ? m : p);
-  }
-  return m;
-}
-
-}  // namespace hive::gpu::cuda::dev
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS::dev

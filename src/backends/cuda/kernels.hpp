@@ -1,14 +1,14 @@
 // CUDA backend: host-side launchers of the device kernels (defined in the .cu files), so the
 // store itself is plain C++. Every launcher enqueues on `stream` and checks the launch.
 #pragma once
-#include <cuda_runtime_api.h>
+#include "backends/cuda/gpu_runtime.hpp"
 
 #include <cstddef>
 #include <cstdint>
 
 #include "hive_gpu/types.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 // A candidate as one 64-bit key: the score's bits mapped to an unsigned order in the high
 // half, the row in the low half. Smaller keys are better; ties go to the smaller row.
@@ -32,8 +32,8 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream);
 
 // Fused scan + selection (float metrics, fp32 / fp16 / bf16 storage): each of `blocks`
 // blocks (scan_select_blocks(n, storage)) scores its share of rows against each query with
-// launch_scan's arithmetic and keeps its 32 best keys, written sorted to
-// lists[q * lists_ld + block * 32 ...] (lists_ld >= fused_lists_ld(blocks): group lists follow);
+// launch_scan's arithmetic and keeps its W best keys (W the device's wave size), written sorted
+// to lists[q * lists_ld + block * W ...] (lists_ld >= fused_lists_ld(blocks): group lists follow);
 // the last blocks to finish (tickets[q * kTicketsLd ...], zeroed once by the caller and left
 // zeroed by the kernel) merge them and write the query's k <= 32 results like launch_finalize
 // to rows / distances (device or pinned host memory). So a search is one launch. Removed rows
@@ -57,7 +57,9 @@ struct FusedOutput {
 };
 bool fused_supported(const ScanArgs& a);
 inline constexpr std::size_t kTicketsLd = 64;  // ticket counters per query (1 + blocks / 16)
-inline std::size_t fused_lists_ld(std::size_t blocks) { return (blocks + (blocks + 15) / 16) * 32; }
+inline constexpr int kFusedMaxK = 32;          // the fused kernel's own results (wave lists)
+// Keys of the lists buffer for `blocks` blocks on the current device (W keys per block list).
+std::size_t fused_lists_ld(std::size_t blocks);
 std::size_t scan_select_blocks(std::size_t n, ScalarType storage);
 void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t stream);
 inline constexpr std::size_t kFusedParamDims = 256;  // largest query passed as host_query
@@ -115,4 +117,4 @@ void launch_encode_half(const float* in, std::size_t count, ScalarType storage, 
 void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t n, std::size_t row_bytes,
                    cudaStream_t stream);
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -13,13 +13,13 @@
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/radix_select.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 using namespace dev;
 
 constexpr int kThreads = 512;  // pass and gather blocks
-constexpr int kWarps = kThreads / kWarp;
+constexpr int kMaxWaves = kThreads / 32;  // waves per block at the narrowest wave
 constexpr int kBins = 2048;                // widest digit: 11 bits
 constexpr int kTieTile = kThreads * 4;     // rows per tile of the tie scan (4 per thread)
 constexpr int kRankThreads = 256;
@@ -102,31 +102,25 @@ __device__ __forceinline__ std::size_t edge_row(const Rows& r, unsigned x) {
   return row < r.n ? row : r.n;
 }
 
-// Exclusive prefix sum over a kThreads block; `total` gets the block's sum. sh holds kWarps + 1.
-__device__ __forceinline__ uint32_t block_excl_scan(uint32_t v, uint32_t* sh, uint32_t& total) {
-  const int lane = int(threadIdx.x) & (kWarp - 1), warp = int(threadIdx.x) / kWarp;
-  uint32_t x = v;
-#pragma unroll
-  for (int off = 1; off < kWarp; off <<= 1) {
-    const uint32_t y = __shfl_up_sync(kFullMask, x, off);
-    if (lane >= off) x += y;
-  }
-  if (lane == kWarp - 1) sh[warp] = x;
+// Exclusive prefix sum over a kThreads block; `total` gets the block's sum. sh holds
+// kMaxWaves + 1.
+template <int W>
+__device__ __forceinline__ uint32_t block_excl_scan(const HwWave<W>& wv, uint32_t v, uint32_t* sh, uint32_t& total) {
+  constexpr int kWaves = kThreads / W;
+  static_assert(kWaves <= W, "one wave scans the wave totals");
+  const int lane = wv.lane(), wave_id = int(threadIdx.x) / W;
+  const uint32_t x = wave::inclusive_scan(wv, v);
+  if (lane == W - 1) sh[wave_id] = x;
   __syncthreads();
-  if (warp == 0) {
-    const uint32_t w = lane < kWarps ? sh[lane] : 0u;
-    uint32_t s = w;
-#pragma unroll
-    for (int off = 1; off < kWarp; off <<= 1) {
-      const uint32_t y = __shfl_up_sync(kFullMask, s, off);
-      if (lane >= off) s += y;
-    }
-    if (lane < kWarps) sh[lane] = s - w;
-    if (lane == kWarp - 1) sh[kWarps] = s;
+  if (wave_id == 0) {
+    const uint32_t w = lane < kWaves ? sh[lane] : 0u;
+    const uint32_t s = wave::inclusive_scan(wv, w);
+    if (lane < kWaves) sh[lane] = s - w;
+    if (lane == W - 1) sh[kWaves] = s;
   }
   __syncthreads();
-  total = sh[kWarps];
-  const uint32_t r = sh[warp] + x - v;
+  total = sh[kWaves];
+  const uint32_t r = sh[wave_id] + x - v;
   __syncthreads();  // sh is free again for the caller's next scan
   return r;
 }
@@ -135,11 +129,12 @@ __device__ __forceinline__ uint32_t block_excl_scan(uint32_t v, uint32_t* sh, ui
 // Counts, per bin of the digit (order >> lo) & (2^width - 1), the live rows whose higher bits
 // match the resolved prefix; the last block to finish picks the bin where the running count
 // reaches what is left to fill and narrows the state.
-__global__ void __launch_bounds__(kThreads)
-    radix_pass_kernel(const float* scores, std::size_t ld, std::size_t n, const uint32_t* deleted, int k, int lo,
-                      int width, uint32_t* hist, State* states) {
+template <int W>
+__device__ __forceinline__ void radix_pass(const float* scores, std::size_t ld, std::size_t n, const uint32_t* deleted,
+                                           int k, int lo, int width, uint32_t* hist, State* states) {
   __shared__ uint32_t sh[kBins];
-  __shared__ uint32_t sh_scan[kWarps + 1];
+  __shared__ uint32_t sh_scan[kMaxWaves + 1];
+  const HwWave<W> wv;
   __shared__ bool sh_last;
   const std::size_t q = blockIdx.y;
   State* st = states + q;
@@ -220,7 +215,7 @@ __global__ void __launch_bounds__(kThreads)
     sum += h[i];
   }
   uint32_t total = 0;
-  uint32_t c = block_excl_scan(sum, sh_scan, total);
+  uint32_t c = block_excl_scan(wv, sum, sh_scan, total);
 #pragma unroll
   for (int i = 0; i < 4; ++i) vh[b0 + i] = 0;  // cleared for the next pass
   const uint32_t need = uint32_t(k) - taken;    // >= 1: taken < k always
@@ -251,18 +246,27 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) st->ticket = 0;
 }
 
+template <int W>
+__global__ void __launch_bounds__(kThreads)
+    radix_pass_kernel(const float* scores, std::size_t ld, std::size_t n, const uint32_t* deleted, int k, int lo,
+                      int width, uint32_t* hist, State* states) {
+  if constexpr (wave_compiled<W>()) radix_pass<W>(scores, ld, n, deleted, k, lo, width, hist, states);
+}
+
 // ---- gather ------------------------------------------------------------------------------
-// Appends key to the query's list where e (warp-aggregated: one atomic per warp). All 32 lanes
+// Appends key to the query's list where e (wave-aggregated: one atomic per wave). All lanes
 // must call it together.
-__device__ __forceinline__ void emit(bool e, uint64_t key, uint32_t* count, uint64_t* dst, uint32_t k, int lane) {
-  const unsigned m = __ballot_sync(kFullMask, e);
+template <int W>
+__device__ __forceinline__ void emit(const HwWave<W>& wv, bool e, uint64_t key, uint32_t* count, uint64_t* dst,
+                                     uint32_t k) {
+  const auto m = wv.ballot(e);
   if (m == 0) return;
-  const int leader = __ffs(int(m)) - 1;
+  const int leader = HwWave<W>::lowest(m);
   uint32_t base = 0;
-  if (lane == leader) base = atomicAdd(count, uint32_t(__popc(int(m))));
-  base = __shfl_sync(kFullMask, base, leader);
+  if (wv.lane() == leader) base = atomicAdd(count, uint32_t(HwWave<W>::popc(m)));
+  base = wv.shfl(base, leader);
   if (e) {
-    const uint32_t pos = base + uint32_t(__popc(int(m & ((1u << lane) - 1u))));
+    const uint32_t pos = base + uint32_t(HwWave<W>::popc(m & wv.lanes_below()));
     if (pos < k) dst[pos] = key;  // never false by construction; guards the buffer regardless
   }
 }
@@ -274,10 +278,13 @@ __device__ __forceinline__ void st_volatile(uint64_t* p, uint64_t v) {
   *reinterpret_cast<volatile unsigned long long*>(p) = v;
 }
 
-// Tied rows in tiles before t (warp 0, all lanes): walks back 32 slots at a time, adding
+// Tied rows in tiles before t (wave 0, all lanes): walks back W slots at a time, adding
 // aggregates until the nearest inclusive prefix. Tiles are handed out in order to running
 // blocks, so every slot waited on is owned by a block that will publish it.
-__device__ uint32_t look_back(const uint64_t* slots, uint32_t t, int lane) {
+template <int W>
+__device__ uint32_t look_back(const HwWave<W>& wv, const uint64_t* slots, uint32_t t) {
+  using Mask = typename HwWave<W>::Mask;
+  const int lane = wv.lane();
   uint32_t before = 0;
   long long top = (long long)t - 1;
   for (;;) {
@@ -285,24 +292,26 @@ __device__ uint32_t look_back(const uint64_t* slots, uint32_t t, int lane) {
     uint64_t v;
     do {
       v = j >= 0 ? ld_volatile(slots + j) : kInclusive;  // before tile 0: nothing
-    } while (__any_sync(kFullMask, (v >> 32) == 0));
-    const unsigned incl = __ballot_sync(kFullMask, (v & ~uint64_t(0xffffffffu)) == kInclusive);
-    const unsigned upto = incl != 0 ? ((incl & (0u - incl)) << 1) - 1u : kFullMask;  // lanes up to the nearest
-    before += warp_sum_u32(((upto >> lane) & 1u) != 0 ? uint32_t(v) : 0u);
+    } while (wv.any((v >> 32) == 0));
+    const Mask incl = wv.ballot((v & ~uint64_t(0xffffffffu)) == kInclusive);
+    const Mask upto = incl != 0 ? Mask((incl & (Mask(0) - incl)) << 1) - Mask(1) : ~Mask(0);  // lanes up to the nearest
+    before += wave_sum(wv, ((upto >> lane) & 1u) != 0 ? uint32_t(v) : 0u);
     if (incl != 0) return before;
-    top -= kWarp;
+    top -= W;
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    radix_gather_kernel(const float* scores, std::size_t ld, std::size_t n, const uint32_t* deleted, int k,
-                        State* states, uint64_t* slots, std::size_t tiles, uint64_t* keys) {
-  __shared__ uint32_t sh_scan[kWarps + 1];
+template <int W>
+__device__ __forceinline__ void radix_gather(const float* scores, std::size_t ld, std::size_t n,
+                                             const uint32_t* deleted, int k, State* states, uint64_t* slots,
+                                             std::size_t tiles, uint64_t* keys) {
+  __shared__ uint32_t sh_scan[kMaxWaves + 1];
   __shared__ uint32_t sh_tile, sh_before;
   const std::size_t q = blockIdx.y;
   State* st = states + q;
   const uint32_t mode = st->mode, thr = st->thr;
-  const int lane = int(threadIdx.x) & (kWarp - 1);
+  const HwWave<W> wv;
+  const int lane = wv.lane();
   uint64_t* dst = keys + q * std::size_t(k);
   const Rows r = rows_of(scores, ld, q, n);
   auto key_of = [](uint32_t o, std::size_t row) { return (uint64_t(o) << 32) | uint64_t(uint32_t(row)); };
@@ -315,10 +324,10 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = 0; i < 4; ++i) {
         const uint32_t o = float_order(s[i]);
         const bool e = valid && !isnan(s[i]) && ((dead >> i) & 1u) == 0 && o <= thr;
-        emit(e, key_of(o, r0 + i), &st->count, dst, uint32_t(k), lane);
+        emit(wv, e, key_of(o, r0 + i), &st->count, dst, uint32_t(k));
       }
     };
-    // Warp-uniform trip count (emit's ballots need all lanes).
+    // Wave-uniform trip count (emit's ballots need all lanes).
     const std::size_t stride = std::size_t(gridDim.x) * kThreads;
     for (std::size_t g0 = std::size_t(blockIdx.x) * kThreads + (threadIdx.x - lane); g0 < r.groups;
          g0 += 2 * stride) {
@@ -333,7 +342,7 @@ __global__ void __launch_bounds__(kThreads)
       emit4(has1, a, da, r1);
       emit4(has2, b, db, r2);
     }
-    if (blockIdx.x == 0 && threadIdx.x < kWarp) {
+    if (blockIdx.x == 0 && threadIdx.x < unsigned(W)) {  // (edge_row: threads 0..7)
       const std::size_t row = edge_row(r, threadIdx.x);
       bool e = false;
       uint32_t o = 0;
@@ -342,7 +351,7 @@ __global__ void __launch_bounds__(kThreads)
         o = float_order(s);
         e = !isnan(s) && !is_deleted(deleted, row) && o <= thr;
       }
-      emit(e, key_of(o, row), &st->count, dst, uint32_t(k), lane);
+      emit(wv, e, key_of(o, row), &st->count, dst, uint32_t(k));
     }
     return;
   }
@@ -375,16 +384,16 @@ __global__ void __launch_bounds__(kThreads)
       tied += tie[i] ? 1u : 0u;
     }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) emit(below[i], key_of(o[i], r0 + i), &st->count, dst, uint32_t(k), lane);
+    for (int i = 0; i < 4; ++i) emit(wv, below[i], key_of(o[i], r0 + i), &st->count, dst, uint32_t(k));
     uint32_t tile_tied = 0;
-    const uint32_t in_tile = block_excl_scan(tied, sh_scan, tile_tied);
-    if (threadIdx.x < kWarp) {
+    const uint32_t in_tile = block_excl_scan(wv, tied, sh_scan, tile_tied);
+    if (threadIdx.x < unsigned(W)) {
       uint32_t before = 0;
       if (t == 0) {
         if (lane == 0) st_volatile(qslots, kInclusive | tile_tied);
       } else {
         if (lane == 0) st_volatile(qslots + t, kAggregate | tile_tied);
-        before = look_back(qslots, t, lane);
+        before = look_back(wv, qslots, t);
         if (lane == 0) st_volatile(qslots + t, kInclusive | (before + tile_tied));
       }
       if (lane == 0) sh_before = before;
@@ -393,20 +402,30 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t rank = sh_before + in_tile;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      emit(tie[i] && rank < left, key_of(o[i], r0 + i), &st->count, dst, uint32_t(k), lane);
+      emit(wv, tie[i] && rank < left, key_of(o[i], r0 + i), &st->count, dst, uint32_t(k));
       rank += tie[i] ? 1u : 0u;
     }
     __syncthreads();  // sh_tile and sh_before are rewritten next tile
   }
 }
 
+template <int W>
+__global__ void __launch_bounds__(kThreads)
+    radix_gather_kernel(const float* scores, std::size_t ld, std::size_t n, const uint32_t* deleted, int k,
+                        State* states, uint64_t* slots, std::size_t tiles, uint64_t* keys) {
+  if constexpr (wave_compiled<W>()) radix_gather<W>(scores, ld, n, deleted, k, states, slots, tiles, keys);
+}
+
 // ---- sort by rank ------------------------------------------------------------------------
 // Keys are distinct, so a key's place is the number of gathered keys below it. Each block
 // ranks kRankKeys keys against the whole list (kRankParts threads per key) and pads the slots
 // past the gathered count with kEmptyKey.
+template <int W>
 __global__ void __launch_bounds__(kRankThreads)
     radix_rank_kernel(const uint64_t* keys, const State* states, int k, uint64_t* out, std::size_t out_ld) {
+  if constexpr (wave_compiled<W>()) {
   __shared__ uint64_t sh[kMaxK];
+  const HwWave<W> wv;
   const std::size_t q = blockIdx.y;
   const uint32_t c = min(states[q].count, uint32_t(k));
   const uint64_t* src = keys + q * std::size_t(k);
@@ -418,13 +437,14 @@ __global__ void __launch_bounds__(kRankThreads)
   uint32_t rank = 0;
   for (uint32_t j = part; j < c; j += kRankParts) rank += sh[j] < key ? 1u : 0u;
 #pragma unroll
-  for (int off = 1; off < kRankParts; off <<= 1) rank += __shfl_xor_sync(kFullMask, rank, off);
+  for (int off = 1; off < kRankParts; off <<= 1) rank += wv.shfl_xor(rank, off);
   uint64_t* row = out + q * out_ld;
   if (part == 0 && i < uint32_t(k)) {
     if (i < c)
       row[rank] = key;
     else
       row[i] = kEmptyKey;
+  }
   }
 }
 
@@ -453,15 +473,17 @@ void radix_select(const float* scores, std::size_t ld, std::size_t nq, std::size
   const std::size_t want = (2 * std::size_t(sms) + nq - 1) / nq;
   const std::size_t fill = std::max<std::size_t>(1, (n / 4 + kThreads - 1) / kThreads);
   const dim3 grid{unsigned(std::min(want, fill)), unsigned(nq), 1u};
-  for (const Digit& d : kDigits) {
-    radix_pass_kernel<<<grid, kThreads, 0, stream>>>(scores, ld, n, deleted, k, d.lo, d.width, hist, states);
-    check(cudaGetLastError(), "radix select pass launch");
-  }
-  radix_gather_kernel<<<grid, kThreads, 0, stream>>>(scores, ld, n, deleted, k, states, slots, l.tiles, keys);
-  check(cudaGetLastError(), "radix select gather launch");
-  const dim3 rank_grid{unsigned((k + kRankKeys - 1) / kRankKeys), unsigned(nq), 1u};
-  radix_rank_kernel<<<rank_grid, kRankThreads, 0, stream>>>(keys, states, k, out, out_ld);
-  check(cudaGetLastError(), "radix select rank launch");
+  with_wave([&]<int W>() {
+    for (const Digit& d : kDigits) {
+      radix_pass_kernel<W><<<grid, kThreads, 0, stream>>>(scores, ld, n, deleted, k, d.lo, d.width, hist, states);
+      check(cudaGetLastError(), "radix select pass launch");
+    }
+    radix_gather_kernel<W><<<grid, kThreads, 0, stream>>>(scores, ld, n, deleted, k, states, slots, l.tiles, keys);
+    check(cudaGetLastError(), "radix select gather launch");
+    const dim3 rank_grid{unsigned((k + kRankKeys - 1) / kRankKeys), unsigned(nq), 1u};
+    radix_rank_kernel<W><<<rank_grid, kRankThreads, 0, stream>>>(keys, states, k, out, out_ld);
+    check(cudaGetLastError(), "radix select rank launch");
+  });
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -2,12 +2,12 @@
 // (k <= kMaxK). Cost is a few passes over the scores whatever k is, where the bitonic chunk sort
 // grows with k.
 #pragma once
-#include <cuda_runtime_api.h>
+#include "backends/cuda/gpu_runtime.hpp"
 
 #include <cstddef>
 #include <cstdint>
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 // Device memory (bytes) radix_select needs for nq queries of n rows and this k.
 std::size_t radix_select_workspace_bytes(std::size_t nq, std::size_t n, int k);
@@ -24,4 +24,4 @@ std::size_t radix_select_workspace_bytes(std::size_t nq, std::size_t n, int k);
 void radix_select(const float* scores, std::size_t ld, std::size_t nq, std::size_t n, const uint32_t* deleted,
                   int k, uint64_t* out, std::size_t out_ld, void* workspace, cudaStream_t stream);
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

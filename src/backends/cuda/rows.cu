@@ -6,7 +6,7 @@
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/kernels.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 using namespace dev;
@@ -114,4 +114,4 @@ void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t
   check(cudaGetLastError(), "gather kernel launch");
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -1,4 +1,4 @@
-// CUDA backend: the distance scan (one warp per row, up to kQT queries per pass so each row
+// CUDA backend: the distance scan (one wave per row, up to kQT queries per pass so each row
 // read from memory serves several queries) and the exact re-score of candidate rows, which
 // shares the scan's arithmetic so both report identical values.
 #include <algorithm>
@@ -9,24 +9,24 @@
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/kernels.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 using namespace dev;
 
-constexpr int kQT = 8;  // queries per warp pass
+constexpr int kQT = 8;  // queries per wave pass
 constexpr int kScanThreads = 256;
 
 // Lane `lane` accumulates its share of row x against queries q[0..nqt) (stride dim floats).
 // VEC: 16-byte loads (dim a multiple of Elem::kVec); otherwise one element per lane per step.
-template <Metric M, ScalarType S, bool VEC>
+template <int W, Metric M, ScalarType S, bool VEC>
 __device__ __forceinline__ void accumulate(const typename Elem<S>::T* x, const float* q, std::size_t dim, int nqt,
                                            int lane, float (&acc)[kQT]) {
   using E = Elem<S>;
   if constexpr (VEC) {
     constexpr int V = E::kVec;
     const std::size_t chunks = dim / V;
-    for (std::size_t c = std::size_t(lane); c < chunks; c += kWarp) {
+    for (std::size_t c = std::size_t(lane); c < chunks; c += W) {
       float xv[V];
       E::load16(x + c * V, xv);
 #pragma unroll
@@ -45,7 +45,7 @@ __device__ __forceinline__ void accumulate(const typename Elem<S>::T* x, const f
       }
     }
   } else {
-    for (std::size_t j = std::size_t(lane); j < dim; j += kWarp) {
+    for (std::size_t j = std::size_t(lane); j < dim; j += W) {
       const float xv = E::get(x[j]);
 #pragma unroll
       for (int qi = 0; qi < kQT; ++qi)
@@ -54,13 +54,13 @@ __device__ __forceinline__ void accumulate(const typename Elem<S>::T* x, const f
   }
 }
 
-template <bool VEC>
+template <int W, bool VEC>
 __device__ __forceinline__ void accumulate_bits(const uint8_t* x, const uint8_t* q, std::size_t nbytes, int nqt,
                                                 int lane, uint32_t (&acc)[kQT]) {
   if constexpr (VEC) {
     const std::size_t words = nbytes / 4;
     const uint32_t* xw = reinterpret_cast<const uint32_t*>(x);
-    for (std::size_t w = std::size_t(lane); w < words; w += kWarp) {
+    for (std::size_t w = std::size_t(lane); w < words; w += W) {
       const uint32_t xv = __ldg(xw + w);
 #pragma unroll
       for (int qi = 0; qi < kQT; ++qi)
@@ -68,7 +68,7 @@ __device__ __forceinline__ void accumulate_bits(const uint8_t* x, const uint8_t*
           acc[qi] += uint32_t(__popc(xv ^ __ldg(reinterpret_cast<const uint32_t*>(q + std::size_t(qi) * nbytes) + w)));
     }
   } else {
-    for (std::size_t j = std::size_t(lane); j < nbytes; j += kWarp) {
+    for (std::size_t j = std::size_t(lane); j < nbytes; j += W) {
       const uint32_t xv = __ldg(x + j);
 #pragma unroll
       for (int qi = 0; qi < kQT; ++qi)
@@ -77,66 +77,73 @@ __device__ __forceinline__ void accumulate_bits(const uint8_t* x, const uint8_t*
   }
 }
 
-template <Metric M, ScalarType S, bool VEC>
+template <int W, Metric M, ScalarType S, bool VEC>
 __global__ void __launch_bounds__(kScanThreads) scan_kernel(const void* base, std::size_t n, std::size_t dim,
                                                             const float* queries, int nq, float* scores,
                                                             std::size_t ld) {
-  using T = typename Elem<S>::T;
-  const int lane = int(threadIdx.x) & (kWarp - 1);
-  const int q0 = int(blockIdx.y) * kQT;
-  const int nqt = min(kQT, nq - q0);
-  const float* q = queries + std::size_t(q0) * dim;
-  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
-  for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; r < n; r += warps) {
-    float acc[kQT];
+  if constexpr (wave_compiled<W>()) {
+    using T = typename Elem<S>::T;
+    const HwWave<W> wv;
+    const int lane = wv.lane();
+    const int q0 = int(blockIdx.y) * kQT;
+    const int nqt = min(kQT, nq - q0);
+    const float* q = queries + std::size_t(q0) * dim;
+    const std::size_t waves = std::size_t(gridDim.x) * (kScanThreads / W);
+    for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W; r < n; r += waves) {
+      float acc[kQT];
 #pragma unroll
-    for (int i = 0; i < kQT; ++i) acc[i] = 0.0f;
-    accumulate<M, S, VEC>(static_cast<const T*>(base) + r * dim, q, dim, nqt, lane, acc);
+      for (int i = 0; i < kQT; ++i) acc[i] = 0.0f;
+      accumulate<W, M, S, VEC>(static_cast<const T*>(base) + r * dim, q, dim, nqt, lane, acc);
 #pragma unroll
-    for (int qi = 0; qi < kQT; ++qi) {
-      if (qi < nqt) {
-        const float v = warp_reduce<M>(acc[qi]);
-        if (lane == qi) scores[std::size_t(q0 + qi) * ld + r] = finish<M>(v);
+      for (int qi = 0; qi < kQT; ++qi) {
+        if (qi < nqt) {
+          const float v = wave_reduce<M>(wv, acc[qi]);
+          if (lane == qi) scores[std::size_t(q0 + qi) * ld + r] = finish<M>(v);
+        }
       }
     }
   }
 }
 
-template <bool VEC>
+template <int W, bool VEC>
 __global__ void __launch_bounds__(kScanThreads) scan_bits_kernel(const void* base, std::size_t n, std::size_t nbytes,
                                                                  const uint8_t* queries, int nq, float* scores,
                                                                  std::size_t ld) {
-  const int lane = int(threadIdx.x) & (kWarp - 1);
-  const int q0 = int(blockIdx.y) * kQT;
-  const int nqt = min(kQT, nq - q0);
-  const uint8_t* q = queries + std::size_t(q0) * nbytes;
-  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
-  for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; r < n; r += warps) {
-    uint32_t acc[kQT];
+  if constexpr (wave_compiled<W>()) {
+    const HwWave<W> wv;
+    const int lane = wv.lane();
+    const int q0 = int(blockIdx.y) * kQT;
+    const int nqt = min(kQT, nq - q0);
+    const uint8_t* q = queries + std::size_t(q0) * nbytes;
+    const std::size_t waves = std::size_t(gridDim.x) * (kScanThreads / W);
+    for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W; r < n; r += waves) {
+      uint32_t acc[kQT];
 #pragma unroll
-    for (int i = 0; i < kQT; ++i) acc[i] = 0;
-    accumulate_bits<VEC>(static_cast<const uint8_t*>(base) + r * nbytes, q, nbytes, nqt, lane, acc);
+      for (int i = 0; i < kQT; ++i) acc[i] = 0;
+      accumulate_bits<W, VEC>(static_cast<const uint8_t*>(base) + r * nbytes, q, nbytes, nqt, lane, acc);
 #pragma unroll
-    for (int qi = 0; qi < kQT; ++qi) {
-      if (qi < nqt) {
-        const uint32_t v = warp_sum_u32(acc[qi]);
-        if (lane == qi) scores[std::size_t(q0 + qi) * ld + r] = float(v);
+      for (int qi = 0; qi < kQT; ++qi) {
+        if (qi < nqt) {
+          const uint32_t v = wave_sum(wv, acc[qi]);
+          if (lane == qi) scores[std::size_t(q0 + qi) * ld + r] = float(v);
+        }
       }
     }
   }
 }
 
 // ---- fused scan + top-32 (single queries) ---------------------------------------------
-// Each warp scores kFG consecutive rows per step (their loads issued together), with exactly
-// the arithmetic of `accumulate` + warp_reduce (bitwise the same scores as scan_kernel), and
-// keeps its 32 best keys in a warp list; the block's warps then merge into one list of 32.
+// Each wave scores kFG consecutive rows per step (their loads issued together), with exactly
+// the arithmetic of `accumulate` + wave_reduce (bitwise the same scores as scan_kernel), and
+// keeps its W best keys in a wave list; the block's waves then merge into one list of W.
 constexpr int kFG = 4;
 
-// Split mode (VEC, dim / kVec <= 16 chunks, e.g. fp16 / bf16 at d <= 128): each half-warp
-// takes its own kFG rows (lane & 15 reads chunk lane & 15), so all 32 lanes load and a step
-// covers 2 kFG rows. The whole-warp layout would leave lanes 16..31 at +0 and its first
-// butterfly step (offset 16) adds exactly that +0, so reducing over offsets 8..1 within each
-// half gives bitwise the same sums. `sublane` / `stride`: lane / 32, or lane & 15 / 16.
+// Split mode (VEC, dim / kVec <= 16 chunks, e.g. fp16 / bf16 at d <= 128): each 16-lane part
+// of the wave takes its own kFG rows (lane & 15 reads chunk lane & 15), so all lanes load and
+// a step covers W / 16 kFG rows. The whole-wave layout would leave lanes 16.. at +0 and its
+// first butterfly steps (offsets W / 2 .. 16) add exactly that +0 (a partial sum is never -0),
+// so reducing over offsets 8..1 within each part gives bitwise the same sums. `sublane` /
+// `stride`: lane / W, or lane & 15 / 16.
 template <Metric M, ScalarType S, bool VEC>
 __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, int nr, const float* q,
                                                 std::size_t dim, int sublane, int stride, float (&acc)[kFG]) {
@@ -183,47 +190,48 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
 // The fused kernel's merge of block lists: groups of kMergeGroup blocks, tickets per query
 // (one for the groups, one per group).
 constexpr unsigned kMergeGroup = 16;
-constexpr int kMergeLoads = 8;  // lists each warp loads (and merges as a tree) per round
+constexpr int kMergeLoads = 8;  // lists each wave loads (and merges as a tree) per round
 
-// Warp 0: the merge of the 8 warp lists in sh (lane-major, sh[w * 32 + lane]), a tree of
-// bitonic merges. Other warps: unspecified.
-__device__ __forceinline__ uint64_t merge_shared_lists(const uint64_t* sh, int lane) {
-  constexpr int kWarps = kScanThreads / kWarp;
-  uint64_t l[kWarps];
+// Wave 0: the merge of the block's wave lists in sh (lane-major, sh[w * W + lane]), a tree of
+// bitonic merges. Other waves: unspecified.
+template <int W>
+__device__ __forceinline__ uint64_t merge_shared_lists(const HwWave<W>& wv, const uint64_t* sh) {
+  constexpr int kWaves = kScanThreads / W;
+  uint64_t l[kWaves];
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) l[w] = sh[w * kWarp + lane];
+  for (int w = 0; w < kWaves; ++w) l[w] = sh[w * W + wv.lane()];
 #pragma unroll
-  for (int span = 1; span < kWarps; span *= 2)
+  for (int span = 1; span < kWaves; span *= 2)
 #pragma unroll
-    for (int w = 0; w + span < kWarps; w += 2 * span) l[w] = warp_merge_lists(l[w], l[w + span], lane);
+    for (int w = 0; w + span < kWaves; w += 2 * span) l[w] = wave::merge_lists(wv, l[w], l[w + span]);
   return l[0];
 }
 
-// The whole block: the merge of `count` sorted 32-key lists at src (written by other blocks, so
-// read past L1), each warp a share of them, kMergeLoads at a time as a tree, then the warps'
-// lists through sh. The result is in warp 0 (lane i: the i-th best).
-__device__ __forceinline__ uint64_t merge_global_lists(const uint64_t* src, unsigned count, uint64_t* sh, int lane,
-                                                       int warp) {
-  constexpr int kWarps = kScanThreads / kWarp;
+// The whole block: the merge of `count` sorted W-key lists at src (written by other blocks, so
+// read past the per-SM cache), each wave a share of them, kMergeLoads at a time as a tree, then
+// the waves' lists through sh. The result is in wave 0 (lane i: the i-th best).
+template <int W>
+__device__ __forceinline__ uint64_t merge_global_lists(const HwWave<W>& wv, const uint64_t* src, unsigned count,
+                                                       uint64_t* sh, int wave_id) {
+  constexpr int kWaves = kScanThreads / W;
   uint64_t list = kEmptyKey;
-  for (unsigned b0 = unsigned(warp); b0 < count; b0 += kWarps * kMergeLoads) {
+  for (unsigned b0 = unsigned(wave_id); b0 < count; b0 += kWaves * kMergeLoads) {
     uint64_t l[kMergeLoads];
 #pragma unroll
     for (int u = 0; u < kMergeLoads; ++u) {
-      const unsigned b = b0 + unsigned(u * kWarps);
-      l[u] = b < count ? __ldcg(reinterpret_cast<const unsigned long long*>(src) + std::size_t(b) * kWarp + lane)
-                       : kEmptyKey;
+      const unsigned b = b0 + unsigned(u * kWaves);
+      l[u] = b < count ? load_cg(src + std::size_t(b) * W + std::size_t(wv.lane())) : kEmptyKey;
     }
 #pragma unroll
     for (int span = 1; span < kMergeLoads; span *= 2)
 #pragma unroll
-      for (int u = 0; u + span < kMergeLoads; u += 2 * span) l[u] = warp_merge_lists(l[u], l[u + span], lane);
-    list = warp_merge_lists(list, l[0], lane);
+      for (int u = 0; u + span < kMergeLoads; u += 2 * span) l[u] = wave::merge_lists(wv, l[u], l[u + span]);
+    list = wave::merge_lists(wv, list, l[0]);
   }
-  __syncthreads();  // sh may still be read by warp 0 of an earlier merge
+  __syncthreads();  // sh may still be read by wave 0 of an earlier merge
   sh[threadIdx.x] = list;
   __syncthreads();
-  return merge_shared_lists(sh, lane);
+  return merge_shared_lists(wv, sh);
 }
 
 // Resident blocks per SM the fused kernel is built for: 4 (64 registers) for fp32; the half
@@ -250,8 +258,9 @@ struct FusedArgs {
   float qv[kParamDims];
 };
 
-template <Metric M, ScalarType S, bool VEC>
-__global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_select_kernel(const FusedArgs args) {
+// The fused kernel's body for waves of W lanes (see scan_select_kernel).
+template <int W, Metric M, ScalarType S, bool VEC>
+__device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
   using T = typename Elem<S>::T;
   extern __shared__ float4 q_shared[];  // the query, dim floats
   __shared__ uint64_t lists[kScanThreads];
@@ -259,8 +268,10 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
   const void* const base = args.base;
   const std::size_t n = args.n, dim = args.dim;
   const int split = args.split, pipe = args.pipe;
-  const int lane = int(threadIdx.x) & (kWarp - 1);
-  const int warp = int(threadIdx.x) / kWarp;
+  const HwWave<W> wv;
+  constexpr int kWaves = kScanThreads / W;
+  const int lane = wv.lane();
+  const int wave_id = int(threadIdx.x) / W;
   float* const q = reinterpret_cast<float*>(q_shared);
   if (args.queries != nullptr) {
     const float* src = args.queries + std::size_t(blockIdx.y) * dim;
@@ -269,37 +280,38 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
     for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[j] = args.qv[j];
   }
   __syncthreads();
-  // split (uniform): half-warps take separate rows (see accumulate_rows).
+  // split (uniform): 16-lane parts of the wave take separate rows (see accumulate_rows).
   const int half = split ? lane >> 4 : 0;
   const int sublane = split ? lane & 15 : lane;
-  const int stride = split ? 16 : kWarp;
-  const std::size_t step_rows = std::size_t(split ? 2 * kFG : kFG);
+  const int stride = split ? 16 : W;
+  const std::size_t step_rows = std::size_t(split ? (W / 16) * kFG : kFG);
   const std::size_t groups = (n + step_rows - 1) / step_rows;
-  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
-  uint64_t list = kEmptyKey, worst = kEmptyKey;
+  const std::size_t waves = std::size_t(gridDim.x) * kWaves;
+  uint64_t list[1] = {kEmptyKey}, worst = kEmptyKey;
   // Only the k best are asked for: a key enters only when it beats the k-th (fewer insertions).
-  const int last = min(max(args.k, 1), kWarp) - 1;
+  const int last = min(max(args.k, 1), W) - 1;
   float* const scores = args.scores == nullptr ? nullptr : args.scores + std::size_t(blockIdx.y) * n;
   // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys (or writes
   // their scores). A reduce-scatter: the first two butterfly levels each hand half of the
   // values to the partner lane (lanes keep rows {0,1} or {2,3}, then one row), the remaining
   // levels reduce the one value left. Every level combines the same two partial sums as the
-  // plain butterfly of each row (over offsets 16..1, or 8..1 within a half-warp) and combine
-  // is commutative, so the sums are bitwise those of warp_reduce: 6 shuffles for 4 rows, not 20.
+  // plain butterfly of each row (over offsets W / 2..1, or 8..1 within a 16-lane part) and
+  // combine is commutative, so the sums are bitwise those of wave_reduce: at W = 32, 6
+  // shuffles for 4 rows, not 20.
   static_assert(kFG == 4, "the reduce-scatter below is written for 4 rows per step");
-  const int off_a = split ? 8 : 16, off_b = off_a >> 1;
+  const int off_a = split ? 8 : W / 2, off_b = off_a >> 1;
   const bool hi_a = (lane & off_a) != 0, hi_b = (lane & off_b) != 0;
   const int my_row = (hi_a ? 2 : 0) + (hi_b ? 1 : 0);
   const bool offers = (lane & (off_b - 1)) == 0;  // one lane per row offers its key
   auto emit = [&](std::size_t r0, int nr, float (&acc)[kFG]) {
     const float s0 = hi_a ? acc[0] : acc[2], s1 = hi_a ? acc[1] : acc[3];
     const float k0 = hi_a ? acc[2] : acc[0], k1 = hi_a ? acc[3] : acc[1];
-    const float b0 = combine<M>(k0, __shfl_xor_sync(kFullMask, s0, off_a));
-    const float b1 = combine<M>(k1, __shfl_xor_sync(kFullMask, s1, off_a));
-    float v = combine<M>(hi_b ? b1 : b0, __shfl_xor_sync(kFullMask, hi_b ? b0 : b1, off_b));
+    const float b0 = combine<M>(k0, wv.shfl_xor(s0, off_a));
+    const float b1 = combine<M>(k1, wv.shfl_xor(s1, off_a));
+    float v = combine<M>(hi_b ? b1 : b0, wv.shfl_xor(hi_b ? b0 : b1, off_b));
 #pragma unroll
-    for (int off = 4; off > 0; off >>= 1)
-      if (off < off_b) v = combine<M>(v, __shfl_xor_sync(kFullMask, v, off));
+    for (int off = W / 8; off > 0; off >>= 1)
+      if (off < off_b) v = combine<M>(v, wv.shfl_xor(v, off));
     const std::size_t row = r0 + std::size_t(my_row);
     uint64_t key = kEmptyKey;
     if (offers && my_row < nr) {
@@ -308,16 +320,16 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
       else if (!is_deleted(args.deleted, row))
         key = make_key(finish<M>(v), uint32_t(row));
     }
-    if (scores == nullptr) warp_list_offer(key, list, worst, lane, last);
+    if (scores == nullptr) wave::list_offer<1>(wv, key, list, worst, last);
   };
-  const std::size_t g0 = std::size_t(blockIdx.x) * (kScanThreads / kWarp) + std::size_t(warp);
+  const std::size_t g0 = std::size_t(blockIdx.x) * kWaves + std::size_t(wave_id);
   constexpr bool kPipe = VEC;
   if constexpr (kPipe) {
     constexpr int V = Elem<S>::kVec;
     const std::size_t chunks = dim / V;
     if (pipe && chunks <= std::size_t(stride)) {
       // At most one 16-byte chunk per lane and row: the next step's rows are loaded (raw)
-      // before this step's are reduced, so each warp keeps a step of loads in flight. The
+      // before this step's are reduced, so each wave keeps a step of loads in flight. The
       // arithmetic per row is accumulate_rows' exactly (same elements, same order).
       const bool active = std::size_t(sublane) < chunks;
       float qf[V];
@@ -336,9 +348,9 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
       };
       uint4 cur[kFG];
       load(g0, cur);
-      for (std::size_t g = g0; g < groups; g += warps) {
+      for (std::size_t g = g0; g < groups; g += waves) {
         uint4 nxt[kFG];
-        load(g + warps, nxt);
+        load(g + waves, nxt);
         const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
         const int nr = r0 < n ? int(min(std::size_t(kFG), n - r0)) : 0;
         float acc[kFG];
@@ -359,7 +371,7 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
     }
   }
   if (!(kPipe && pipe && dim / Elem<S>::kVec <= std::size_t(stride))) {
-    for (std::size_t g = g0; g < groups; g += warps) {
+    for (std::size_t g = g0; g < groups; g += waves) {
       const std::size_t r0 = g * step_rows + std::size_t(half) * kFG;
       const int nr = r0 < n ? int(min(std::size_t(kFG), n - r0)) : 0;
       float acc[kFG];
@@ -369,12 +381,12 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
     }
   }
   if (scores != nullptr) return;
-  // The block's warp lists, merged by warp 0.
-  lists[threadIdx.x] = list;
+  // The block's wave lists, merged by wave 0.
+  lists[threadIdx.x] = list[0];
   __syncthreads();
   uint64_t* const out = args.out + std::size_t(blockIdx.y) * args.out_ld;
-  if (warp == 0) {
-    out[std::size_t(blockIdx.x) * kWarp + std::size_t(lane)] = merge_shared_lists(lists, lane);
+  if (wave_id == 0) {
+    out[std::size_t(blockIdx.x) * W + std::size_t(lane)] = merge_shared_lists(wv, lists);
     __threadfence();  // the list is visible to every block before this block's ticket is
   }
   // Two levels of "last one merges" (tickets per query, left at zero for the next launch): the
@@ -383,16 +395,16 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
   unsigned* const tk = args.tickets + std::size_t(blockIdx.y) * kTicketsLd;
   const unsigned group = blockIdx.x / kMergeGroup, merge_groups = (gridDim.x + kMergeGroup - 1) / kMergeGroup;
   const unsigned in_group = min(unsigned(kMergeGroup), gridDim.x - group * kMergeGroup);
-  uint64_t* const group_lists = out + std::size_t(gridDim.x) * kWarp;
+  uint64_t* const group_lists = out + std::size_t(gridDim.x) * W;
   __syncthreads();
   if (threadIdx.x == 0) last_block = atomicAdd(tk + 1 + group, 1u) == in_group - 1;
   __syncthreads();
   if (!last_block) return;
   __threadfence();
-  list = merge_global_lists(out + std::size_t(group) * kMergeGroup * kWarp, in_group, lists, lane, warp);
+  uint64_t best = merge_global_lists(wv, out + std::size_t(group) * kMergeGroup * W, in_group, lists, wave_id);
   if (merge_groups > 1) {  // (one group: its list is the answer, no second level)
-    if (warp == 0) {
-      group_lists[std::size_t(group) * kWarp + std::size_t(lane)] = list;
+    if (wave_id == 0) {
+      group_lists[std::size_t(group) * W + std::size_t(lane)] = best;
       if (lane == 0) tk[1 + group] = 0;
       __threadfence();
     }
@@ -401,69 +413,83 @@ __global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_sel
     __syncthreads();
     if (!last_block) return;
     __threadfence();
-    list = merge_global_lists(group_lists, merge_groups, lists, lane, warp);
-  } else if (warp == 0 && lane == 0) {
+    best = merge_global_lists(wv, group_lists, merge_groups, lists, wave_id);
+  } else if (wave_id == 0 && lane == 0) {
     tk[1 + group] = 0;
   }
-  if (warp == 0) {
+  if (wave_id == 0) {
     if (lane < args.k) {
       const std::size_t i = std::size_t(blockIdx.y) * std::size_t(args.k) + std::size_t(lane);
       const float inf = __int_as_float(0x7f800000);
-      const float s = list == kEmptyKey ? inf : key_score(list);
-      args.res_rows[i] = list == kEmptyKey ? -1 : int64_t(key_row(list));
+      const float s = best == kEmptyKey ? inf : key_score(best);
+      args.res_rows[i] = best == kEmptyKey ? -1 : int64_t(key_row(best));
       args.res_dist[i] = args.negate ? -s : s;
     }
     if (lane == 0) tk[0] = 0;  // (the kernel's completion makes the host writes visible)
   }
 }
 
-// One warp per (query, candidate slot).
-template <Metric M, ScalarType S, bool VEC>
+template <int W, Metric M, ScalarType S, bool VEC>
+__global__ void __launch_bounds__(kScanThreads, fused_blocks_per_sm(S)) scan_select_kernel(const FusedArgs args) {
+  if constexpr (wave_compiled<W>()) scan_select_body<W, M, S, VEC>(args);
+}
+
+// One wave per (query, candidate slot).
+template <int W, Metric M, ScalarType S, bool VEC>
 __global__ void __launch_bounds__(kScanThreads) rescore_kernel(const void* base, std::size_t dim, const float* queries,
                                                                std::size_t nq, uint64_t* keys, std::size_t len,
                                                                std::size_t ld) {
-  using T = typename Elem<S>::T;
-  const int lane = int(threadIdx.x) & (kWarp - 1);
-  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
-  for (std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; w < nq * len; w += warps) {
-    const std::size_t qi = w / len, j = w % len;
-    uint64_t* slot = keys + qi * ld + j;
-    const uint64_t key = *slot;
-    if (key == kEmptyKey) continue;  // uniform across the warp
-    const uint32_t row = key_row(key);
-    float acc[kQT];
+  if constexpr (wave_compiled<W>()) {
+    using T = typename Elem<S>::T;
+    const HwWave<W> wv;
+    const int lane = wv.lane();
+    const std::size_t waves = std::size_t(gridDim.x) * (kScanThreads / W);
+    for (std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W; w < nq * len; w += waves) {
+      const std::size_t qi = w / len, j = w % len;
+      uint64_t* slot = keys + qi * ld + j;
+      const uint64_t key = *slot;
+      if (key == kEmptyKey) continue;  // uniform across the wave
+      const uint32_t row = key_row(key);
+      float acc[kQT];
 #pragma unroll
-    for (int i = 0; i < kQT; ++i) acc[i] = 0.0f;
-    accumulate<M, S, VEC>(static_cast<const T*>(base) + std::size_t(row) * dim, queries + qi * dim, dim, 1, lane, acc);
-    const float v = warp_reduce<M>(acc[0]);
-    __syncwarp();
-    if (lane == 0) *slot = make_key(finish<M>(v), row);
+      for (int i = 0; i < kQT; ++i) acc[i] = 0.0f;
+      accumulate<W, M, S, VEC>(static_cast<const T*>(base) + std::size_t(row) * dim, queries + qi * dim, dim, 1, lane,
+                               acc);
+      const float v = wave_reduce<M>(wv, acc[0]);
+      wv.sync();  // every lane has read *slot before lane 0 rewrites it
+      if (lane == 0) *slot = make_key(finish<M>(v), row);
+    }
   }
 }
 
-template <bool VEC>
+template <int W, bool VEC>
 __global__ void __launch_bounds__(kScanThreads) rescore_bits_kernel(const void* base, std::size_t nbytes,
                                                                     const uint8_t* queries, std::size_t nq,
                                                                     uint64_t* keys, std::size_t len, std::size_t ld) {
-  const int lane = int(threadIdx.x) & (kWarp - 1);
-  const std::size_t warps = std::size_t(gridDim.x) * (kScanThreads / kWarp);
-  for (std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; w < nq * len; w += warps) {
-    const std::size_t qi = w / len, j = w % len;
-    uint64_t* slot = keys + qi * ld + j;
-    const uint64_t key = *slot;
-    if (key == kEmptyKey) continue;
-    const uint32_t row = key_row(key);
-    uint32_t acc[kQT] = {};
-    accumulate_bits<VEC>(static_cast<const uint8_t*>(base) + std::size_t(row) * nbytes, queries + qi * nbytes, nbytes,
-                         1, lane, acc);
-    const uint32_t v = warp_sum_u32(acc[0]);
-    __syncwarp();
-    if (lane == 0) *slot = make_key(float(v), row);
+  if constexpr (wave_compiled<W>()) {
+    const HwWave<W> wv;
+    const int lane = wv.lane();
+    const std::size_t waves = std::size_t(gridDim.x) * (kScanThreads / W);
+    for (std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W; w < nq * len; w += waves) {
+      const std::size_t qi = w / len, j = w % len;
+      uint64_t* slot = keys + qi * ld + j;
+      const uint64_t key = *slot;
+      if (key == kEmptyKey) continue;
+      const uint32_t row = key_row(key);
+      uint32_t acc[kQT] = {};
+      accumulate_bits<W, VEC>(static_cast<const uint8_t*>(base) + std::size_t(row) * nbytes, queries + qi * nbytes,
+                              nbytes, 1, lane, acc);
+      const uint32_t v = wave_sum(wv, acc[0]);
+      wv.sync();
+      if (lane == 0) *slot = make_key(float(v), row);
+    }
   }
 }
 
-unsigned grid_for(std::size_t warps_of_work) {
-  const std::size_t blocks = (warps_of_work + kScanThreads / kWarp - 1) / (kScanThreads / kWarp);
+// Blocks for `waves_of_work` waves of W lanes (at most 8192: the kernels loop).
+unsigned grid_for(std::size_t waves_of_work, int w) {
+  const std::size_t per_block = std::size_t(kScanThreads / w);
+  const std::size_t blocks = (waves_of_work + per_block - 1) / per_block;
   return unsigned(blocks < 1 ? 1 : blocks > 8192 ? 8192 : blocks);
 }
 
@@ -514,27 +540,32 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream) {
   if (a.n == 0 || a.nq == 0) return;
   const std::size_t groups = (a.nq + kQT - 1) / kQT;
   if (groups > 65535) throw Error(ErrorCode::Internal, "CUDA scan: too many queries in one launch");
-  const dim3 grid{grid_for(a.n), unsigned(groups), 1u};
-  if (a.metric == Metric::Hamming) {
-    const auto* q = static_cast<const uint8_t*>(a.queries);
-    if (vec_ok(a))
-      scan_bits_kernel<true><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim / 8, q, int(a.nq), a.scores, a.ld);
-    else
-      scan_bits_kernel<false><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim / 8, q, int(a.nq), a.scores, a.ld);
-  } else {
-    dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
-      scan_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
-                                                              static_cast<const float*>(a.queries), int(a.nq),
-                                                              a.scores, a.ld);
-    });
-  }
+  with_wave([&]<int W>() {
+    const dim3 grid{grid_for(a.n, W), unsigned(groups), 1u};
+    if (a.metric == Metric::Hamming) {
+      const auto* q = static_cast<const uint8_t*>(a.queries);
+      if (vec_ok(a))
+        scan_bits_kernel<W, true><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim / 8, q, int(a.nq), a.scores,
+                                                                     a.ld);
+      else
+        scan_bits_kernel<W, false><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim / 8, q, int(a.nq), a.scores,
+                                                                      a.ld);
+    } else {
+      dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+        scan_kernel<W, M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.n, a.dim,
+                                                                     static_cast<const float*>(a.queries), int(a.nq),
+                                                                     a.scores, a.ld);
+      });
+    }
+  });
   check(cudaGetLastError(), "scan kernel launch");
 }
 
 std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
   const int m = sm_count();
-  // At least `steps` steps of kFG rows per warp; at most one wave (the resident blocks per SM of
-  // the kernel's launch bound). Below 65 536 rows 2 steps (more blocks, so each warp waits on
+  // At least `steps` steps of kFG rows per wave (warp); at most one launch wave (the resident
+  // blocks per SM of the kernel's launch bound). Below 65 536 rows 2 steps (more blocks, so each
+  // wave waits on
   // fewer loads in turn; with the one-group merge, 1 000 rows went from 23 to 17 us on an H100),
   // above it 8 (fewer block lists to merge). HIVE_GPU_CUDA_FUSED_STEPS overrides both.
   static const long forced = [] {
@@ -542,10 +573,14 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
     return v != nullptr ? std::atol(v) : 0L;
   }();
   const std::size_t steps = forced > 0 ? std::size_t(forced) : n < 65536 ? 2 : 8;
-  const std::size_t per_block = std::size_t(kScanThreads / kWarp) * kFG * steps;
-  const std::size_t wave = std::size_t(m) * std::size_t(fused_blocks_per_sm(storage));
+  const std::size_t per_block = std::size_t(kScanThreads / wave_size()) * kFG * steps;
+  const std::size_t resident = std::size_t(m) * std::size_t(fused_blocks_per_sm(storage));
   return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1,
-                                 std::min(wave, (kTicketsLd - 1) * kMergeGroup));  // tickets per query
+                                 std::min(resident, (kTicketsLd - 1) * kMergeGroup));  // tickets per query
+}
+
+std::size_t fused_lists_ld(std::size_t blocks) {
+  return (blocks + (blocks + kMergeGroup - 1) / kMergeGroup) * std::size_t(wave_size());
 }
 
 bool fused_supported(const ScanArgs& a) {
@@ -556,12 +591,12 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   if (a.n == 0 || a.nq == 0) return;
   if (!fused_supported(a)) throw Error(ErrorCode::Internal, "CUDA fused scan: unsupported configuration");
   if (a.nq > 65535) throw Error(ErrorCode::Internal, "CUDA fused scan: too many queries in one launch");
-  if (o.scores == nullptr && (o.k < 1 || o.k > kWarp))
+  if (o.scores == nullptr && (o.k < 1 || o.k > kFusedMaxK))
     throw Error(ErrorCode::Internal, "CUDA fused scan: k above 32 needs the score output");
   const dim3 grid{unsigned(o.blocks), unsigned(a.nq), 1u};
-  // Half-warp split when a row is at most 16 16-byte chunks, and (fp32) loads of the next step
+  // 16-lane split when a row is at most 16 16-byte chunks, and (fp32) loads of the next step
   // issued before the current one is reduced when a row is at most one chunk per lane;
-  // HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-warp-per-row layout without the prefetch.
+  // HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-wave-per-row layout without the prefetch.
   static const bool legacy_fused = [] {
     const char* v = std::getenv("HIVE_GPU_CUDA_LEGACY_FUSED");
     return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
@@ -589,29 +624,33 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   f.res_rows = o.rows;
   f.res_dist = o.distances;
   const std::size_t smem = a.dim * sizeof(float);
-  dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
-    scan_select_kernel<M, S, VEC><<<grid, kScanThreads, smem, stream>>>(f);
+  with_wave([&]<int W>() {
+    dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+      scan_select_kernel<W, M, S, VEC><<<grid, kScanThreads, smem, stream>>>(f);
+    });
   });
   check(cudaGetLastError(), "fused scan kernel launch");
 }
 
 void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::size_t ld, cudaStream_t stream) {
   if (a.nq == 0 || len == 0) return;
-  const unsigned grid = grid_for(a.nq * len);
-  if (a.metric == Metric::Hamming) {
-    const auto* q = static_cast<const uint8_t*>(a.queries);
-    if (vec_ok(a))
-      rescore_bits_kernel<true><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim / 8, q, a.nq, keys, len, ld);
-    else
-      rescore_bits_kernel<false><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim / 8, q, a.nq, keys, len, ld);
-  } else {
-    dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
-      rescore_kernel<M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim,
-                                                                 static_cast<const float*>(a.queries), a.nq, keys,
-                                                                 len, ld);
-    });
-  }
+  with_wave([&]<int W>() {
+    const unsigned grid = grid_for(a.nq * len, W);
+    if (a.metric == Metric::Hamming) {
+      const auto* q = static_cast<const uint8_t*>(a.queries);
+      if (vec_ok(a))
+        rescore_bits_kernel<W, true><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim / 8, q, a.nq, keys, len, ld);
+      else
+        rescore_bits_kernel<W, false><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim / 8, q, a.nq, keys, len, ld);
+    } else {
+      dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+        rescore_kernel<W, M, S, VEC><<<grid, kScanThreads, 0, stream>>>(a.base, a.dim,
+                                                                        static_cast<const float*>(a.queries), a.nq,
+                                                                        keys, len, ld);
+      });
+    }
+  });
   check(cudaGetLastError(), "rescore kernel launch");
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -24,10 +24,14 @@
 #include "backends/cuda/screen.hpp"
 #include "hive_gpu/error.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 using namespace dev;
+
+// NVIDIA only (mma.sync, ldmatrix, cp.async): warps are 32 lanes here.
+constexpr int kWarp = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
 
 constexpr int kBM = 128;                 // queries per CTA
 constexpr int kBN = 256;                 // rows per tile
@@ -534,4 +538,4 @@ void launch_screen(const ScreenArgs& a, cudaStream_t stream) {
   throw Error(ErrorCode::Internal, "CUDA screen: unexpected storage");
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -3,14 +3,14 @@
 // beat the query's threshold, given an error bound, are emitted as candidates: the nq x n score
 // matrix never reaches memory. The caller re-scores the candidates exactly.
 #pragma once
-#include <cuda_runtime_api.h>
+#include "backends/cuda/gpu_runtime.hpp"
 
 #include <cstddef>
 #include <cstdint>
 
 #include "hive_gpu/types.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 // Device pointers; base and queries 16-byte aligned (cudaMalloc'd buffers are).
 struct ScreenArgs {
@@ -60,4 +60,4 @@ bool screen_supported(Metric m, ScalarType s, std::size_t dim);
 // Enqueues the screen on `stream`; throws Error(Internal) for an unsupported configuration.
 void launch_screen(const ScreenArgs& a, cudaStream_t stream);
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

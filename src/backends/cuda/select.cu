@@ -1,7 +1,7 @@
-// CUDA backend: top-k selection on the device. Each block sorts one chunk of candidate keys
-// (bitonic sort in shared memory) and keeps its best `cap`; rounds repeat over the survivors
-// until one chunk per query is left. Three compile-time capacities (32, 256, 2048) serve
-// every k up to kMaxK.
+// CUDA backend: top-k selection on the device. Capacities 32 and 256: the wave select (one pass,
+// wave-register lists). Otherwise each block sorts one chunk of candidate keys (bitonic sort in
+// shared memory) and keeps its best `cap`; rounds repeat over the survivors until one chunk per
+// query is left. Three compile-time capacities (32, 256, 2048) serve every k up to kMaxK.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -11,7 +11,7 @@
 #include "backends/cuda/device_util.cuh"
 #include "backends/cuda/kernels.hpp"
 
-namespace hive::gpu::cuda {
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 namespace {
 
 using namespace dev;
@@ -88,118 +88,106 @@ __global__ void __launch_bounds__(Config<K>::kThreads)
   for (int i = int(threadIdx.x); i < K; i += kThreads) dst[i] = sh[i];
 }
 
-// ---- warp select (capacity 32 R): one pass over the keys, each read once ----------------
-// One warp per (query, chunk) keeps the 32 R best keys so far, sorted ascending, lane L
-// holding entries L R .. L R + R - 1 in registers. A new key enters only when it beats the
-// last entry (ballot filter), by a shift of the entries after its place. Keys are unique (row
-// in the low half), so ties are exact. R = 1 serves capacity 32, R = 8 capacity 256.
-constexpr int kWarpCap = 32;
+// ---- wave select (capacities 32 and 256): one pass over the keys, each read once ----------
+// One wave of W lanes per (query, chunk) keeps the best keys so far in a wave list of W R
+// entries (wave::list_offer: sorted ascending, lane L holding entries L R .. L R + R - 1 in
+// registers); a new key enters only when it beats the cap-th entry (ballot filter). Keys are
+// unique (row in the low half), so ties are exact. R = max(1, cap / W): capacity 32 is R = 1
+// (on 64-lane waves only the first 32 entries are kept exact), capacity 256 is R = 8 on 32-lane
+// waves and R = 4 on 64-lane ones.
 constexpr int kWsThreads = 256;
 constexpr int kWsUnroll = 8;  // loads in flight per lane
 
-template <int R>
-__device__ __forceinline__ void list_offer(uint64_t key, uint64_t (&list)[R], uint64_t& worst, int lane) {
-  unsigned m = __ballot_sync(kFullMask, key < worst);
-  while (m != 0) {
-    const int src = __ffs(int(m)) - 1;
-    m &= m - 1;
-    const uint64_t nk = __shfl_sync(kFullMask, key, src);
-    if (nk < worst) {  // uniform: worst is the same in every lane
-      int pos = 0;
-#pragma unroll
-      for (int j = 0; j < R; ++j) pos += __popc(__ballot_sync(kFullMask, list[j] < nk));
-      const uint64_t carry = __shfl_up_sync(kFullMask, list[R - 1], 1);
-#pragma unroll
-      for (int j = R - 1; j >= 0; --j) {
-        const int g = lane * R + j;
-        if (g > pos)
-          list[j] = j > 0 ? list[j - 1] : carry;
-        else if (g == pos)
-          list[j] = nk;
-      }
-      worst = __shfl_sync(kFullMask, list[R - 1], kWarp - 1);
-    }
-  }
+template <int W, int CAP>
+constexpr int ws_entries() {
+  return CAP > W ? CAP / W : 1;
 }
 
-template <int R, bool FROM_SCORES>
+template <int W, int CAP, bool FROM_SCORES>
 __global__ void __launch_bounds__(kWsThreads)
-    warp_select_kernel(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t len, int64_t row0,
+    wave_select_kernel(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t len, int64_t row0,
                        const uint32_t* deleted, Transform t, const float* norms, std::size_t chunk,
                        std::size_t chunks, std::size_t nq, uint64_t* out, std::size_t out_ld) {
-  const int lane = int(threadIdx.x) & (kWarp - 1);
-  const std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  if (w >= nq * chunks) return;  // uniform across the warp
-  const std::size_t q = w / chunks, c = w % chunks;
-  const std::size_t start = c * chunk, end = min(len, start + chunk);
-  uint64_t list[R];
+  if constexpr (wave_compiled<W>()) {
+    constexpr int R = ws_entries<W, CAP>();
+    constexpr int kLastLane = CAP / R - 1;  // the lane holding entry CAP - 1
+    const HwWave<W> wv;
+    const int lane = wv.lane();
+    const std::size_t w = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W;
+    if (w >= nq * chunks) return;  // uniform across the wave
+    const std::size_t q = w / chunks, c = w % chunks;
+    const std::size_t start = c * chunk, end = min(len, start + chunk);
+    uint64_t list[R];
 #pragma unroll
-  for (int j = 0; j < R; ++j) list[j] = kEmptyKey;
-  uint64_t worst = kEmptyKey;
-  for (std::size_t b = start; b < end; b += std::size_t(kWarp) * kWsUnroll) {
-    uint64_t key[kWsUnroll];
+    for (int j = 0; j < R; ++j) list[j] = kEmptyKey;
+    uint64_t worst = kEmptyKey;
+    for (std::size_t b = start; b < end; b += std::size_t(W) * kWsUnroll) {
+      uint64_t key[kWsUnroll];
 #pragma unroll
-    for (int u = 0; u < kWsUnroll; ++u) {
-      const std::size_t idx = b + std::size_t(u) * kWarp + std::size_t(lane);
-      key[u] = kEmptyKey;
-      if (idx < end) {
-        if constexpr (FROM_SCORES) {
-          const std::size_t row = std::size_t(row0) + idx;
-          if (!is_deleted(deleted, row)) key[u] = make_key(apply(t, __ldg(scores + q * ld + idx), norms, row), uint32_t(row));
-        } else {
-          key[u] = __ldg(reinterpret_cast<const unsigned long long*>(keys) + q * ld + idx);
+      for (int u = 0; u < kWsUnroll; ++u) {
+        const std::size_t idx = b + std::size_t(u) * W + std::size_t(lane);
+        key[u] = kEmptyKey;
+        if (idx < end) {
+          if constexpr (FROM_SCORES) {
+            const std::size_t row = std::size_t(row0) + idx;
+            if (!is_deleted(deleted, row))
+              key[u] = make_key(apply(t, __ldg(scores + q * ld + idx), norms, row), uint32_t(row));
+          } else {
+            key[u] = __ldg(reinterpret_cast<const unsigned long long*>(keys) + q * ld + idx);
+          }
         }
       }
+#pragma unroll
+      for (int u = 0; u < kWsUnroll; ++u) wave::list_offer<R>(wv, key[u], list, worst, kLastLane);
     }
+    if (lane <= kLastLane) {
+      uint64_t* dst = out + q * out_ld + c * std::size_t(CAP) + std::size_t(lane) * R;
 #pragma unroll
-    for (int u = 0; u < kWsUnroll; ++u) list_offer<R>(key[u], list, worst, lane);
+      for (int j = 0; j < R; ++j) dst[j] = list[j];
+    }
   }
-  uint64_t* dst = out + q * out_ld + c * std::size_t(kWarpCap * R) + std::size_t(lane) * R;
-#pragma unroll
-  for (int j = 0; j < R; ++j) dst[j] = list[j];
 }
 
-// Smallest chunk of the warp select at capacity 32 R (each round reduces at least 32-fold at
-// R = 1, 16-fold at R = 8).
-constexpr std::size_t ws_min_chunk(int r) { return r == 1 ? 1024 : 4096; }
+// Smallest chunk of the wave select at capacity `cap` (each round reduces at least 32-fold at
+// capacity 32, 16-fold at 256).
+constexpr std::size_t ws_min_chunk(int cap) { return cap <= 32 ? 1024 : 4096; }
 
-std::size_t warp_chunk(std::size_t nq, std::size_t len, int r) {
-  // Enough warps to fill the GPU (about 16k).
+std::size_t wave_chunk(std::size_t nq, std::size_t len, int cap, int w) {
+  // Enough waves to fill the GPU (about 16k).
   std::size_t chunk = (nq * len + 16383) / 16384;
-  chunk = std::max((chunk + 31) / 32 * 32, ws_min_chunk(r));
-  // A short list (a few chunks) is cheaper in one warp than in one more launch.
+  chunk = std::max((chunk + std::size_t(w) - 1) / std::size_t(w) * std::size_t(w), ws_min_chunk(cap));
+  // A short list (a few chunks) is cheaper in one wave than in one more launch.
   if (len <= 2 * chunk) chunk = std::max<std::size_t>(len, 1);
   return chunk;
 }
 
-template <int R>
-void run_warp_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
+template <int W, int CAP>
+void run_wave_select(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
                      int64_t row0, const uint32_t* deleted, Transform t, const float* norms, uint64_t* out,
                      std::size_t out_ld, uint64_t* scratch_a, uint64_t* scratch_b, cudaStream_t stream) {
-  constexpr std::size_t kCap = std::size_t(kWarpCap) * R;
   bool from_scores = scores != nullptr;
   uint64_t* bufs[2] = {scratch_a, scratch_b};
   int which = 0;
   for (;;) {
-    const std::size_t chunk = warp_chunk(nq, len, R);
+    const std::size_t chunk = wave_chunk(nq, len, CAP, W);
     const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
     const bool last = chunks == 1;
     uint64_t* dst = last ? out : bufs[which];
-    const std::size_t dst_ld = last ? out_ld : chunks * kCap;
-    const std::size_t threads = nq * chunks * kWarp;
+    const std::size_t dst_ld = last ? out_ld : chunks * CAP;
+    const std::size_t threads = nq * chunks * W;
     const unsigned grid = unsigned((threads + kWsThreads - 1) / kWsThreads);
     if (from_scores)
-      warp_select_kernel<R, true><<<grid, kWsThreads, 0, stream>>>(scores, nullptr, ld, len, row0, deleted, t, norms,
-                                                                   chunk, chunks, nq, dst, dst_ld);
+      wave_select_kernel<W, CAP, true><<<grid, kWsThreads, 0, stream>>>(scores, nullptr, ld, len, row0, deleted, t,
+                                                                        norms, chunk, chunks, nq, dst, dst_ld);
     else
-      warp_select_kernel<R, false><<<grid, kWsThreads, 0, stream>>>(nullptr, keys, ld, len, 0, nullptr, t, nullptr,
-                                                                    chunk, chunks, nq, dst, dst_ld);
-    check(cudaGetLastError(), "warp select kernel launch");
+      wave_select_kernel<W, CAP, false><<<grid, kWsThreads, 0, stream>>>(nullptr, keys, ld, len, 0, nullptr, t,
+                                                                         nullptr, chunk, chunks, nq, dst, dst_ld);
+    check(cudaGetLastError(), "wave select kernel launch");
     if (last) return;
     from_scores = false;
     keys = dst;
     ld = dst_ld;
-    len = chunks * kCap;
+    len = chunks * CAP;
     which ^= 1;
   }
 }
@@ -281,12 +269,13 @@ int chunk_of(int cap) { return cap == 32 ? Config<32>::kChunk : cap == 256 ? Con
 void select_any(const float* scores, const uint64_t* keys, std::size_t ld, std::size_t nq, std::size_t len,
                 int64_t row0, const uint32_t* deleted, Transform t, const float* norms, int cap, uint64_t* out,
                 std::size_t out_ld, uint64_t* a, uint64_t* b, cudaStream_t s) {
-  if (cap == kWarpCap && !legacy_select()) {
-    run_warp_select<1>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
-    return;
-  }
-  if (cap == 8 * kWarpCap && !legacy_select()) {
-    run_warp_select<8>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
+  if ((cap == 32 || cap == 256) && !legacy_select()) {
+    with_wave([&]<int W>() {
+      if (cap == 32)
+        run_wave_select<W, 32>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
+      else
+        run_wave_select<W, 256>(scores, keys, ld, nq, len, row0, deleted, t, norms, out, out_ld, a, b, s);
+    });
     return;
   }
   switch (cap) {
@@ -310,10 +299,9 @@ bool legacy_select() {
 int select_capacity(int k) { return k <= 32 ? 32 : k <= 256 ? 256 : 2048; }
 
 std::size_t select_scratch_keys(std::size_t nq, std::size_t len, int cap) {
-  // The warp select's chunks are never smaller than ws_min_chunk (capacities 32 and 256).
-  const std::size_t chunk = cap == kWarpCap       ? std::min<std::size_t>(ws_min_chunk(1), chunk_of(cap))
-                            : cap == 8 * kWarpCap ? std::min<std::size_t>(ws_min_chunk(8), chunk_of(cap))
-                                                  : std::size_t(chunk_of(cap));
+  // The wave select's chunks are never smaller than ws_min_chunk (capacities 32 and 256).
+  const std::size_t chunk = cap == 32 || cap == 256 ? std::min<std::size_t>(ws_min_chunk(cap), chunk_of(cap))
+                                                    : std::size_t(chunk_of(cap));
   const std::size_t chunks = std::max<std::size_t>(1, (len + chunk - 1) / chunk);
   return nq * chunks * std::size_t(cap);
 }
@@ -346,4 +334,4 @@ void launch_finalize(const uint64_t* keys, std::size_t ld, std::size_t nq, int k
   check(cudaGetLastError(), "finalize kernel launch");
 }
 
-}  // namespace hive::gpu::cuda
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS
