@@ -83,4 +83,9 @@ class Index {
   virtual void save(const std::string& path) const = 0;
 };
 
+// The kind of index a file written by save() holds: "flat" (FlatIndex::load) or "hnsw"
+// (HnswIndex::load). Reads and checks the header only; throws Io, CorruptFile or
+// VersionMismatch.
+std::string index_file_kind(const std::string& path);
+
 }  // namespace hive::gpu

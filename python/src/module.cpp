@@ -157,27 +157,52 @@ std::string fs_path(const py::handle& p) {
   return py::module_::import("os").attr("fsdecode")(p).cast<std::string>();
 }
 
+// Index parameters of kind="hnsw" (ignored by "flat").
+struct GraphParams {
+  int M = 16, ef_construction = 200, ef_search = 64;
+};
+
 class PyIndex {
  public:
   PyIndex(std::size_t dim, const std::string& metric, const std::string& kind, const std::string& dtype,
-          const std::string& device) {
-    if (kind != "flat")
-      fail(hg::ErrorCode::InvalidArgument, "unknown index kind '" + kind + "' (this version has: flat)");
+          const std::string& device, const GraphParams& g) {
+    if (kind != "flat" && kind != "hnsw")
+      fail(hg::ErrorCode::InvalidArgument, "unknown index kind '" + kind + "' (this version has: flat, hnsw)");
     const hg::Metric m = hg::parse_metric(metric);
-    hg::FlatOptions opt;
+    hg::ScalarType storage;
     if (m == hg::Metric::Hamming) {
       if (dtype != "float32" && dtype != "uint8" && dtype != "bits")
         fail(hg::ErrorCode::InvalidArgument,
              "a hamming index stores packed bits: dtype must be 'uint8' (or left at its default), got '" + dtype + "'");
-      opt.storage = hg::ScalarType::Bits;
+      storage = hg::ScalarType::Bits;
     } else {
-      opt.storage = hg::parse_scalar_type(dtype);
-      if (opt.storage == hg::ScalarType::Bits)
+      storage = hg::parse_scalar_type(dtype);
+      if (storage == hg::ScalarType::Bits)
         fail(hg::ErrorCode::InvalidArgument, "dtype '" + dtype + "' is only for metric='hamming'");
     }
-    idx_ = std::make_unique<hg::FlatIndex>(open_device(device), dim, m, opt);
+    if (kind == "flat") {
+      hg::FlatOptions opt;
+      opt.storage = storage;
+      set(std::make_unique<hg::FlatIndex>(open_device(device), dim, m, opt));
+    } else {
+      hg::HnswOptions opt;
+      opt.storage = storage;
+      opt.M = g.M;
+      opt.ef_construction = g.ef_construction;
+      opt.ef_search = g.ef_search;
+      set(std::make_unique<hg::HnswIndex>(open_device(device == "auto" ? "cpu" : device), dim, m, opt));
+    }
   }
-  explicit PyIndex(hg::FlatIndex&& f) : idx_(std::make_unique<hg::FlatIndex>(std::move(f))) {}
+  explicit PyIndex(hg::FlatIndex&& f) { set(std::make_unique<hg::FlatIndex>(std::move(f))); }
+  explicit PyIndex(hg::HnswIndex&& h) { set(std::make_unique<hg::HnswIndex>(std::move(h))); }
+
+  const char* kind() const { return hnsw_ != nullptr ? "hnsw" : "flat"; }
+  hg::HnswIndex& hnsw() const {
+    if (hnsw_ == nullptr) fail(hg::ErrorCode::Unsupported, "only kind='hnsw' indexes have graph parameters");
+    return *hnsw_;
+  }
+  const hg::Context& context() const { return hnsw_ != nullptr ? hnsw_->context() : flat_->context(); }
+  std::size_t stored_rows() const { return hnsw_ != nullptr ? hnsw_->stored_rows() : flat_->stored_rows(); }
 
   bool bits() const { return idx_->metric() == hg::Metric::Hamming; }
   std::size_t cols() const { return bits() ? idx_->dim() / 8 : idx_->dim(); }
@@ -199,11 +224,13 @@ class PyIndex {
   }
   void upsert(const py::handle& x, const py::handle& ids) { with_ids(x, ids, "upsert", true); }
 
-  py::tuple search(const py::handle& q, int k) const {
+  py::tuple search(const py::handle& q, int k, const py::handle& ef) const {
     if (k < 1 || k > hg::kMaxK)
       fail(hg::ErrorCode::InvalidK, "k = " + std::to_string(k) + " is outside 1.." + std::to_string(hg::kMaxK));
-    if (bits()) return search_t<uint8_t>(to_rows<uint8_t>(q, cols(), idx_->dim(), true, "search"), k);
-    return search_t<float>(to_rows<float>(q, cols(), idx_->dim(), false, "search"), k);
+    const int e = ef.is_none() ? 0 : ef.cast<int>();
+    if (e != 0 && hnsw_ == nullptr) fail(hg::ErrorCode::Unsupported, "ef is a parameter of kind='hnsw' indexes");
+    if (bits()) return search_t<uint8_t>(to_rows<uint8_t>(q, cols(), idx_->dim(), true, "search"), k, e);
+    return search_t<float>(to_rows<float>(q, cols(), idx_->dim(), false, "search"), k, e);
   }
 
   std::size_t remove(const py::handle& ids) {
@@ -250,13 +277,22 @@ class PyIndex {
 
   std::string repr() const {
     return "hive_gpu.Index(dim=" + std::to_string(idx_->dim()) + ", metric='" + metric_name(idx_->metric()) +
-           "', dtype='" + dtype_name(idx_->storage()) + "', device='" + idx_->context().info().id() +
-           "', ntotal=" + std::to_string(idx_->size()) + ")";
+           "', kind='" + kind() + "', dtype='" + dtype_name(idx_->storage()) + "', device='" +
+           context().info().id() + "', ntotal=" + std::to_string(idx_->size()) + ")";
   }
 
-  hg::FlatIndex& idx() const { return *idx_; }
+  hg::Index& idx() const { return *idx_; }
 
  private:
+  template <class T>
+  void set(std::unique_ptr<T> p) {
+    if constexpr (std::is_same_v<T, hg::HnswIndex>)
+      hnsw_ = p.get();
+    else
+      flat_ = p.get();
+    idx_ = std::move(p);
+  }
+
   void with_ids(const py::handle& x, const py::handle& ids, const char* what, bool upsert) {
     auto a = to_ids(ids, what);
     auto run = [&](auto r) {
@@ -276,7 +312,7 @@ class PyIndex {
   }
 
   template <typename T>
-  py::tuple search_t(const Rows<T>& r, int k) const {
+  py::tuple search_t(const Rows<T>& r, int k, int ef) const {
     const auto nq = py::ssize_t(r.n);
     py::array_t<float> d({nq, py::ssize_t(k)});
     py::array_t<int64_t> i({nq, py::ssize_t(k)});
@@ -285,7 +321,10 @@ class PyIndex {
     const T* qp = r.data();
     if (r.n > 0) {
       py::gil_scoped_release nogil;
-      idx_->search(r.n, qp, k, dp, ip);
+      if (ef > 0)
+        hnsw_->search(r.n, qp, k, dp, ip, ef);
+      else
+        idx_->search(r.n, qp, k, dp, ip);
     }
     return py::make_tuple(std::move(d), std::move(i));
   }
@@ -303,7 +342,9 @@ class PyIndex {
     return out;
   }
 
-  std::unique_ptr<hg::FlatIndex> idx_;
+  std::unique_ptr<hg::Index> idx_;
+  hg::FlatIndex* flat_ = nullptr;  // the same object as idx_, by kind
+  hg::HnswIndex* hnsw_ = nullptr;
 };
 
 py::dict device_dict(const hg::DeviceInfo& d) {
@@ -477,14 +518,16 @@ One backend this build knows of (read-only, dict-like): name ("cpu", "cuda", ...
         "Every backend this build knows of, compiled in or not, as BackendStatus.");
 
   py::class_<PyIndex> idx(m, "Index", R"doc(
-Index(dim, metric="l2", kind="flat", dtype="float32", device="auto")
+Index(dim, metric="l2", kind="flat", dtype="float32", device="auto", M=16, ef_construction=200, ef_search=64)
 
-Exact (brute-force) k-nearest-neighbour index, FAISS-like.
+A k-nearest-neighbour index, FAISS-like: exact (kind="flat") or an HNSW graph (kind="hnsw").
 
 dim     vector length; for metric="hamming" the number of bits (a multiple of 8).
 metric  "l2" (squared Euclidean, ascending), "ip" (inner product, descending), "cosine"
         (1 - cosine similarity), "l1", "linf", "hamming" (differing bits).
-kind    "flat" (the only kind in this version).
+kind    "flat" (exact, brute force, any device) or "hnsw" (approximate: hierarchical
+        navigable small-world graph, on the CPU; M links per node, ef_construction the
+        build's candidate list, ef_search the search's, changeable later or per search).
 dtype   storage encoding: "float32", "float16" or "bfloat16" (hamming: packed "uint8").
 device  "auto" (best present: CUDA, HIP, Vulkan, then CPU), "cpu", "cuda", "cuda:1", ...
 
@@ -495,9 +538,12 @@ of dim/8 packed bytes per vector (np.packbits(bits, axis=-1, bitorder="little"))
 Errors raise subclasses of hive_gpu.Error. add/upsert/search release the GIL: threads can
 search one index in parallel.
 )doc");
-  idx.def(py::init<std::size_t, const std::string&, const std::string&, const std::string&, const std::string&>(),
+  idx.def(py::init([](std::size_t dim, const std::string& metric, const std::string& kind, const std::string& dtype,
+                       const std::string& device, int M, int ef_construction, int ef_search) {
+            return PyIndex(dim, metric, kind, dtype, device, GraphParams{M, ef_construction, ef_search});
+          }),
           py::arg("dim"), py::arg("metric") = "l2", py::arg("kind") = "flat", py::arg("dtype") = "float32",
-          py::arg("device") = "auto")
+          py::arg("device") = "auto", py::arg("M") = 16, py::arg("ef_construction") = 200, py::arg("ef_search") = 64)
       .def("add", &PyIndex::add, py::arg("x"), py::arg("ids") = py::none(), R"doc(
 add(x, ids=None)
 
@@ -507,13 +553,14 @@ added when an error is raised.
 )doc")
       .def("upsert", &PyIndex::upsert, py::arg("x"), py::arg("ids"),
            "upsert(x, ids)\n\nReplaces the vectors of ids already present and appends the others.")
-      .def("search", &PyIndex::search, py::arg("q"), py::arg("k"), R"doc(
-search(q, k) -> (D, I)
+      .def("search", &PyIndex::search, py::arg("q"), py::arg("k"), py::arg("ef") = py::none(), R"doc(
+search(q, k, ef=None) -> (D, I)
 
 The k nearest stored vectors of each query, best first. Always 2-D, as FAISS: D is an
 (nq, k) float32 array of distances, I an (nq, k) int64 array of ids; a 1-D query gives
 (1, k). Slots no vector filled (fewer than k vectors) hold id -1 and +inf (-inf for "ip").
-k from 1 to MAX_K (2048), InvalidKError otherwise.
+k from 1 to MAX_K (2048), InvalidKError otherwise. ef (kind="hnsw" only): this search's
+candidate list instead of ef_search (searches use max(ef, k)).
 )doc")
       .def("remove", &PyIndex::remove, py::arg("ids"),
            "remove(ids) -> int\n\nSoft-deletes one id or a sequence of ids; unknown ids are ignored. Returns how many "
@@ -542,13 +589,22 @@ UnknownIdError (a KeyError) for an id not present.
                              "'l2', 'ip', 'cosine', 'l1', 'linf' or 'hamming'.")
       .def_property_readonly("dtype", [](const PyIndex& s) { return dtype_name(s.idx().storage()); },
                              "Storage encoding: 'float32', 'float16', 'bfloat16' ('uint8' for hamming).")
-      .def_property_readonly("device", [](const PyIndex& s) { return s.idx().context().info(); },
+      .def_property_readonly("device", [](const PyIndex& s) { return s.context().info(); },
                              "The DeviceInfo of the device the index lives on.")
       .def_property_readonly("ntotal", [](const PyIndex& s) { return s.idx().size(); },
                              "Number of live vectors (as FAISS's ntotal).")
       .def_property_readonly("size", [](const PyIndex& s) { return s.idx().size(); },
                              "Number of live vectors.")
-      .def_property_readonly("stored_rows", [](const PyIndex& s) { return s.idx().stored_rows(); },
+      .def_property_readonly("kind", &PyIndex::kind, "'flat' or 'hnsw'.")
+      .def_property(
+          "ef_search", [](const PyIndex& s) { return s.hnsw().ef_search(); },
+          [](PyIndex& s, int ef) { s.hnsw().set_ef_search(ef); }, "The search candidate list (kind='hnsw').")
+      .def_property_readonly("M", [](const PyIndex& s) { return s.hnsw().options().M; }, "Links per node (kind='hnsw').")
+      .def_property_readonly("ef_construction", [](const PyIndex& s) { return s.hnsw().options().ef_construction; },
+                             "The build's candidate list (kind='hnsw').")
+      .def_property_readonly("max_level", [](const PyIndex& s) { return s.hnsw().max_level(); },
+                             "The top level of the graph (kind='hnsw').")
+      .def_property_readonly("stored_rows", [](const PyIndex& s) { return s.stored_rows(); },
                              "Rows in storage, removed ones not yet compacted included.")
       .def_property_readonly("next_id", [](const PyIndex& s) { return s.idx().next_id(); },
                              "The id add() gives next: one past the largest id ever held.");
@@ -557,15 +613,18 @@ UnknownIdError (a KeyError) for an id not present.
       "load",
       [](const py::handle& path, const std::string& device) {
         const std::string p = fs_path(path);
-        hg::Context ctx = open_device(device);
         std::optional<hg::FlatIndex> f;
+        std::optional<hg::HnswIndex> h;
         {
           py::gil_scoped_release nogil;
-          f.emplace(hg::FlatIndex::load(p, ctx));
+          if (hg::index_file_kind(p) == "hnsw")
+            h.emplace(hg::HnswIndex::load(p));
+          else
+            f.emplace(hg::FlatIndex::load(p, open_device(device)));
         }
-        return PyIndex(std::move(*f));
+        return h ? PyIndex(std::move(*h)) : PyIndex(std::move(*f));
       },
       py::arg("path"), py::arg("device") = "auto",
-      "load(path, device='auto') -> Index\n\nReads a file written by Index.save onto device. IoError, "
-      "CorruptFileError or VersionMismatchError.");
+      "load(path, device='auto') -> Index\n\nReads a file written by Index.save (flat: onto device; hnsw: on the "
+      "CPU). IoError, CorruptFileError or VersionMismatchError.");
 }

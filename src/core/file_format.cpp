@@ -111,7 +111,7 @@ void AtomicFileWriter::write_header(const FileHeader& h, uint64_t row_bytes) {
   put<uint64_t>(buf, 24, h.dim);
   put<uint64_t>(buf, 32, h.count);
   put<int64_t>(buf, 40, h.next_id);
-  put<uint64_t>(buf, 48, h.count * (8 + row_bytes));
+  put<uint64_t>(buf, 48, h.count * (8 + row_bytes) + h.extra_bytes);
   put<uint32_t>(buf, 56, crc32c(0, buf, 56));
   write_raw(buf, sizeof buf);
 }
@@ -179,7 +179,8 @@ FileReader::FileReader(const std::string& path) : path_(path) {
   header_.next_id = get<int64_t>(buf, 40);
   const uint64_t payload = get<uint64_t>(buf, 48);
 
-  if (header_.kind != kKindFlat) corrupt("unknown index kind " + std::to_string(header_.kind));
+  if (header_.kind != kKindFlat && header_.kind != kKindHnsw)
+    corrupt("unknown index kind " + std::to_string(header_.kind));
   if (buf[17] > uint8_t(Metric::Hamming)) corrupt("unknown metric code " + std::to_string(buf[17]));
   if (buf[18] > uint8_t(ScalarType::Bits)) corrupt("unknown storage code " + std::to_string(buf[18]));
   const bool bits = header_.storage == ScalarType::Bits;
@@ -187,7 +188,12 @@ FileReader::FileReader(const std::string& path) : path_(path) {
   if (header_.dim == 0 || header_.dim > (uint64_t(1) << 24) || (bits && header_.dim % 8 != 0))
     corrupt("bad dimension " + std::to_string(header_.dim));
   const uint64_t row = 8 + row_bytes(header_.storage, header_.dim);
-  if (header_.count > (uint64_t(1) << 40) || payload != header_.count * row) corrupt("inconsistent payload size");
+  // Flat files hold rows only; HNSW files a graph after them (its size is checked by the reader
+  // of the graph, which knows its layout).
+  if (header_.count > (uint64_t(1) << 40) || payload < header_.count * row ||
+      (header_.kind == kKindFlat && payload != header_.count * row))
+    corrupt("inconsistent payload size");
+  header_.extra_bytes = payload - header_.count * row;
   if (file_size != kHeaderBytes + payload + kTrailerBytes)
     corrupt("file is " + std::to_string(file_size) + " bytes, header promises " +
             std::to_string(kHeaderBytes + payload + kTrailerBytes) + " (truncated or padded)");

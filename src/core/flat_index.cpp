@@ -13,7 +13,8 @@
 
 #include "core/backend.hpp"
 #include "core/file_format.hpp"
-#include "core/scalar_codec.hpp"
+#include "core/id_map.hpp"
+#include "core/row_encoding.hpp"
 #include "core/validate.hpp"
 #include "hive_gpu/error.hpp"
 
@@ -26,9 +27,7 @@ struct FlatIndex::State {
   Context ctx;
   StoreConfig cfg;
   std::unique_ptr<FlatStore> store;
-  std::vector<int64_t> row_ids;  // id of each stored row; kNoId once deleted
-  std::unordered_map<int64_t, std::size_t> id_to_row;
-  int64_t next_id = 0;
+  detail::IdMap ids;
   // Searches share the lock; mutations take it alone, so concurrent searches are safe.
   mutable std::shared_mutex mu;
 
@@ -46,102 +45,32 @@ struct FlatIndex::State {
 
   // Validates float rows and returns them in the storage encoding (normalised for Cosine).
   std::vector<uint8_t> encode(std::size_t n, const float* x, const char* what) const {
-    detail::check_pointer(x, n, what);
-    detail::check_finite(x, n, cfg.dim, what);
-    const std::size_t dim = cfg.dim;
-    std::vector<uint8_t> out(n * cfg.row_bytes());
-    std::vector<float> tmp(dim);
-    for (std::size_t i = 0; i < n; ++i) {
-      const float* src = x + i * dim;
-      if (cfg.metric == Metric::Cosine) {
-        normalise(src, tmp.data());
-        src = tmp.data();
-      }
-      switch (cfg.storage) {
-        case ScalarType::F32:
-          std::memcpy(out.data() + i * dim * 4, src, dim * 4);
-          break;
-        case ScalarType::F16: {
-          auto* dst = reinterpret_cast<uint16_t*>(out.data()) + i * dim;
-          for (std::size_t j = 0; j < dim; ++j) {
-            if (std::fabs(src[j]) > detail::kHalfMax)
-              throw Error(ErrorCode::InvalidArgument, std::string(what) + " row " + std::to_string(i) +
-                                                          ", column " + std::to_string(j) + " = " +
-                                                          std::to_string(src[j]) +
-                                                          " exceeds the float16 range (65504); use f32 or bf16");
-            dst[j] = detail::f32_to_f16(src[j]);
-          }
-          break;
-        }
-        case ScalarType::BF16: {
-          auto* dst = reinterpret_cast<uint16_t*>(out.data()) + i * dim;
-          for (std::size_t j = 0; j < dim; ++j) dst[j] = detail::f32_to_bf16(src[j]);
-          break;
-        }
-        case ScalarType::Bits:
-          throw Error(ErrorCode::Internal, "float rows for a bit index");
-      }
-    }
-    return out;
-  }
-
-  void normalise(const float* src, float* dst) const {
-    double s = 0;
-    for (std::size_t j = 0; j < cfg.dim; ++j) s += double(src[j]) * double(src[j]);
-    // A zero vector stays zero (as FAISS's normalize_L2): its cosine distance to anything is 1.
-    const float inv = s > 0 ? float(1.0 / std::sqrt(s)) : 0.0f;
-    for (std::size_t j = 0; j < cfg.dim; ++j) dst[j] = src[j] * inv;
-  }
-
-  void check_new_ids(std::size_t n, const int64_t* ids) const {
-    detail::check_pointer(ids, n, "ids");
-    detail::check_ids(ids, n);
-    for (std::size_t i = 0; i < n; ++i)
-      if (id_to_row.count(ids[i]))
-        throw Error(ErrorCode::IdExists, "id " + std::to_string(ids[i]) +
-                                             " is already in the index (use upsert to replace it)");
-  }
-
-  std::vector<int64_t> sequential_ids(std::size_t n) const {
-    if (n > uint64_t(std::numeric_limits<int64_t>::max() - next_id))
-      throw Error(ErrorCode::InvalidArgument, "sequential ids would overflow int64");
-    std::vector<int64_t> ids(n);
-    for (std::size_t i = 0; i < n; ++i) ids[i] = next_id + int64_t(i);
-    return ids;
+    return detail::encode_rows(cfg.dim, cfg.metric, cfg.storage, n, x, what);
   }
 
   // Appends encoded rows under ids known to be new; the store throws before changing anything.
-  void append(std::size_t n, const void* encoded, const int64_t* ids) {
+  void append(std::size_t n, const void* encoded, const int64_t* new_ids) {
     if (n == 0) return;
-    row_ids.reserve(row_ids.size() + n);
-    id_to_row.reserve(id_to_row.size() + n);
+    ids.reserve(ids.rows() + n);
     store->append(n, encoded);
-    for (std::size_t i = 0; i < n; ++i) {
-      id_to_row.emplace(ids[i], row_ids.size());
-      row_ids.push_back(ids[i]);
-      bump_next_id(ids[i]);
-    }
-  }
-
-  void bump_next_id(int64_t id) {
-    if (id >= next_id) next_id = id == std::numeric_limits<int64_t>::max() ? id : id + 1;
+    ids.append(n, new_ids);
   }
 
   // Replaces existing ids' rows in place and appends the rest.
-  void upsert(std::size_t n, const uint8_t* encoded, const int64_t* ids) {
+  void upsert(std::size_t n, const uint8_t* encoded, const int64_t* up_ids) {
     const std::size_t rb = cfg.row_bytes();
     std::vector<uint8_t> fresh;
     std::vector<int64_t> fresh_ids;
     for (std::size_t i = 0; i < n; ++i) {
-      if (!id_to_row.count(ids[i])) {
+      if (!ids.contains(up_ids[i])) {
         fresh.insert(fresh.end(), encoded + i * rb, encoded + (i + 1) * rb);
-        fresh_ids.push_back(ids[i]);
+        fresh_ids.push_back(up_ids[i]);
       }
     }
     append(fresh_ids.size(), fresh.data(), fresh_ids.data());  // the only step that can throw
     for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t row = id_to_row.at(ids[i]);
-      if (row < row_ids.size() - fresh_ids.size()) store->write_row(row, encoded + i * rb);
+      const std::size_t row = ids.row_of(up_ids[i]);
+      if (row < ids.rows() - fresh_ids.size()) store->write_row(row, encoded + i * rb);
     }
   }
 
@@ -149,22 +78,7 @@ struct FlatIndex::State {
     store->search(nq, q, k, distances, out_ids);
     // Rows -> user ids (a small nq x k pass; the device never needs the id table).
     for (std::size_t i = 0; i < nq * std::size_t(k); ++i)
-      if (out_ids[i] >= 0) out_ids[i] = row_ids[std::size_t(out_ids[i])];
-  }
-
-  // Ids of live rows, in storage order (what ids() returns and save() writes).
-  std::vector<int64_t> live_ids() const {
-    std::vector<int64_t> out;
-    out.reserve(id_to_row.size());
-    for (int64_t id : row_ids)
-      if (id != kNoId) out.push_back(id);
-    return out;
-  }
-
-  std::size_t row_of(int64_t id) const {
-    auto it = id_to_row.find(id);
-    if (it == id_to_row.end()) throw Error(ErrorCode::UnknownId, "id " + std::to_string(id) + " is not in the index");
-    return it->second;
+      if (out_ids[i] >= 0) out_ids[i] = ids.id_at(std::size_t(out_ids[i]));
   }
 };
 
@@ -209,29 +123,29 @@ ScalarType FlatIndex::storage() const { return s_->cfg.storage; }
 const Context& FlatIndex::context() const { return s_->ctx; }
 std::size_t FlatIndex::size() const {
   std::shared_lock lock(s_->mu);
-  return s_->id_to_row.size();
+  return s_->ids.live();
 }
 std::size_t FlatIndex::stored_rows() const {
   std::shared_lock lock(s_->mu);
-  return s_->row_ids.size();
+  return s_->ids.rows();
 }
 int64_t FlatIndex::next_id() const {
   std::shared_lock lock(s_->mu);
-  return s_->next_id;
+  return s_->ids.next_id();
 }
 
 void FlatIndex::add(std::size_t n, const float* x) {
   std::unique_lock lock(s_->mu);
   s_->require_floats();
   const auto enc = s_->encode(n, x, "vectors");
-  const auto ids = s_->sequential_ids(n);
+  const auto ids = s_->ids.sequential(n);
   s_->append(n, enc.data(), ids.data());
 }
 
 void FlatIndex::add_with_ids(std::size_t n, const float* x, const int64_t* ids) {
   std::unique_lock lock(s_->mu);
   s_->require_floats();
-  s_->check_new_ids(n, ids);
+  s_->ids.check_new(n, ids);
   const auto enc = s_->encode(n, x, "vectors");
   s_->append(n, enc.data(), ids);
 }
@@ -249,25 +163,19 @@ void FlatIndex::search(std::size_t nq, const float* q, int k, float* distances, 
   std::shared_lock lock(s_->mu);
   s_->require_floats();
   detail::check_k(k);
-  detail::check_pointer(q, nq, "queries");
   detail::check_pointer(distances, nq, "distances");
   detail::check_pointer(ids, nq, "ids");
-  detail::check_finite(q, nq, s_->cfg.dim, "query");
+  std::vector<float> scratch;
+  const float* ready = detail::prepare_queries(s_->cfg.dim, s_->cfg.metric, nq, q, scratch);
   if (nq == 0) return;
-  if (s_->cfg.metric == Metric::Cosine) {
-    std::vector<float> normalised(nq * s_->cfg.dim);
-    for (std::size_t i = 0; i < nq; ++i) s_->normalise(q + i * s_->cfg.dim, normalised.data() + i * s_->cfg.dim);
-    s_->search(nq, normalised.data(), k, distances, ids);
-  } else {
-    s_->search(nq, q, k, distances, ids);
-  }
+  s_->search(nq, ready, k, distances, ids);
 }
 
 void FlatIndex::add(std::size_t n, const uint8_t* bits) {
   std::unique_lock lock(s_->mu);
   s_->require_bits();
   detail::check_pointer(bits, n, "vectors");
-  const auto ids = s_->sequential_ids(n);
+  const auto ids = s_->ids.sequential(n);
   s_->append(n, bits, ids.data());
 }
 
@@ -275,7 +183,7 @@ void FlatIndex::add_with_ids(std::size_t n, const uint8_t* bits, const int64_t* 
   std::unique_lock lock(s_->mu);
   s_->require_bits();
   detail::check_pointer(bits, n, "vectors");
-  s_->check_new_ids(n, ids);
+  s_->ids.check_new(n, ids);
   s_->append(n, bits, ids);
 }
 
@@ -304,11 +212,9 @@ std::size_t FlatIndex::remove(std::size_t n, const int64_t* ids) {
   detail::check_pointer(ids, n, "ids");
   std::size_t removed = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    auto it = s_->id_to_row.find(ids[i]);
-    if (it == s_->id_to_row.end()) continue;
-    s_->store->set_deleted(it->second, true);
-    s_->row_ids[it->second] = kNoId;
-    s_->id_to_row.erase(it);
+    const std::size_t row = s_->ids.remove(ids[i]);
+    if (row == detail::IdMap::npos) continue;
+    s_->store->set_deleted(row, true);
     ++removed;
   }
   return removed;
@@ -316,68 +222,48 @@ std::size_t FlatIndex::remove(std::size_t n, const int64_t* ids) {
 
 bool FlatIndex::contains(int64_t id) const {
   std::shared_lock lock(s_->mu);
-  return s_->id_to_row.count(id) != 0;
+  return s_->ids.contains(id);
 }
 
 std::vector<float> FlatIndex::get(int64_t id) const {
   std::shared_lock lock(s_->mu);
   s_->require_floats();
-  const std::size_t row = s_->row_of(id);
-  const std::size_t dim = s_->cfg.dim;
+  const std::size_t row = s_->ids.row_of(id);
   std::vector<uint8_t> raw(s_->cfg.row_bytes());
   s_->store->read_rows(row, 1, raw.data());
-  std::vector<float> out(dim);
-  const auto* h = reinterpret_cast<const uint16_t*>(raw.data());
-  switch (s_->cfg.storage) {
-    case ScalarType::F32: std::memcpy(out.data(), raw.data(), dim * 4); break;
-    case ScalarType::F16: for (std::size_t j = 0; j < dim; ++j) out[j] = detail::f16_to_f32(h[j]); break;
-    case ScalarType::BF16: for (std::size_t j = 0; j < dim; ++j) out[j] = detail::bf16_to_f32(h[j]); break;
-    case ScalarType::Bits: break;
-  }
-  return out;
+  return detail::decode_row(s_->cfg.dim, s_->cfg.storage, raw.data());
 }
 
 std::vector<uint8_t> FlatIndex::get_bits(int64_t id) const {
   std::shared_lock lock(s_->mu);
   s_->require_bits();
   std::vector<uint8_t> out(s_->cfg.row_bytes());
-  s_->store->read_rows(s_->row_of(id), 1, out.data());
+  s_->store->read_rows(s_->ids.row_of(id), 1, out.data());
   return out;
 }
 
 std::vector<int64_t> FlatIndex::ids() const {
   std::shared_lock lock(s_->mu);
-  return s_->live_ids();
+  return s_->ids.live_ids();
 }
 
 void FlatIndex::reserve(std::size_t n) {
   std::unique_lock lock(s_->mu);
   s_->store->reserve(n);
-  s_->row_ids.reserve(n);
-  s_->id_to_row.reserve(n);
+  s_->ids.reserve(n);
 }
 
 void FlatIndex::compact() {
   std::unique_lock lock(s_->mu);
-  if (s_->id_to_row.size() == s_->row_ids.size()) return;
-  std::vector<std::size_t> keep;
-  std::vector<int64_t> kept_ids;
-  keep.reserve(s_->id_to_row.size());
-  for (std::size_t r = 0; r < s_->row_ids.size(); ++r)
-    if (s_->row_ids[r] != kNoId) {
-      keep.push_back(r);
-      kept_ids.push_back(s_->row_ids[r]);
-    }
-  s_->store->compact(keep);
-  s_->row_ids = std::move(kept_ids);
-  for (std::size_t r = 0; r < s_->row_ids.size(); ++r) s_->id_to_row[s_->row_ids[r]] = r;
+  if (s_->ids.live() == s_->ids.rows()) return;
+  s_->store->compact(s_->ids.live_rows());
+  s_->ids.compact();
 }
 
 void FlatIndex::reset() {
   std::unique_lock lock(s_->mu);
   s_->store->clear();
-  s_->row_ids.clear();
-  s_->id_to_row.clear();
+  s_->ids.clear();
 }
 
 void FlatIndex::save(const std::string& path) const {
@@ -388,20 +274,21 @@ void FlatIndex::save(const std::string& path) const {
   h.metric = s_->cfg.metric;
   h.storage = s_->cfg.storage;
   h.dim = s_->cfg.dim;
-  h.count = s_->id_to_row.size();
-  h.next_id = s_->next_id;
+  h.count = s_->ids.live();
+  h.next_id = s_->ids.next_id();
   w.write_header(h, rb);
-  const auto live = s_->live_ids();
+  const auto live = s_->ids.live_ids();
   w.write_payload(live.data(), live.size() * sizeof(int64_t));
   // Rows in bounded chunks, skipping deleted ones: saving compacts on disk.
   const std::size_t chunk = rows_per_file_chunk(rb);
-  std::vector<uint8_t> buf(std::min(chunk, s_->row_ids.size()) * rb);
-  for (std::size_t first = 0; first < s_->row_ids.size(); first += chunk) {
-    const std::size_t m = std::min(chunk, s_->row_ids.size() - first);
+  const std::size_t rows = s_->ids.rows();
+  std::vector<uint8_t> buf(std::min(chunk, rows) * rb);
+  for (std::size_t first = 0; first < rows; first += chunk) {
+    const std::size_t m = std::min(chunk, rows - first);
     s_->store->read_rows(first, m, buf.data());
     std::size_t out = 0;
     for (std::size_t r = 0; r < m; ++r) {
-      if (s_->row_ids[first + r] == kNoId) continue;
+      if (s_->ids.id_at(first + r) == kNoId) continue;
       if (out != r) std::memmove(buf.data() + out * rb, buf.data() + r * rb, rb);
       ++out;
     }
@@ -413,6 +300,8 @@ void FlatIndex::save(const std::string& path) const {
 FlatIndex FlatIndex::load(const std::string& path, const Context& ctx) {
   detail::FileReader r(path);
   const auto& h = r.header();
+  if (h.kind != detail::kKindFlat)
+    throw Error(ErrorCode::Unsupported, "'" + path + "' holds an HNSW index: open it with HnswIndex::load");
   auto s = std::make_unique<State>(ctx, make_config(h.dim, h.metric, FlatOptions{h.storage}));
   std::vector<int64_t> ids(h.count);
   r.read_payload(ids.data(), ids.size() * sizeof(int64_t));
@@ -435,7 +324,7 @@ FlatIndex FlatIndex::load(const std::string& path, const Context& ctx) {
   if (!ids.empty() && *std::max_element(ids.begin(), ids.end()) >= h.next_id &&
       h.next_id != std::numeric_limits<int64_t>::max())
     throw Error(ErrorCode::CorruptFile, "'" + path + "': next id is not above every stored id");
-  s->next_id = h.next_id;
+  s->ids.set_next_id(h.next_id);
   return FlatIndex(std::move(s));
 }
 

@@ -1,4 +1,5 @@
 // Defaults of the Index contract: the packed-bit overloads exist only for Hamming indexes.
+#include "core/file_format.hpp"
 #include "core/validate.hpp"
 #include "hive_gpu/error.hpp"
 #include "hive_gpu/index.hpp"
@@ -64,5 +65,14 @@ void Index::add_with_ids(std::size_t, const uint8_t*, const int64_t*) { no_bits(
 void Index::upsert(std::size_t, const uint8_t*, const int64_t*) { no_bits(); }
 void Index::search(std::size_t, const uint8_t*, int, float*, int64_t*) const { no_bits(); }
 std::vector<uint8_t> Index::get_bits(int64_t) const { no_bits(); }
+
+}  // namespace hive::gpu
+
+namespace hive::gpu {
+
+std::string index_file_kind(const std::string& path) {
+  const detail::FileReader r(path);
+  return r.header().kind == detail::kKindHnsw ? "hnsw" : "flat";
+}
 
 }  // namespace hive::gpu
