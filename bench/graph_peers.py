@@ -129,7 +129,9 @@ def main():
             idx.set_ef(max(ef, k))
             return idx.knn_query(queries, k=k, num_threads=args.threads)[0]
 
-        run("hnswlib", getattr(hnswlib, "__version__", "?"), build_hnswlib, search_hnswlib)
+        from importlib.metadata import version as dist_version
+
+        run("hnswlib", dist_version("hnswlib"), build_hnswlib, search_hnswlib)
     if "usearch" not in skip:
         import usearch
         from usearch.index import Index as UIndex

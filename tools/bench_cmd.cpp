@@ -1,5 +1,5 @@
-// `hive-gpu bench`: build a FlatIndex on a data set, then time batched k-NN searches against
-// exact float64 ground truth.
+// `hive-gpu bench`: build an index (flat, or an HNSW graph swept over ef) on a data set, then
+// time batched k-NN searches against exact float64 ground truth.
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -30,6 +30,10 @@ const std::vector<OptionSpec>& bench_options() {
       {"metric", true, "l2 | ip | cosine | l1 | linf (default l2)", "M"},
       {"storage", true, "f32 | f16 | bf16 (default f32)", "T"},
       {"k", true, "neighbours per query (default 10)", "K"},
+      {"index", true, "flat | hnsw (default flat; hnsw runs on the CPU)", "KIND"},
+      {"M", true, "hnsw: links per node (default 16)", "M"},
+      {"ef-construction", true, "hnsw: the build's candidate list (default 200)", "EF"},
+      {"ef", true, "hnsw: comma-separated search candidate lists to sweep (default 10,16,20,32,40,64,80,128)", "LIST"},
       {"batch", true, "comma-separated batch sizes to time (default 1,100,10000)", "LIST"},
       {"b1-queries", true, "queries timed at batch size 1 (default 1000)", "N"},
       {"time-budget", true, "seconds after which a batch size stops starting new batches (default 20)", "S"},
@@ -67,6 +71,7 @@ std::string default_data_dir() {
 struct Row {
   BatchTiming timing;
   double recall = 0;
+  int ef = 0;  // hnsw: the search candidate list (0: flat)
 };
 
 void write_json(const std::string& path, const DeviceInfo& dev, const Dataset& ds, Metric metric, ScalarType storage,
@@ -114,6 +119,7 @@ void write_json(const std::string& path, const DeviceInfo& dev, const Dataset& d
         .field("mean_ms", t.mean_ms)
         .field("max_ms", t.max_ms)
         .field("recall", r.recall)
+        .field("ef", r.ef)
         .end_object();
   }
   j.end_array();
@@ -147,7 +153,8 @@ void dump_for_peers(const std::string& dir, const Dataset& ds, const GroundTruth
 int run_bench(int argc, const char* const* argv, int first) {
   Args args(bench_options(), argc, argv, first);
   if (args.has("help")) {
-    std::cout << "usage: hive-gpu bench [options]\n\nBuilds a flat index on a data set, then times k-NN searches "
+    std::cout << "usage: hive-gpu bench [options]\n\nBuilds an index (flat, or hnsw swept over --ef) on a data set, "
+                 "then times k-NN searches "
                  "in batches\nand reports QPS, per-batch p50/p99 latency and tie-aware recall@k against\nexact "
                  "float64 ground truth (cached under the data folder).\n\n"
               << format_options(bench_options());
@@ -173,6 +180,17 @@ int run_bench(int argc, const char* const* argv, int first) {
   plan_defaults.repeat = static_cast<int>(args.get_int("repeat", 1));
   plan_defaults.min_time_s = args.get_double("min-time", 0);
   if (plan_defaults.repeat < 1) throw UsageError("--repeat must be at least 1");
+  const std::string kind = args.get("index", "flat");
+  if (kind != "flat" && kind != "hnsw") throw UsageError("--index must be flat or hnsw");
+  HnswOptions hopt;
+  hopt.M = static_cast<int>(args.get_int("M", 16));
+  hopt.ef_construction = static_cast<int>(args.get_int("ef-construction", 200));
+  hopt.storage = storage;
+  std::vector<int> efs = {0};
+  if (kind == "hnsw") {
+    efs.clear();
+    for (std::size_t e : parse_size_list(args.get("ef", "10,16,20,32,40,64,80,128"), "--ef")) efs.push_back(int(e));
+  }
   const std::string data_dir = args.get("data-dir", default_data_dir());
   const bool progress = !args.has("no-progress");
 
@@ -183,16 +201,27 @@ int run_bench(int argc, const char* const* argv, int first) {
   const double load_s = seconds_since(t0);
 
   // Device and index.
-  Context ctx = Context::open(backend);
+  Context ctx = Context::open(kind == "hnsw" && backend == "auto" ? "cpu" : backend);
   const DeviceInfo& dev = ctx.info();
-  FlatIndex index(ctx, ds.d, metric, FlatOptions{storage});
+  std::unique_ptr<Index> owned;
+  HnswIndex* graph = nullptr;
+  if (kind == "hnsw") {
+    auto h = std::make_unique<HnswIndex>(ctx, ds.d, metric, hopt);
+    graph = h.get();
+    owned = std::move(h);
+  } else {
+    owned = std::make_unique<FlatIndex>(ctx, ds.d, metric, FlatOptions{storage});
+  }
+  Index& index = *owned;
   t0 = std::chrono::steady_clock::now();
   {
     Progress bar("build", ds.n, "rows", progress);
     index.reserve(ds.n);
-    constexpr std::size_t kChunk = 8192;
-    for (std::size_t r = 0; r < ds.n; r += kChunk) {
-      const std::size_t cnt = std::min(kChunk, ds.n - r);
+    // A graph is inserted in one call (every thread of the pool works on it); a flat index in
+    // chunks, so the progress bar moves.
+    const std::size_t chunk = graph != nullptr ? ds.n : 8192;
+    for (std::size_t r = 0; r < ds.n; r += chunk) {
+      const std::size_t cnt = std::min(chunk, ds.n - r);
       index.add(cnt, ds.base.data() + r * ds.d);
       bar.update(r + cnt);
     }
@@ -237,40 +266,51 @@ int run_bench(int argc, const char* const* argv, int first) {
   // Timed searches.
   const double load_start = load_average();
   std::vector<Row> rows;
-  for (std::size_t b : batches) {
-    BatchPlan plan = plan_defaults;
-    plan.batch = b;
-    plan.queries = b == 1 ? std::min(ds.nq, b1_queries) : ds.nq;
-    std::cerr << "timing batch " << b << " ...\n";
-    Row row;
-    row.timing = time_batches(index, ds.queries.data(), ds.d, k, plan);
-    row.recall = recall_at_k(metric, k, ds.base.data(), ds.n, ds.queries.data(), ds.d, gt, 0, row.timing.queries,
-                             row.timing.ids.data());
-    rows.push_back(std::move(row));
+  for (int ef : efs) {
+    if (graph != nullptr) graph->set_ef_search(ef);
+    for (std::size_t b : batches) {
+      BatchPlan plan = plan_defaults;
+      plan.batch = b;
+      plan.queries = b == 1 ? std::min(ds.nq, b1_queries) : ds.nq;
+      std::cerr << "timing batch " << b << (ef > 0 ? " ef " + std::to_string(ef) : std::string()) << " ...\n";
+      Row row;
+      row.ef = ef;
+      row.timing = time_batches(index, ds.queries.data(), ds.d, k, plan);
+      row.recall = recall_at_k(metric, k, ds.base.data(), ds.n, ds.queries.data(), ds.d, gt, 0, row.timing.queries,
+                               row.timing.ids.data());
+      rows.push_back(std::move(row));
+    }
   }
 
   const double load_end = load_average();
   std::optional<ReadFloor> floor;
   if (!args.has("no-floor")) {
-    floor = measure_read_floor(index.stored_rows() * row_bytes(storage, ds.d));
+    floor = measure_read_floor(ds.n * row_bytes(storage, ds.d));
   }
 
   // Report.
   std::cout << "device " << dev.id() << " (" << dev.name << (dev.simd.empty() ? "" : ", " + dev.simd) << ", "
             << dev.compute_units << " units) | dataset " << ds.name << " | n " << ds.n << " | d " << ds.d << " | nq "
             << ds.nq << " | metric " << to_string(metric) << " | storage " << to_string(storage) << " | k " << k
+            << " | index " << kind
+            << (graph != nullptr ? " (M " + std::to_string(hopt.M) + ", ef_construction " +
+                                       std::to_string(hopt.ef_construction) + ")"
+                                 : std::string())
             << '\n';
   std::cout << "build " << fixed(build_s, 3) << " s (" << short_count(double(ds.n) / std::max(build_s, 1e-9))
             << " rows/s) | ground truth " << (gt_cached ? "cached" : "computed in " + fixed(gt_s, 1) + " s") << "\n\n";
   Table table;
+  if (graph != nullptr) table.add_column("ef", Table::Align::Right);
   table.add_column("batch", Table::Align::Right);
   table.add_column("QPS", Table::Align::Right);
   table.add_column("p50 ms", Table::Align::Right);
   table.add_column("p99 ms", Table::Align::Right);
   table.add_column("recall@" + std::to_string(k), Table::Align::Right);
   for (const auto& r : rows) {
-    table.add_row({std::to_string(r.timing.batch), sig3(r.timing.qps), sig3(r.timing.p50_ms), sig3(r.timing.p99_ms),
-                   fixed(r.recall, 4)});
+    std::vector<std::string> cells = {std::to_string(r.timing.batch), sig3(r.timing.qps), sig3(r.timing.p50_ms),
+                                      sig3(r.timing.p99_ms), fixed(r.recall, 4)};
+    if (graph != nullptr) cells.insert(cells.begin(), std::to_string(r.ef));
+    table.add_row(cells);
   }
   std::cout << table.markdown();
   if (floor) {

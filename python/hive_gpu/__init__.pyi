@@ -88,12 +88,14 @@ def backends() -> list[BackendStatus]:
     """Every backend this build knows of, compiled in or not."""
 
 class Index:
-    """Exact k-NN index. search() always returns 2-D (nq, k) arrays, as FAISS."""
+    """k-NN index: exact (kind="flat") or an HNSW graph (kind="hnsw", CPU). search() always
+    returns 2-D (nq, k) arrays, as FAISS."""
     def __init__(self, dim: int, metric: MetricName | str = "l2", kind: str = "flat",
-                 dtype: DTypeName | str = "float32", device: str = "auto") -> None: ...
+                 dtype: DTypeName | str = "float32", device: str = "auto", M: int = 16,
+                 ef_construction: int = 200, ef_search: int = 64) -> None: ...
     def add(self, x: Vectors, ids: Ids | None = None) -> None: ...
     def upsert(self, x: Vectors, ids: Ids) -> None: ...
-    def search(self, q: Vectors, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+    def search(self, q: Vectors, k: int, ef: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
     def remove(self, ids: Ids) -> int: ...
     @overload
     def get(self, ids: int) -> npt.NDArray[Any]: ...  # 1-D
@@ -122,6 +124,18 @@ class Index:
     def stored_rows(self) -> int: ...
     @property
     def next_id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ef_search(self) -> int: ...  # kind="hnsw"; settable
+    @ef_search.setter
+    def ef_search(self, ef: int) -> None: ...
+    @property
+    def M(self) -> int: ...  # kind="hnsw"
+    @property
+    def ef_construction(self) -> int: ...  # kind="hnsw"
+    @property
+    def max_level(self) -> int: ...  # kind="hnsw"
 
 def load(path: PathLike, device: str = "auto") -> Index:
-    """Reads a file written by Index.save onto device."""
+    """Reads a file written by Index.save (flat: onto device; hnsw: on the CPU)."""

@@ -227,8 +227,8 @@ class PyIndex {
   py::tuple search(const py::handle& q, int k, const py::handle& ef) const {
     if (k < 1 || k > hg::kMaxK)
       fail(hg::ErrorCode::InvalidK, "k = " + std::to_string(k) + " is outside 1.." + std::to_string(hg::kMaxK));
-    const int e = ef.is_none() ? 0 : ef.cast<int>();
-    if (e != 0 && hnsw_ == nullptr) fail(hg::ErrorCode::Unsupported, "ef is a parameter of kind='hnsw' indexes");
+    const std::optional<int> e = ef.is_none() ? std::nullopt : std::optional<int>(ef.cast<int>());
+    if (e && hnsw_ == nullptr) fail(hg::ErrorCode::Unsupported, "ef is a parameter of kind='hnsw' indexes");
     if (bits()) return search_t<uint8_t>(to_rows<uint8_t>(q, cols(), idx_->dim(), true, "search"), k, e);
     return search_t<float>(to_rows<float>(q, cols(), idx_->dim(), false, "search"), k, e);
   }
@@ -312,7 +312,7 @@ class PyIndex {
   }
 
   template <typename T>
-  py::tuple search_t(const Rows<T>& r, int k, int ef) const {
+  py::tuple search_t(const Rows<T>& r, int k, std::optional<int> ef) const {
     const auto nq = py::ssize_t(r.n);
     py::array_t<float> d({nq, py::ssize_t(k)});
     py::array_t<int64_t> i({nq, py::ssize_t(k)});
@@ -321,8 +321,8 @@ class PyIndex {
     const T* qp = r.data();
     if (r.n > 0) {
       py::gil_scoped_release nogil;
-      if (ef > 0)
-        hnsw_->search(r.n, qp, k, dp, ip, ef);
+      if (ef)
+        hnsw_->search(r.n, qp, k, dp, ip, *ef);
       else
         idx_->search(r.n, qp, k, dp, ip);
     }

@@ -54,7 +54,7 @@ def test_index_properties():
     assert ix.dim == 8 and ix.metric == "ip" and ix.dtype == "float16"
     assert isinstance(ix.device, hive_gpu.DeviceInfo) and ix.device.id == "cpu:0"
     assert ix.ntotal == ix.size == len(ix) == 0 and ix.next_id == 0 and ix.stored_rows == 0
-    assert repr(ix) == "hive_gpu.Index(dim=8, metric='ip', dtype='float16', device='cpu:0', ntotal=0)"
+    assert repr(ix) == "hive_gpu.Index(dim=8, metric='ip', kind='flat', dtype='float16', device='cpu:0', ntotal=0)"
     assert hive_gpu.Index(8, dtype="bfloat16").dtype == "bfloat16"
     assert hive_gpu.Index(8, metric="cosine").metric == "cosine"
     assert hive_gpu.Index(16, metric="hamming").dtype == "uint8"

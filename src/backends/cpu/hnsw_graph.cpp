@@ -92,11 +92,22 @@ HnswGraph::HnswGraph(std::size_t dim, Metric metric, ScalarType storage, HnswPar
     hamming_ = k.hamming;
   } else {
     scan_ = k.scan_fn(metric, storage);
+    gather_ = k.gather_fn(metric, storage);
     decode_ = k.decode[int(storage)];
   }
 }
 
 HnswGraph::~HnswGraph() = default;
+
+void HnswGraph::dists(const void* q, const uint32_t* nodes, std::size_t m, float* out) const {
+  if (hamming_ != nullptr) {
+    for (std::size_t i = 0; i < m; ++i) hamming_(static_cast<const uint8_t*>(q), row(nodes[i]), 1, row_bytes_, out + i);
+    return;
+  }
+  const void* ptrs[kMaxLinks];
+  for (std::size_t i = 0; i < m; ++i) ptrs[i] = row(nodes[i]);
+  gather_(static_cast<const float*>(q), ptrs, m, dim_, out);
+}
 
 float HnswGraph::dist(const void* q, uint32_t node) const {
   float out;
@@ -184,7 +195,8 @@ void HnswGraph::search_layer(const void* q, uint32_t ep, float ep_dist, int ef, 
     lower = ep_dist;
   }
   cand.emplace_back(ep_dist, ep);
-  uint32_t list[1 + 2 * 256];
+  uint32_t list[kMaxLinks], todo[kMaxLinks];
+  float dd[kMaxLinks];
   while (!cand.empty()) {
     const auto [dc, c] = cand.front();
     if (dc > lower && top.size() >= cap) break;
@@ -201,18 +213,21 @@ void HnswGraph::search_layer(const void* q, uint32_t ep, float ep_dist, int ef, 
       count = l[0];
       ++l;
     }
-    if (count > 0) {
-      prefetch(&visited->tags[l[0]]);
-      prefetch(row(l[0]));
-    }
+    // The unvisited neighbours first, their rows prefetched, then all their distances in one
+    // gather call (four rows at a time: independent chains, several memory streams), then the
+    // heap updates in neighbour order: the same result as one neighbour at a time.
+    std::size_t m = 0;
     for (uint32_t j = 0; j < count; ++j) {
       const uint32_t nb = l[j];
-      if (j + 1 < count) {
-        prefetch(&visited->tags[l[j + 1]]);
-        prefetch(row(l[j + 1]));
-      }
       if (visited->test_and_set(nb)) continue;
-      const float d = dist(q, nb);
+      prefetch(row(nb));
+      todo[m++] = nb;
+    }
+    if (m == 0) continue;
+    dists(q, todo, m, dd);
+    for (std::size_t j = 0; j < m; ++j) {
+      const float d = dd[j];
+      const uint32_t nb = todo[j];
       if (top.size() < cap || d < lower) {
         cand.emplace_back(d, nb);
         std::push_heap(cand.begin(), cand.end(), std::greater<>());
@@ -235,15 +250,18 @@ void HnswGraph::select_neighbors(Heap& sorted, int m, std::vector<float>& buf) c
   if (sorted.size() <= std::size_t(m)) return;
   Heap kept;
   kept.reserve(std::size_t(m));
+  uint32_t ids[4];
+  float dd[4];
   for (const auto& [d, c] : sorted) {
     if (kept.size() >= std::size_t(m)) break;
     const void* cq = as_query(c, buf);
     bool good = true;
-    for (const auto& k : kept) {
-      if (dist(cq, k.second) < d) {
-        good = false;
-        break;
-      }
+    // Four kept neighbours at a time (one gather call), stopping at the first that is closer.
+    for (std::size_t i = 0; good && i < kept.size(); i += 4) {
+      const std::size_t b = std::min<std::size_t>(4, kept.size() - i);
+      for (std::size_t j = 0; j < b; ++j) ids[j] = kept[i + j].second;
+      dists(cq, ids, b, dd);
+      for (std::size_t j = 0; j < b; ++j) good = good && !(dd[j] < d);
     }
     if (good) kept.emplace_back(d, c);
   }
@@ -271,9 +289,11 @@ void HnswGraph::connect(uint32_t node, const Heap& neighbors, int level, std::ve
     }
     // Full: keep the best of its links and the new node by the same heuristic.
     const void* nq = as_query(nb, nbuf);
+    float dd[kMaxLinks];
+    dists(nq, l + 1, count, dd);
     h.clear();
     h.emplace_back(d, node);  // distances are symmetric
-    for (uint32_t j = 0; j < count; ++j) h.emplace_back(dist(nq, l[1 + j]), l[1 + j]);
+    for (uint32_t j = 0; j < count; ++j) h.emplace_back(dd[j], l[1 + j]);
     std::sort(h.begin(), h.end());
     select_neighbors(h, maxm, buf);
     l[0] = uint32_t(h.size());

@@ -78,8 +78,10 @@ class HnswGraph {
   }
   int max_links(int level) const { return level == 0 ? 2 * p_.M : p_.M; }
 
-  // Distance from a query (fp32 / bits) to a node.
+  static constexpr std::size_t kMaxLinks = 2 * 256;  // level-0 links at the largest M
+  // Distance from a query (fp32 / bits) to a node, and to m <= kMaxLinks nodes at once.
   float dist(const void* q, uint32_t node) const;
+  void dists(const void* q, const uint32_t* nodes, std::size_t m, float* out) const;
   // The query form of a stored node (its row decoded to fp32 in `buf`, or the row itself).
   const void* as_query(uint32_t node, std::vector<float>& buf) const;
   int draw_level();
@@ -99,6 +101,7 @@ class HnswGraph {
   std::size_t row_bytes_;
   double level_mult_;
   ScanFn scan_ = nullptr;
+  GatherFn gather_ = nullptr;
   ScanBitsFn hamming_ = nullptr;
   DecodeFn decode_ = nullptr;
 

@@ -17,6 +17,8 @@ const char* to_string(SimdLevel level) noexcept;
 // Rows are in the storage encoding (float, IEEE half as uint16_t, bfloat16 as uint16_t);
 // row i starts at element i * dim. q is fp32 of length dim.
 using ScanFn = void (*)(const float* q, const void* rows, std::size_t n, std::size_t dim, float* out);
+// The same for n rows anywhere in memory: row i at rows[i] (a graph search's neighbours).
+using GatherFn = void (*)(const float* q, const void* const* rows, std::size_t n, std::size_t dim, float* out);
 // Packed bits, nbytes per row.
 using ScanBitsFn = void (*)(const uint8_t* q, const uint8_t* rows, std::size_t n, std::size_t nbytes,
                             float* out);
@@ -29,10 +31,12 @@ inline constexpr int kFloatStorages = 3;  // F32, F16, BF16 (ScalarType order)
 struct KernelTable {
   SimdLevel level = SimdLevel::Scalar;
   ScanFn scan[kFloatMetrics][kFloatStorages] = {};
+  GatherFn gather[kFloatMetrics][kFloatStorages] = {};
   ScanBitsFn hamming = nullptr;
   DecodeFn decode[kFloatStorages] = {};  // decode[F32] is a copy
 
   ScanFn scan_fn(Metric m, ScalarType s) const { return scan[int(m)][int(s)]; }
+  GatherFn gather_fn(Metric m, ScalarType s) const { return gather[int(m)][int(s)]; }
 };
 
 // The best level this CPU supports, unless HIVE_GPU_SIMD=scalar|avx2|avx512 asks for a lower

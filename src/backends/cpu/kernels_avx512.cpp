@@ -155,21 +155,25 @@ inline void prefetch_ahead(const void* block_start, std::size_t done, std::size_
   }
 }
 
-// Scores R (kBlockRows or 1) consecutive rows starting at x; writes R results to out.
-template <Metric M, ScalarType S, std::size_t R>
-inline void block(const float* q, const typename Elem<S>::T* x, std::size_t dim, float* out) {
+// Scores R (kBlockRows or 1) rows, row r at xs[r]; writes R results to out. kStream: the rows
+// are consecutive (xs[r] = xs[0] + r dim) and the block streams its own prefetches; otherwise
+// (rows gathered from anywhere, a graph search) each row's own sequential stream is left to the
+// hardware prefetchers.
+template <Metric M, ScalarType S, std::size_t R, bool kStream>
+inline void block(const float* q, const typename Elem<S>::T* const* xs, std::size_t dim, float* out) {
+  const auto* x = xs[0];
   __m512 acc[R];
   for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   std::size_t j = 0;
   for (; j + 16 <= dim; j += 16) {
     const __m512 qv = _mm512_loadu_ps(q + j);
-    for (std::size_t r = 0; r < R; ++r) acc[r] = step<M>(acc[r], qv, load16<S>(x + r * dim + j));
-    if constexpr (R == kBlockRows) prefetch_ahead(x, j * R * sizeof(*x), R * 16 * sizeof(*x));
+    for (std::size_t r = 0; r < R; ++r) acc[r] = step<M>(acc[r], qv, load16<S>(xs[r] + j));
+    if constexpr (kStream && R == kBlockRows) prefetch_ahead(x, j * R * sizeof(*x), R * 16 * sizeof(*x));
   }
   if (j < dim) {
     const __mmask16 m = low_mask16(dim - j);
     const __m512 qv = _mm512_maskz_loadu_ps(m, q + j);
-    for (std::size_t r = 0; r < R; ++r) acc[r] = step<M>(acc[r], qv, load16<S>(x + r * dim + j, m));
+    for (std::size_t r = 0; r < R; ++r) acc[r] = step<M>(acc[r], qv, load16<S>(xs[r] + j, m));
   }
 
   if constexpr (R == 4) {
@@ -187,10 +191,35 @@ inline void block(const float* q, const typename Elem<S>::T* x, std::size_t dim,
 
 template <Metric M, ScalarType S>
 void scan(const float* q, const void* rows, std::size_t n, std::size_t dim, float* out) {
-  const auto* x = static_cast<const typename Elem<S>::T*>(rows);
+  using T = typename Elem<S>::T;
+  const auto* x = static_cast<const T*>(rows);
   std::size_t i = 0;
-  for (; i + kBlockRows <= n; i += kBlockRows) block<M, S, kBlockRows>(q, x + i * dim, dim, out + i);
-  for (; i < n; ++i) block<M, S, 1>(q, x + i * dim, dim, out + i);
+  for (; i + kBlockRows <= n; i += kBlockRows) {
+    const T* xs[kBlockRows] = {x + i * dim, x + (i + 1) * dim, x + (i + 2) * dim, x + (i + 3) * dim};
+    block<M, S, kBlockRows, true>(q, xs, dim, out + i);
+  }
+  for (; i < n; ++i) {
+    const T* xs[1] = {x + i * dim};
+    block<M, S, 1, false>(q, xs, dim, out + i);
+  }
+}
+
+// Rows anywhere (rows[i] points at row i): four at a time, so four independent accumulator
+// chains and four memory streams are in flight (a graph search's neighbours). A short tail is
+// padded with the last row and its extra results dropped.
+template <Metric M, ScalarType S>
+void gather(const float* q, const void* const* rows, std::size_t n, std::size_t dim, float* out) {
+  using T = typename Elem<S>::T;
+  const auto* xs = reinterpret_cast<const T* const*>(rows);
+  std::size_t i = 0;
+  for (; i + kBlockRows <= n; i += kBlockRows) block<M, S, kBlockRows, false>(q, xs + i, dim, out + i);
+  if (i < n) {
+    const T* pad[kBlockRows];
+    float res[kBlockRows];
+    for (std::size_t r = 0; r < kBlockRows; ++r) pad[r] = xs[i + r < n ? i + r : n - 1];
+    block<M, S, kBlockRows, false>(q, pad, dim, res);
+    for (std::size_t r = 0; i + r < n; ++r) out[i + r] = res[r];
+  }
 }
 
 // Per-64-bit-lane popcount of v, with VPOPCNTDQ or with a nibble lookup (AVX512BW only).
@@ -280,6 +309,11 @@ constexpr KernelTable make_table() {
        {&scan<Cosine, F32>, &scan<Cosine, F16>, &scan<Cosine, BF16>},
        {&scan<L1, F32>, &scan<L1, F16>, &scan<L1, BF16>},
        {&scan<Linf, F32>, &scan<Linf, F16>, &scan<Linf, BF16>}},
+      {{&gather<L2, F32>, &gather<L2, F16>, &gather<L2, BF16>},
+       {&gather<InnerProduct, F32>, &gather<InnerProduct, F16>, &gather<InnerProduct, BF16>},
+       {&gather<Cosine, F32>, &gather<Cosine, F16>, &gather<Cosine, BF16>},
+       {&gather<L1, F32>, &gather<L1, F16>, &gather<L1, BF16>},
+       {&gather<Linf, F32>, &gather<Linf, F16>, &gather<Linf, BF16>}},
       &hamming<kVpopcnt>,
       {&decode_f32, &decode<F16>, &decode<BF16>},
   };

@@ -100,6 +100,11 @@ void scan(const float* q, const void* rows, std::size_t n, std::size_t dim, floa
   }
 }
 
+template <Metric M, ScalarType S>
+void gather(const float* q, const void* const* rows, std::size_t n, std::size_t dim, float* out) {
+  for (std::size_t i = 0; i < n; ++i) scan<M, S>(q, rows[i], 1, dim, out + i);
+}
+
 void hamming(const uint8_t* q, const uint8_t* rows, std::size_t n, std::size_t nbytes, float* out) {
   for (std::size_t i = 0; i < n; ++i, rows += nbytes) {
     uint64_t count = 0;
@@ -135,6 +140,9 @@ constexpr void fill_metric(KernelTable& t) {
   t.scan[int(M)][int(ScalarType::F32)] = &scan<M, ScalarType::F32>;
   t.scan[int(M)][int(ScalarType::F16)] = &scan<M, ScalarType::F16>;
   t.scan[int(M)][int(ScalarType::BF16)] = &scan<M, ScalarType::BF16>;
+  t.gather[int(M)][int(ScalarType::F32)] = &gather<M, ScalarType::F32>;
+  t.gather[int(M)][int(ScalarType::F16)] = &gather<M, ScalarType::F16>;
+  t.gather[int(M)][int(ScalarType::BF16)] = &gather<M, ScalarType::BF16>;
 }
 
 constexpr KernelTable make_table() {
