@@ -269,15 +269,35 @@ void HnswGraph::select_neighbors(Heap& sorted, int m, std::vector<float>& buf) c
 }
 
 void HnswGraph::connect(uint32_t node, const Heap& neighbors, int level, std::vector<float>& buf) {
-  {
-    std::lock_guard<std::mutex> lock(locks_[node]);
-    uint32_t* l = links(node, level);
-    l[0] = uint32_t(neighbors.size());
-    for (std::size_t j = 0; j < neighbors.size(); ++j) l[1 + j] = neighbors[j].second;
-  }
   const int maxm = max_links(level);
   std::vector<float> nbuf;
   Heap h;
+  {
+    std::lock_guard<std::mutex> lock(locks_[node]);
+    uint32_t* l = links(node, level);
+    const uint32_t had = l[0];
+    if (had == 0) {
+      l[0] = uint32_t(neighbors.size());
+      for (std::size_t j = 0; j < neighbors.size(); ++j) l[1 + j] = neighbors[j].second;
+    } else {
+      // Other insertions already linked back to this node while it searched (its lock is not
+      // held through an insertion, which could deadlock): keep those links too, so none is
+      // lost, re-selecting by the heuristic when the union overflows the list.
+      const void* nq = as_query(node, nbuf);
+      float dd[kMaxLinks];
+      dists(nq, l + 1, had, dd);
+      h.assign(neighbors.begin(), neighbors.end());
+      for (uint32_t j = 0; j < had; ++j) {
+        const uint32_t e = l[1 + j];
+        if (std::none_of(neighbors.begin(), neighbors.end(), [e](const auto& p) { return p.second == e; }))
+          h.emplace_back(dd[j], e);
+      }
+      std::sort(h.begin(), h.end());
+      select_neighbors(h, maxm, buf);
+      l[0] = uint32_t(h.size());
+      for (std::size_t j = 0; j < h.size(); ++j) l[1 + j] = h[j].second;
+    }
+  }
   for (const auto& [d, nb] : neighbors) {
     std::lock_guard<std::mutex> lock(locks_[nb]);
     uint32_t* l = links(nb, level);
