@@ -14,35 +14,12 @@
 
 #include "backends/cuda/dot_tile.hpp"
 
+#include "cuda_test_util.hpp"
+
 namespace hive::gpu::cuda {
 namespace {
 
-bool has_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-#define REQUIRE_DEVICE()                                         \
-  do {                                                           \
-    if (!has_device()) GTEST_SKIP() << "CUDA has no device";     \
-  } while (0)
-
-#define CUDA_OK(call) ASSERT_EQ(cudaSuccess, (call)) << #call
-
-// Device memory freed on scope exit.
-struct DeviceMem {
-  void* p = nullptr;
-  explicit DeviceMem(std::size_t bytes) {
-    if (cudaMalloc(&p, std::max<std::size_t>(bytes, 1)) != cudaSuccess) p = nullptr;
-  }
-  ~DeviceMem() { cudaFree(p); }
-  DeviceMem(const DeviceMem&) = delete;
-  DeviceMem& operator=(const DeviceMem&) = delete;
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(p);
-  }
-};
+using test::DeviceMem;
 
 uint32_t bits_of(float f) {
   uint32_t u;

@@ -321,6 +321,26 @@ void HnswGraph::connect(uint32_t node, const Heap& neighbors, int level, std::ve
   }
 }
 
+template <bool kLocked>
+void HnswGraph::descend(const void* q, uint32_t& cur, float& dcur, int from, int to) const {
+  for (int lev = from; lev > to; --lev) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      std::unique_lock<std::mutex> lock;
+      if constexpr (kLocked) lock = std::unique_lock<std::mutex>(locks_[cur]);
+      const uint32_t* l = links(cur, lev);
+      for (uint32_t j = 0; j < l[0]; ++j) {
+        const float d = dist(q, l[1 + j]);
+        if (d < dcur) {
+          dcur = d;
+          cur = l[1 + j];
+          changed = true;
+        }
+      }
+    }
+  }
+}
+
 void HnswGraph::insert(uint32_t node) {
   thread_local std::vector<float> qbuf, buf;
   const int level = levels_[node];
@@ -336,21 +356,7 @@ void HnswGraph::insert(uint32_t node) {
   const void* q = as_query(node, qbuf);
   uint32_t cur = ep;
   float dcur = dist(q, cur);
-  for (int lev = top; lev > level; --lev) {
-    for (bool changed = true; changed;) {
-      changed = false;
-      std::lock_guard<std::mutex> lock(locks_[cur]);
-      const uint32_t* l = links(cur, lev);
-      for (uint32_t j = 0; j < l[0]; ++j) {
-        const float d = dist(q, l[1 + j]);
-        if (d < dcur) {
-          dcur = d;
-          cur = l[1 + j];
-          changed = true;
-        }
-      }
-    }
-  }
+  descend<true>(q, cur, dcur, top, level);
   Heap found;
   for (int lev = std::min(level, top); lev >= 0; --lev) {
     search_layer<true>(q, cur, dcur, p_.ef_construction, lev, nullptr, found);
@@ -370,20 +376,7 @@ std::size_t HnswGraph::search(const void* q, int k, int ef, const uint8_t* delet
   if (n_ == 0 || k <= 0) return 0;
   uint32_t cur = entry_;
   float dcur = dist(q, cur);
-  for (int lev = max_level_; lev > 0; --lev) {
-    for (bool changed = true; changed;) {
-      changed = false;
-      const uint32_t* l = links(cur, lev);
-      for (uint32_t j = 0; j < l[0]; ++j) {
-        const float d = dist(q, l[1 + j]);
-        if (d < dcur) {
-          dcur = d;
-          cur = l[1 + j];
-          changed = true;
-        }
-      }
-    }
-  }
+  descend<false>(q, cur, dcur, max_level_, 0);
   thread_local Heap top;
   search_layer<false>(q, cur, dcur, std::max(ef, k), 0, deleted, top);
   std::sort(top.begin(), top.end());

@@ -85,6 +85,10 @@ class HnswGraph {
   // The query form of a stored node (its row decoded to fp32 in `buf`, or the row itself).
   const void* as_query(uint32_t node, std::vector<float>& buf) const;
   int draw_level();
+  // Greedy descent from level `from` down to level `to` + 1: cur / dcur move to the closest
+  // node found on each level (kLocked: reading each list under its node's lock, during a build).
+  template <bool kLocked>
+  void descend(const void* q, uint32_t& cur, float& dcur, int from, int to) const;
   void insert(uint32_t node);
   template <bool kLocked>
   void search_layer(const void* q, uint32_t ep, float ep_dist, int ef, int level, const uint8_t* deleted,
