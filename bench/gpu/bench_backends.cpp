@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   const std::vector<float> base = uniform_data(n * d, 1);
   const std::vector<float> queries = uniform_data(batch * d, 2);
   std::vector<Result> results;
+  std::vector<std::pair<std::string, double>> adds;  // backend, ms for add() of the whole base
   std::vector<int64_t> ref_single, ref_batch;
   using clock = std::chrono::steady_clock;
   for (const std::string& be : split(backends)) {
@@ -100,7 +101,9 @@ int main(int argc, char** argv) {
     }
     Context ctx = Context::open(be.substr(0, plus));
     FlatIndex idx(ctx, d, Metric::L2);
-    idx.add(n, base.data());
+    const auto t_add = clock::now();
+    idx.add(n, base.data());  // host to device: encoding, staging and copies
+    adds.push_back({be, std::chrono::duration<double, std::milli>(clock::now() - t_add).count()});
     const std::string dev = ctx.info().id() + " " + ctx.info().name;
     std::vector<float> dist(batch * std::size_t(k));
     std::vector<int64_t> ids(batch * std::size_t(k));
@@ -141,6 +144,9 @@ int main(int argc, char** argv) {
     std::printf("| %s | %s | %zu | %zu | %d | %zu | %.1f | %.2fx | %.4f |\n", r.backend.c_str(), r.device.c_str(), n,
                 d, k, r.nq, r.us, r.us / first, r.agree);
   }
+  std::printf("\n| backend | add() of %zu x %zu fp32, ms | GB/s of rows |\n|---|---:|---:|\n", n, d);
+  for (const auto& [be, ms] : adds)
+    std::printf("| %s | %.1f | %.2f |\n", be.c_str(), ms, double(n * d * sizeof(float)) / (ms * 1e6));
   if (!json.empty()) {
     std::ofstream f(json);
     f << "[\n";

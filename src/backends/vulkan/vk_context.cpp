@@ -433,6 +433,7 @@ Stream::Stream(Gpu& gpu) : gpu_(gpu) {
 Stream::~Stream() {
   const Api& a = api();
   VkDevice d = gpu_.device();
+  if (in_flight_) (void)a.vkWaitForFences(d, 1, &fence_, VK_TRUE, UINT64_MAX);
   if (recording_) {
     // Never submitted: nothing to wait for.
     a.vkEndCommandBuffer(cb_);
@@ -444,6 +445,7 @@ Stream::~Stream() {
 
 void Stream::begin_if_needed() {
   if (recording_) return;
+  wait();  // the command buffer may still be executing
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   check(api().vkBeginCommandBuffer(cb_, &bi), "vkBeginCommandBuffer");
@@ -525,10 +527,9 @@ void Stream::fill(const Buffer& dst, VkDeviceSize off, VkDeviceSize bytes, uint3
   pending_barrier_ = true;
 }
 
-void Stream::run() {
+void Stream::submit() {
   if (!recording_) return;
   const Api& a = api();
-  VkDevice d = gpu_.device();
   // Make device writes visible to the host (readback buffers are read right after).
   VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
@@ -538,6 +539,14 @@ void Stream::run() {
   recording_ = false;
   check(a.vkEndCommandBuffer(cb_), "vkEndCommandBuffer");
   gpu_.submit(cb_, fence_);
+  in_flight_ = true;
+}
+
+void Stream::wait() {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  const Api& a = api();
+  VkDevice d = gpu_.device();
   // Poll first: a blocking wait on some drivers (NVIDIA's) sleeps and wakes tens of
   // microseconds late, which a single query would pay in full. Block after ~2 ms.
   VkResult r = VK_NOT_READY;

@@ -116,7 +116,8 @@ class Gpu {
 // A storage-buffer binding: the whole buffer (offsets travel in push constants).
 using Bindings = std::vector<const Buffer*>;
 
-// Records work into one command buffer; run() submits it and waits. Between recorded commands
+// Records work into one command buffer; run() submits it and waits (or submit() now, wait()
+// later: two streams can then overlap host work with device work). Between recorded commands
 // a full compute/transfer barrier is inserted, so each command sees the previous one's writes.
 // Descriptor sets come from the stream's pool; when it runs dry the recorded work is run first.
 class Stream {
@@ -134,7 +135,15 @@ class Stream {
   // Fills `bytes` (a multiple of 4) at `off` with the 32-bit pattern `value`.
   void fill(const Buffer& dst, VkDeviceSize off, VkDeviceSize bytes, uint32_t value);
   // Submits what is recorded and waits for it (no-op when nothing is).
-  void run();
+  void run() {
+    submit();
+    wait();
+  }
+  // Submits what is recorded without waiting (no-op when nothing is); the next recording, or
+  // wait(), waits for it first.
+  void submit();
+  // Waits for the last submission, if one is in flight.
+  void wait();
   Gpu& gpu() const { return gpu_; }
 
  private:
@@ -148,6 +157,7 @@ class Stream {
   uint32_t sets_left_ = 0;
   bool recording_ = false;
   bool pending_barrier_ = false;
+  bool in_flight_ = false;
 };
 
 }  // namespace hive::gpu::vk

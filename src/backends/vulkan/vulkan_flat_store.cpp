@@ -86,6 +86,7 @@ class VulkanFlatStore final : public detail::FlatStore {
       throw Error(ErrorCode::Unsupported, "Vulkan: one row (" + std::to_string(stride_) +
                                               " bytes) does not fit the device's storage buffer limit");
     max_buffer_ = limit;
+    for (auto& st : ring_streams_) st = std::make_unique<Stream>(*gpu_);
   }
 
   void append(std::size_t n, const void* encoded) override {
@@ -264,20 +265,28 @@ class VulkanFlatStore final : public detail::FlatStore {
     }
   }
 
-  // Rows [first, first + n) from the host, padded to stride_, through the upload buffer.
+  // Rows [first, first + n) from the host, padded to stride_, through a ring of two staging
+  // buffers, each with its own stream: while the device copies one piece, the host fills the
+  // other.
   void upload_rows(std::size_t first, std::size_t n, const unsigned char* src) {
     const std::size_t rb = cfg_.row_bytes();
+    std::size_t piece = 0;
     for_each_piece(first, n, [&](std::size_t c, std::size_t off, std::size_t take) {
-      ensure(upload_, take * stride_, Memory::Upload);
-      auto* dst = upload_.as<unsigned char>();
+      const std::size_t s = piece++ & 1;
+      Stream& up = *ring_streams_[s];
+      up.wait();  // the staging buffer's previous copy is done
+      ensure(ring_[s], take * stride_, Memory::Upload);
+      auto* dst = ring_[s].as<unsigned char>();
       for (std::size_t i = 0; i < take; ++i) {
         std::memcpy(dst + i * stride_, src + i * rb, rb);
         std::memset(dst + i * stride_ + rb, 0, stride_ - rb);
       }
-      stream_.copy(upload_, 0, chunks_[c].rows, off * stride_, take * stride_);
-      stream_.run();
+      up.copy(ring_[s], 0, chunks_[c].rows, off * stride_, take * stride_);
+      up.submit();
       src += take * rb;
     });
+    ring_streams_[0]->wait();
+    ring_streams_[1]->wait();
   }
 
   // The device bitmaps of the chunks whose rows were deleted or restored since the last search,
@@ -337,6 +346,8 @@ class VulkanFlatStore final : public detail::FlatStore {
   std::vector<uint32_t> deleted_;  // master copy, one bit per row
   // Workspace, grown on demand and kept: the search path allocates only when a larger call comes.
   mutable Buffer upload_, readback_, queries_, dist_, ak_, ar_, bk_, br_;
+  Buffer ring_[2];                                // row uploads (upload_rows)
+  std::unique_ptr<Stream> ring_streams_[2];
   mutable int result_buf_ = 0;         // which candidate buffer holds the last block's results
   mutable std::size_t result_ld_ = 0;  // and its entries per query
 };
