@@ -39,6 +39,8 @@ class HnswGraph {
   std::size_t row_bytes() const { return row_bytes_; }
   const uint8_t* row(std::size_t node) const { return rows_ + node * row_bytes_; }
   const HnswParams& params() const { return p_; }
+  // Level-0 links of a node: a count, then that many node indices (2M words after the count).
+  const uint32_t* level0(std::size_t node) const { return links(uint32_t(node), 0); }
 
   void reserve(std::size_t capacity);
   // Appends n encoded rows as nodes size() .. size() + n - 1 and links them in.
