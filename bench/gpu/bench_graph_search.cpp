@@ -3,7 +3,7 @@
 // this times the search kernel alone. Recall@k against the exact CUDA flat index; QPS of one
 // batch of every query per itopk (upload of the queries and download of the results included).
 //   hive_gpu_bench_graph_search [--n 1000000] [--d 128] [--queries 10000] [--M 16] [--k 10]
-//                               [--itopk 32,64,128,256]
+//                               [--itopk 32,64,128,256] [--width 1,2,4]
 #include <cuda_runtime_api.h>
 
 #include <chrono>
@@ -35,7 +35,7 @@ void ok(cudaError_t e, const char* what) {
 int main(int argc, char** argv) {
   std::size_t n = 1000000, d = 128, nq = 10000;
   int M = 16, k = 10;
-  std::string itopks = "32,64,128,256";
+  std::string itopks = "32,64,128,256", widths = "1";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--n") n = std::stoul(v);
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     else if (a == "--M") M = std::stoi(v);
     else if (a == "--k") k = std::stoi(v);
     else if (a == "--itopk") itopks = v;
+    else if (a == "--width") widths = v;
   }
   const std::vector<float> base = clustered_data(n, d, 1), queries = clustered_data(nq, d, 2);
   FlatIndex flat(Context::open("cuda"), d, Metric::L2);
@@ -80,14 +81,20 @@ int main(int argc, char** argv) {
   std::printf("## GPU graph search on clustered %zu x %zu (graph: our CPU HNSW's level 0, M %d, degree %d, "
               "built in %.1f s), %zu queries, k %d\n\n",
               n, d, M, degree, build_s, nq, k);
-  std::printf("| search | itopk | recall@%d | QPS |\n|---|---:|---:|---:|\n", k);
-  std::printf("| CUDA flat (exact) | - | 1.0000 | %.0f |\n", flat_qps);
+  std::printf("| search | itopk | width | recall@%d | QPS |\n|---|---:|---:|---:|---:|\n", k);
+  std::printf("| CUDA flat (exact) | - | - | 1.0000 | %.0f |\n", flat_qps);
   std::vector<uint32_t> nodes(nq * std::size_t(k));
-  std::size_t p = 0;
-  while (p < itopks.size()) {
-    const std::size_t e = itopks.find(',', p);
-    const int itopk = std::stoi(itopks.substr(p, e - p));
-    p = e == std::string::npos ? itopks.size() : e + 1;
+  auto list = [](const std::string& s) {
+    std::vector<int> out;
+    for (std::size_t p = 0; p < s.size();) {
+      const std::size_t e = s.find(',', p);
+      out.push_back(std::stoi(s.substr(p, e - p)));
+      p = e == std::string::npos ? s.size() : e + 1;
+    }
+    return out;
+  };
+  for (const int width : list(widths))
+  for (const int itopk : list(itopks)) {
     cuda::GraphSearchArgs a;
     a.base = dbase;
     a.n = n;
@@ -99,6 +106,7 @@ int main(int argc, char** argv) {
     a.k = k;
     a.itopk = itopk;
     a.seeds = 32;
+    a.search_width = width;
     a.distances = dd;
     a.nodes = dn;
     double best = 1e30;
@@ -114,7 +122,7 @@ int main(int argc, char** argv) {
       const std::set<int64_t> t(truth.begin() + std::ptrdiff_t(q * k), truth.begin() + std::ptrdiff_t((q + 1) * k));
       for (int j = 0; j < k; ++j) hits += t.count(int64_t(nodes[q * std::size_t(k) + std::size_t(j)]));
     }
-    std::printf("| GPU graph | %d | %.4f | %.0f |\n", itopk, double(hits) / double(nq * std::size_t(k)),
+    std::printf("| GPU graph | %d | %d | %.4f | %.0f |\n", itopk, width, double(hits) / double(nq * std::size_t(k)),
                 double(nq) / best);
   }
   return 0;

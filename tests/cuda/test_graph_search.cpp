@@ -92,7 +92,7 @@ struct Result {
 };
 
 Result search(const Problem& p, Metric m, const std::vector<uint32_t>& graph, int degree, int k, int itopk,
-           int max_iterations = 0) {
+              int max_iterations = 0, int width = 1) {
   DeviceMem base(p.base.size() * 4), queries(p.queries.size() * 4), g(graph.size() * 4), d(p.nq * k * 4),
       nodes(p.nq * k * 4);
   EXPECT_EQ(cudaMemcpy(base.p, p.base.data(), p.base.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
@@ -111,6 +111,7 @@ Result search(const Problem& p, Metric m, const std::vector<uint32_t>& graph, in
   a.itopk = itopk;
   a.seeds = std::min(32, itopk);
   a.max_iterations = max_iterations;
+  a.search_width = width;
   a.distances = d.as<float>();
   a.nodes = nodes.as<uint32_t>();
   launch_graph_search(a, nullptr);
@@ -154,6 +155,11 @@ TEST(GraphSearch, L2RecallOnKnnGraph) {
   const Result again = search(p, Metric::L2, graph, 24, 10, 64);
   EXPECT_EQ(again.nodes, r.nodes);
   EXPECT_EQ(again.dist, r.dist);
+  // Several entries expanded per iteration: the same quality.
+  for (int width : {2, 4}) {
+    SCOPED_TRACE("search_width " + std::to_string(width));
+    check(p, Metric::L2, search(p, Metric::L2, graph, 24, 10, 64, 0, width), 10, 0.95);
+  }
 }
 
 TEST(GraphSearch, CosineAndEveryItopk) {
@@ -214,6 +220,12 @@ TEST(GraphSearch, RejectsBadArguments) {
   b.metric = Metric::Hamming;
   EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
   b = a;
+  b.search_width = 5;
+  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
+  b = a;
+  b.degree = 64;
+  b.search_width = 4;
+  b.itopk = 256;
   b.dim = 20000;
   EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
 }

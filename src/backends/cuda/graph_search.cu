@@ -3,10 +3,9 @@
 // Shared memory per block: the query, the candidate list as 64-bit keys (the score's order in
 // the high half, as the select kernels' keys; the node in the low 31 bits, bit 31 marking an
 // entry already expanded) and an open-addressing hash of the nodes seen. The list is kept
-// sorted: slots [0, itopk) are the best so far, the next `degree` slots receive an expansion's
-// new neighbours, and a bitonic sort of the whole list merges them.
+// sorted: slots [0, itopk) are the best so far, the next search_width x degree slots receive an
+// iteration's new neighbours, and a bitonic sort of the whole list merges them.
 #include <algorithm>
-#include <climits>
 #include <string>
 
 #include "backends/cuda/cuda_common.hpp"
@@ -92,7 +91,8 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     uint32_t* table = reinterpret_cast<uint32_t*>(keys + list_len);   // kHashSlots
     float* q = reinterpret_cast<float*>(table + kHashSlots);          // dim
     __shared__ uint32_t cand[kGraphMaxItopk];
-    __shared__ int best;
+    __shared__ int parents[4];
+    __shared__ int nparents;
     const HwWave<W> wv;
     const int tid = int(threadIdx.x);
     const std::size_t qi = blockIdx.x;
@@ -110,24 +110,33 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     __syncthreads();
     block_sort(keys, list_len);
     for (int it = 0; it < max_iter; ++it) {
-      if (tid == 0) best = INT_MAX;
-      __syncthreads();
-      for (int j = tid; j < a.itopk; j += kGsThreads) {
-        const uint64_t key = keys[j];
-        if (key != kEmptyKey && (key & kExpanded) == 0) atomicMin(&best, j);
+      // Wave 0 finds the first search_width entries not yet expanded (ballots over the list).
+      if (tid < W) {
+        int found = 0;
+        for (int b0 = 0; b0 < a.itopk && found < a.search_width; b0 += W) {
+          const int j = b0 + wv.lane();
+          const uint64_t key = j < a.itopk ? keys[j] : kEmptyKey;
+          auto m = wv.ballot(key != kEmptyKey && (key & kExpanded) == 0);
+          for (; m != 0 && found < a.search_width; ++found) {
+            if (wv.lane() == 0) parents[found] = b0 + HwWave<W>::lowest(m);
+            m &= m - 1;
+          }
+        }
+        if (wv.lane() == 0) nparents = found;
       }
       __syncthreads();
-      const int b = best;
-      if (b == INT_MAX) break;  // every entry expanded: converged (uniform)
-      const uint32_t parent = uint32_t(keys[b]) & kNodeMask;
-      for (int j = tid; j < a.degree; j += kGsThreads) {
-        const uint32_t nb = a.graph[std::size_t(parent) * std::size_t(a.degree) + std::size_t(j)];
+      const int np = nparents;
+      if (np == 0) break;  // every entry expanded: converged (uniform)
+      const int fresh = np * a.degree;
+      for (int j = tid; j < fresh; j += kGsThreads) {
+        const uint32_t parent = uint32_t(keys[parents[j / a.degree]]) & kNodeMask;
+        const uint32_t nb = a.graph[std::size_t(parent) * std::size_t(a.degree) + std::size_t(j % a.degree)];
         cand[j] = (nb < a.n && first_visit(table, nb)) ? nb : kNoNode;
       }
-      for (int j = a.itopk + a.degree + tid; j < list_len; j += kGsThreads) keys[j] = kEmptyKey;
+      for (int j = a.itopk + fresh + tid; j < list_len; j += kGsThreads) keys[j] = kEmptyKey;
       __syncthreads();
-      if (tid == 0) keys[b] |= kExpanded;
-      score<W, M>(wv, a, q, cand, a.degree, keys + a.itopk);
+      if (tid < np) keys[parents[tid]] |= kExpanded;
+      score<W, M>(wv, a, q, cand, fresh, keys + a.itopk);
       __syncthreads();
       block_sort(keys, list_len);
     }
@@ -152,9 +161,11 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   if (a.k < 1 || a.k > a.itopk) throw bad("k " + std::to_string(a.k) + " out of 1..itopk");
   if (a.seeds < 1 || a.seeds > a.itopk) throw bad("seeds " + std::to_string(a.seeds) + " out of 1..itopk");
   if (a.metric == Metric::Hamming) throw bad("Hamming graphs are not supported");
+  if (a.search_width < 1 || a.search_width > 4 || a.search_width * a.degree > kGraphMaxItopk)
+    throw bad("search_width " + std::to_string(a.search_width) + " out of 1..4 (and width x degree <= 256)");
   if (a.nq > 0x7fffffffu) throw bad("too many queries in one launch");
   int list_len = 1;
-  while (list_len < a.itopk + a.degree) list_len <<= 1;
+  while (list_len < a.itopk + a.search_width * a.degree) list_len <<= 1;
   const std::size_t smem = std::size_t(list_len) * 8 + kHashSlots * 4 + a.dim * 4;
   if (smem > 48 * 1024) throw bad("dim " + std::to_string(a.dim) + " leaves no room in shared memory");
   const int max_iter = a.max_iterations > 0 ? a.max_iterations : kIterationCap;

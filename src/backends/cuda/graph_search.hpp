@@ -26,6 +26,7 @@ struct GraphSearchArgs {
   std::size_t nq = 0;
   int k = 0;                   // 1 .. itopk
   int itopk = 64;              // 32, 64, 128 or 256: the sorted candidate list kept per query
+  int search_width = 1;        // entries expanded per iteration: 1 .. 4 (search_width x degree <= 256)
   int max_iterations = 0;      // 0: no limit but the list's convergence (every entry expanded)
   int seeds = 32;              // random start nodes per query, <= itopk
   uint64_t seed = 1;           // of the start nodes (the same seed, the same results)
@@ -33,8 +34,8 @@ struct GraphSearchArgs {
   uint32_t* nodes = nullptr;   // nq x k; kNoNode where fewer than k nodes were reached
 };
 
-// Each query: start from `seeds` pseudo-random nodes, then repeatedly expand the best entry of
-// its sorted list not yet expanded: its neighbours not seen before (a hash of visited nodes in
+// Each query: start from `seeds` pseudo-random nodes, then repeatedly expand the best
+// `search_width` entries of its sorted list not yet expanded: its neighbours not seen before (a hash of visited nodes in
 // shared memory) are scored and merged into the list, which keeps the itopk best. Stops when
 // every entry of the list has been expanded (or after max_iterations). Enqueues on stream;
 // throws Error(InvalidArgument) for arguments out of range.
