@@ -196,38 +196,33 @@ TEST(GraphSearch, RejectsBadArguments) {
   a.degree = 8;
   a.k = 5;
   a.itopk = 64;
-  auto code = [&](GraphSearchArgs b) {
+  // Each case changes one valid argument set; every one must be refused before any launch.
+  const std::vector<std::pair<const char*, void (*)(GraphSearchArgs&)>> cases = {
+      {"degree 0", [](GraphSearchArgs& b) { b.degree = 0; }},
+      {"degree 65", [](GraphSearchArgs& b) { b.degree = 65; }},
+      {"itopk 48", [](GraphSearchArgs& b) { b.itopk = 48; }},
+      {"k above itopk", [](GraphSearchArgs& b) { b.k = 65; }},
+      {"Hamming", [](GraphSearchArgs& b) { b.metric = Metric::Hamming; }},
+      {"search_width 5", [](GraphSearchArgs& b) { b.search_width = 5; }},
+      {"dim too large for shared memory",
+       [](GraphSearchArgs& b) {
+         b.degree = 64;
+         b.search_width = 4;
+         b.itopk = 256;
+         b.dim = 20000;
+       }},
+  };
+  for (const auto& [what, change] : cases) {
+    GraphSearchArgs b = a;
+    change(b);
+    ErrorCode got = ErrorCode::Internal;  // nothing thrown
     try {
       launch_graph_search(b, nullptr);
     } catch (const Error& e) {
-      return e.code();
+      got = e.code();
     }
-    return ErrorCode::Internal;
-  };
-  GraphSearchArgs b = a;
-  b.degree = 0;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
-  b = a;
-  b.degree = 65;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
-  b = a;
-  b.itopk = 48;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
-  b = a;
-  b.k = 65;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
-  b = a;
-  b.metric = Metric::Hamming;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
-  b = a;
-  b.search_width = 5;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
-  b = a;
-  b.degree = 64;
-  b.search_width = 4;
-  b.itopk = 256;
-  b.dim = 20000;
-  EXPECT_EQ(code(b), ErrorCode::InvalidArgument);
+    EXPECT_EQ(got, ErrorCode::InvalidArgument) << what;
+  }
 }
 
 }  // namespace
