@@ -4,6 +4,7 @@
 #include "hive_gpu/device.hpp"
 #include "hive_gpu/error.hpp"
 #include "hive_gpu/flat_index.hpp"
+#include "hive_gpu/graph_index.hpp"
 #include "hive_gpu/hnsw_index.hpp"
 #include "hive_gpu/index.hpp"
 #include "hive_gpu/types.hpp"

@@ -11,6 +11,10 @@
 
 namespace hive::gpu {
 
+namespace detail {
+struct HnswAccess;  // GraphIndex's files (src/core/hnsw_access.hpp)
+}
+
 struct HnswOptions {
   // Links per node above level 0 (2 M at level 0). 2 .. 256.
   int M = 16;
@@ -88,6 +92,7 @@ class HnswIndex final : public Index {
   int max_level() const;
 
  private:
+  friend struct detail::HnswAccess;
   struct State;
   std::unique_ptr<State> s_;
   explicit HnswIndex(std::unique_ptr<State> s);

@@ -56,6 +56,53 @@ class FlatStore {
   StoreConfig cfg_;
 };
 
+struct GraphConfig {
+  std::size_t dim = 0;
+  Metric metric = Metric::L2;         // every float metric
+  int degree = 32;                    // links per node
+  int intermediate_degree = 64;       // the k-NN list each node's links are pruned from
+  uint64_t seed = 1;                  // of the build's sampling and the searches' start nodes
+  void* stream = nullptr;             // a caller's stream (GPU backends)
+};
+
+struct GraphSearchConfig {
+  int itopk = 64;           // sorted candidate list per query (a power of two, >= k)
+  int search_width = 1;     // list entries expanded per iteration
+  int max_iterations = 0;   // 0: until every list entry has been expanded
+};
+
+// Rows and links of one graph index on one device. Node i is row i; nodes [0, linked()) are in
+// the graph, later rows wait for build() or extend(). Rows are fp32 (normalised for Cosine).
+class GraphStore {
+ public:
+  virtual ~GraphStore() = default;
+  const GraphConfig& config() const { return cfg_; }
+
+  // Appends n rows as unlinked nodes; throws before changing anything or appends them all.
+  virtual void append(std::size_t n, const float* rows) = 0;
+  virtual std::size_t rows() const = 0;
+  virtual std::size_t linked() const = 0;
+  // Builds the graph over every row from scratch.
+  virtual void build() = 0;
+  // Batch insertion: links rows [linked(), rows()) into the graph without a rebuild.
+  virtual void extend() = 0;
+  virtual void set_deleted(std::size_t row, bool deleted) = 0;
+  virtual void read_rows(std::size_t first, std::size_t n, float* out) const = 0;
+  // rows() x degree links (0xffffffff: none); requires linked() == rows().
+  virtual void read_graph(uint32_t* out) const = 0;
+  // Replaces everything by n rows and their links (n x degree, every link < n or 0xffffffff).
+  virtual void load(std::size_t n, const float* rows, const uint32_t* graph) = 0;
+  virtual void clear() = 0;
+  // The k best live linked nodes of each query (fp32, normalised for Cosine), best first, in
+  // the metric's reported convention; row -1 and the worst value where fewer were reached.
+  virtual void search(std::size_t nq, const float* queries, int k, const GraphSearchConfig& p, float* distances,
+                      int64_t* rows) const = 0;
+
+ protected:
+  explicit GraphStore(GraphConfig cfg) : cfg_(cfg) {}
+  GraphConfig cfg_;
+};
+
 // One device of one backend.
 class Device {
  public:
@@ -64,6 +111,8 @@ class Device {
   // Throws Unsupported where the device cannot hold this configuration (e.g. bf16 on a
   // backend without it).
   virtual std::unique_ptr<FlatStore> make_flat_store(const StoreConfig& cfg) = 0;
+  // A GPU-built graph (GraphIndex); backends without one throw Unsupported.
+  virtual std::unique_ptr<GraphStore> make_graph_store(const GraphConfig& cfg);
 };
 
 // A backend: finds its devices once, on first use.

@@ -14,6 +14,7 @@
 #include "backends/cpu/hnsw_graph.hpp"
 #include "backends/cpu/thread_pool.hpp"
 #include "core/file_format.hpp"
+#include "core/hnsw_access.hpp"
 #include "core/id_map.hpp"
 #include "core/row_encoding.hpp"
 #include "core/validate.hpp"
@@ -330,29 +331,100 @@ void HnswIndex::reset() {
 
 // File: the common header (kind 2, count = nodes), ids (kNoId for deleted nodes), every
 // node's row, then 8 bytes (ef_search, zero) and the graph (HnswGraph::save_graph).
-void HnswIndex::save(const std::string& path) const {
-  std::shared_lock lock(s_->mu);
-  const std::size_t rb = s_->row_bytes(), n = s_->ids.rows();
-  std::vector<uint8_t> graph;
-  s_->graph->save_graph(graph);
+namespace {
+
+void write_hnsw_file(const std::string& path, Metric metric, ScalarType storage, std::size_t dim, int64_t next_id,
+                     const std::vector<int64_t>& ids, const void* rows, int ef_search,
+                     const std::vector<uint8_t>& graph) {
+  const std::size_t n = ids.size(), rb = row_bytes(storage, dim);
   detail::AtomicFileWriter w(path);
   detail::FileHeader h;
   h.kind = detail::kKindHnsw;
-  h.metric = s_->metric;
-  h.storage = s_->opt.storage;
-  h.dim = s_->dim;
+  h.metric = metric;
+  h.storage = storage;
+  h.dim = dim;
   h.count = n;
-  h.next_id = s_->ids.next_id();
+  h.next_id = next_id;
   h.extra_bytes = 8 + graph.size();
   w.write_header(h, rb);
-  std::vector<int64_t> ids(n);
-  for (std::size_t r = 0; r < n; ++r) ids[r] = s_->ids.id_at(r);
   w.write_payload(ids.data(), n * sizeof(int64_t));
-  if (n > 0) w.write_payload(s_->graph->row(0), n * rb);
-  const uint32_t params[2] = {uint32_t(s_->opt.ef_search), 0};
+  if (n > 0) w.write_payload(rows, n * rb);
+  const uint32_t params[2] = {uint32_t(ef_search), 0};
   w.write_payload(params, sizeof params);
   w.write_payload(graph.data(), graph.size());
   w.commit();
+}
+
+template <class T>
+void put(std::vector<uint8_t>& out, T v) {
+  const auto* b = reinterpret_cast<const uint8_t*>(&v);
+  out.insert(out.end(), b, b + sizeof v);
+}
+
+}  // namespace
+
+void HnswIndex::save(const std::string& path) const {
+  std::shared_lock lock(s_->mu);
+  const std::size_t n = s_->ids.rows();
+  std::vector<uint8_t> graph;
+  s_->graph->save_graph(graph);
+  std::vector<int64_t> ids(n);
+  for (std::size_t r = 0; r < n; ++r) ids[r] = s_->ids.id_at(r);
+  write_hnsw_file(path, s_->metric, s_->opt.storage, s_->dim, s_->ids.next_id(), ids,
+                  n > 0 ? s_->graph->row(0) : nullptr, s_->opt.ef_search, graph);
+}
+
+detail::HnswLevel0 detail::HnswAccess::read_level0(const std::string& path) {
+  const HnswIndex index = HnswIndex::load(path);
+  const auto& s = *index.s_;
+  if (s.metric == Metric::Hamming)
+    throw Error(ErrorCode::Unsupported, "'" + path + "' holds a Hamming index: GraphIndex takes float vectors");
+  HnswLevel0 g;
+  g.dim = s.dim;
+  g.metric = s.metric;
+  g.M = s.opt.M;
+  g.ef_search = s.opt.ef_search;
+  g.ef_construction = s.opt.ef_construction;
+  g.seed = s.opt.seed;
+  g.next_id = s.ids.next_id();
+  const std::size_t n = s.ids.rows(), width = std::size_t(2 * g.M);
+  g.ids.resize(n);
+  g.rows.resize(n * s.dim);
+  g.links.assign(n * width, 0xffffffffu);
+  for (std::size_t i = 0; i < n; ++i) {
+    g.ids[i] = s.deleted[i] ? kNoId : s.ids.id_at(i);
+    const auto row = detail::decode_row(s.dim, s.opt.storage, s.graph->row(i));
+    std::copy(row.begin(), row.end(), g.rows.begin() + std::ptrdiff_t(i * s.dim));
+    const uint32_t* l = s.graph->level0(i);
+    for (uint32_t j = 0; j < l[0]; ++j) g.links[i * width + j] = l[1 + j];
+  }
+  return g;
+}
+
+void detail::HnswAccess::write_level0(const std::string& path, const HnswLevel0& g) {
+  const std::size_t n = g.ids.size(), width = std::size_t(2 * g.M);
+  std::vector<uint8_t> graph;
+  graph.reserve(cpu::HnswGraph::kGraphHeaderBytes + n + 8 + n * (1 + width) * 4);
+  put<uint32_t>(graph, uint32_t(g.M));
+  put<uint32_t>(graph, uint32_t(g.ef_construction));
+  put<uint64_t>(graph, g.seed);
+  put<int32_t>(graph, n > 0 ? 0 : -1);  // one level
+  put<uint32_t>(graph, n > 0 ? g.entry : 0);
+  put<uint64_t>(graph, g.seed);  // the level generator starts afresh
+  graph.resize(cpu::HnswGraph::kGraphHeaderBytes + (n + 7) / 8 * 8, 0);  // every level is 0
+  std::vector<uint32_t> list(1 + width);
+  for (std::size_t i = 0; i < n; ++i) {
+    uint32_t c = 0;
+    for (std::size_t j = 0; j < width; ++j) {
+      const uint32_t v = g.links[i * width + j];
+      if (v < n && v != uint32_t(i)) list[1 + c++] = v;
+    }
+    list[0] = c;
+    for (uint32_t j = c; j < width; ++j) list[1 + j] = 0;
+    const auto* b = reinterpret_cast<const uint8_t*>(list.data());
+    graph.insert(graph.end(), b, b + list.size() * 4);
+  }
+  write_hnsw_file(path, g.metric, ScalarType::F32, g.dim, g.next_id, g.ids, g.rows.data(), g.ef_search, graph);
 }
 
 HnswIndex HnswIndex::load(const std::string& path) {

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/backend.hpp"
+#include "hive_gpu/error.hpp"
 
 namespace hive::gpu::detail {
 
@@ -44,6 +45,11 @@ std::vector<std::unique_ptr<Backend>> build_registry() {
 }
 
 }  // namespace
+
+std::unique_ptr<GraphStore> Device::make_graph_store(const GraphConfig&) {
+  throw Error(ErrorCode::Unsupported, "GraphIndex needs a GPU backend (cuda or hip), not '" + info().backend +
+                                          "'; HnswIndex is the CPU's graph index");
+}
 
 const std::vector<std::unique_ptr<Backend>>& registry() {
   static const std::vector<std::unique_ptr<Backend>> r = build_registry();

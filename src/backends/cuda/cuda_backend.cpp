@@ -47,6 +47,9 @@ class CudaDevice final : public detail::Device {
   std::unique_ptr<detail::FlatStore> make_flat_store(const detail::StoreConfig& cfg) override {
     return make_cuda_flat_store(cfg, info_.ordinal);
   }
+  std::unique_ptr<detail::GraphStore> make_graph_store(const detail::GraphConfig& cfg) override {
+    return make_cuda_graph_store(cfg, info_.ordinal);
+  }
 
  private:
   DeviceInfo info_;

@@ -7,4 +7,6 @@
 namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 // A flat store in the memory of CUDA device `ordinal`.
 std::unique_ptr<detail::FlatStore> make_cuda_flat_store(const detail::StoreConfig& cfg, int ordinal);
+// A graph store (GraphIndex) in the memory of device `ordinal` (cuda_graph_store.cpp).
+std::unique_ptr<detail::GraphStore> make_cuda_graph_store(const detail::GraphConfig& cfg, int ordinal);
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -1,10 +1,16 @@
 // CUDA backend: graph search, one block per query (see graph_search.hpp).
 //
-// Shared memory per block: the query, the candidate list as 64-bit keys (the score's order in
-// the high half, as the select kernels' keys; the node in the low 31 bits, bit 31 marking an
-// entry already expanded) and an open-addressing hash of the nodes seen. The list is kept
-// sorted: slots [0, itopk) are the best so far, the next search_width x degree slots receive an
-// iteration's new neighbours, and a bitonic sort of the whole list merges them.
+// Shared memory per block: the query, the sorted candidate list as 64-bit keys (the score's
+// order in the high half, as the select kernels' keys; the node in the low 31 bits, bit 31
+// marking an entry already expanded), a second list to merge into, the iteration's fresh
+// candidates and an open-addressing hash of the nodes seen.
+//
+// An iteration: wave 0 picks the parents (ballots over the list); their neighbours not seen
+// before are scored by teams of T lanes (T = 4 .. W, about four 16-byte loads per lane for a
+// row, so a block has every fresh row's loads in flight at once); each wave sorts a W-key run of
+// the fresh keys in registers; then every key finds its place in the merged list by counting
+// (a binary search in the old list and in each sorted run) and is written there. Three block
+// barriers per iteration instead of a bitonic network's dozens.
 #include <algorithm>
 #include <string>
 
@@ -19,21 +25,26 @@ namespace {
 using namespace dev;
 
 constexpr int kGsThreads = 128;
-constexpr uint32_t kHashSlots = 8192;  // visited nodes a query can hold (32 KiB)
 constexpr int kHashProbes = 32;        // a full neighbourhood of the table counts as visited
 constexpr int kIterationCap = 1024;    // max_iterations = 0: the list converges well before
 constexpr uint64_t kExpanded = uint64_t(1) << 31;
 constexpr uint32_t kNodeMask = 0x7fffffffu;
 
+struct Layout {
+  int itopk = 0, fresh_cap = 0, team = 0;
+  uint32_t hash_mask = 0;
+  bool vec = false;  // 16-byte row loads (dim % 4 == 0)
+};
+
 // Inserts node into the visited hash; false when it was there already (or no slot was free
 // within kHashProbes: treated as seen, so a crowded table only narrows the search).
-__device__ __forceinline__ bool first_visit(uint32_t* table, uint32_t node) {
-  uint32_t h = (node * 0x9e3779b1u) & (kHashSlots - 1);
+__device__ __forceinline__ bool first_visit(uint32_t* table, uint32_t mask, uint32_t node) {
+  uint32_t h = (node * 0x9e3779b1u) & mask;
   for (int p = 0; p < kHashProbes; ++p) {
     const uint32_t old = atomicCAS(table + h, kNoNode, node);
     if (old == kNoNode) return true;
     if (old == node) return false;
-    h = (h + 1) & (kHashSlots - 1);
+    h = (h + 1) & mask;
   }
   return false;
 }
@@ -45,77 +56,125 @@ __device__ __forceinline__ uint64_t splitmix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Ascending bitonic sort of len (a power of two) keys by the whole block.
-__device__ __forceinline__ void block_sort(uint64_t* keys, int len) {
-  for (int size = 2; size <= len; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int i = int(threadIdx.x); i < len / 2; i += kGsThreads) {
-        const int lo = 2 * i - (i & (stride - 1)), hi = lo + stride;
-        const bool asc = (lo & size) == 0;
-        const uint64_t x = keys[lo], y = keys[hi];
-        if ((x > y) == asc) {
-          keys[lo] = y;
-          keys[hi] = x;
-        }
-      }
-      __syncthreads();
-    }
-  }
-}
-
-// Scores the nodes cand[0 .. count) (kNoNode: an empty slot) into keys out[0 .. count), a wave
-// per node: lanes stride over the dimensions, then a butterfly reduction (every metric).
+// Scores the nodes cand[0 .. count) (kNoNode: an empty slot) into keys out[0 .. count), a team
+// of T lanes per node. Every lane of a wave runs the same number of rounds (the shuffles need
+// the whole wave), invalid slots simply load nothing.
 template <int W, Metric M>
-__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, const float* q,
-                                      const uint32_t* cand, int count, uint64_t* out) {
-  constexpr int kWaves = kGsThreads / W;
-  for (int s = int(threadIdx.x) / W; s < count; s += kWaves) {
-    const uint32_t node = cand[s];
-    if (node == kNoNode) {
-      if (wv.lane() == 0) out[s] = kEmptyKey;
-      continue;  // uniform across the wave
-    }
-    const float* x = a.base + std::size_t(node) * a.dim;
+__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, const Layout& L,
+                                      const float* q, const uint32_t* cand, int count, uint64_t* out) {
+  const int T = L.team, teams = kGsThreads / T;
+  const int team = int(threadIdx.x) / T, tl = int(threadIdx.x) % T;
+  for (int s0 = 0; s0 < count; s0 += teams) {
+    const int s = s0 + team;
+    const uint32_t node = s < count ? cand[s] : kNoNode;
     float acc = 0.0f;
-    for (std::size_t j = std::size_t(wv.lane()); j < a.dim; j += W) acc = step<M>(acc, q[j], __ldg(x + j));
-    const float d = finish<M>(wave_reduce<M>(wv, acc));
-    if (wv.lane() == 0) out[s] = isnan(d) ? kEmptyKey : (uint64_t(float_order(d)) << 32) | uint64_t(node);
+    if (node != kNoNode) {
+      if (L.vec) {
+        const std::size_t d4 = a.dim / 4;
+        const float4* x = reinterpret_cast<const float4*>(a.base) + std::size_t(node) * d4;
+        const float4* q4 = reinterpret_cast<const float4*>(q);
+        for (std::size_t c = std::size_t(tl); c < d4; c += std::size_t(T)) {
+          const float4 v = __ldg(x + c), w = q4[c];
+          acc = step<M>(acc, w.x, v.x);
+          acc = step<M>(acc, w.y, v.y);
+          acc = step<M>(acc, w.z, v.z);
+          acc = step<M>(acc, w.w, v.w);
+        }
+      } else {
+        const float* x = a.base + std::size_t(node) * a.dim;
+        for (std::size_t j = std::size_t(tl); j < a.dim; j += std::size_t(T)) acc = step<M>(acc, q[j], __ldg(x + j));
+      }
+    }
+    for (int m = T / 2; m > 0; m >>= 1) acc = combine<M>(acc, wv.shfl_xor(acc, m));
+    if (tl == 0 && s < count) {
+      const float d = finish<M>(acc);
+      out[s] = (node == kNoNode || isnan(d)) ? kEmptyKey : (uint64_t(float_order(d)) << 32) | uint64_t(node);
+    }
   }
 }
 
+// Ascending bitonic sort of one key per lane across the wave.
+template <int W>
+__device__ __forceinline__ uint64_t wave_sort(const HwWave<W>& wv, uint64_t x) {
+  const int lane = wv.lane();
+  for (int k = 2; k <= W; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      const uint64_t o = wv.shfl_xor(x, j);
+      const bool up = (lane & k) == 0, lower = (lane & j) == 0;
+      x = (lower == up) ? (x < o ? x : o) : (x < o ? o : x);
+    }
+  }
+  return x;
+}
+
+// Keys of sorted[0 .. len) strictly below x.
+__device__ __forceinline__ int count_below(const uint64_t* sorted, int len, uint64_t x) {
+  int lo = 0, hi = len;
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (sorted[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 template <int W, Metric M>
-__global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSearchArgs a, int list_len, int max_iter) {
+__global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSearchArgs a, const Layout L, int max_iter) {
   if constexpr (wave_compiled<W>()) {
     extern __shared__ uint64_t smem[];
-    uint64_t* keys = smem;                                            // list_len
-    uint32_t* table = reinterpret_cast<uint32_t*>(keys + list_len);   // kHashSlots
-    float* q = reinterpret_cast<float*>(table + kHashSlots);          // dim
-    __shared__ uint32_t cand[kGraphMaxItopk];
+    uint64_t* list = smem;                          // itopk, sorted
+    uint64_t* next = list + L.itopk;                // itopk, the merge's output
+    uint64_t* fresh = next + L.itopk;               // fresh_cap, W-key runs sorted
+    uint32_t* cand = reinterpret_cast<uint32_t*>(fresh + L.fresh_cap);  // fresh_cap
+    float* q = reinterpret_cast<float*>(cand + L.fresh_cap);           // dim (16-byte aligned)
+    uint32_t* table = reinterpret_cast<uint32_t*>(q + ((a.dim + 3) & ~std::size_t(3)));
     __shared__ int parents[4];
     __shared__ int nparents;
     const HwWave<W> wv;
     const int tid = int(threadIdx.x);
     const std::size_t qi = blockIdx.x;
+    const int runs = L.fresh_cap / W;
     for (std::size_t j = std::size_t(tid); j < a.dim; j += kGsThreads) q[j] = a.queries[qi * a.dim + j];
-    for (uint32_t j = uint32_t(tid); j < kHashSlots; j += kGsThreads) table[j] = kNoNode;
-    for (int j = tid; j < list_len; j += kGsThreads) keys[j] = kEmptyKey;
+    for (uint32_t j = uint32_t(tid); j <= L.hash_mask; j += kGsThreads) table[j] = kNoNode;
+    for (int j = tid; j < L.itopk; j += kGsThreads) list[j] = kEmptyKey;
+    for (int j = tid; j < L.fresh_cap; j += kGsThreads) cand[j] = kNoNode;
     __syncthreads();
     // Start nodes: pseudo-random, fixed by (seed, query, i); a repeat counts once.
     for (int i = tid; i < a.seeds; i += kGsThreads) {
       const uint32_t node = uint32_t(splitmix(a.seed ^ (uint64_t(qi) << 20) ^ uint64_t(i)) % a.n);
-      cand[i] = first_visit(table, node) ? node : kNoNode;
+      cand[i] = first_visit(table, L.hash_mask, node) ? node : kNoNode;
     }
     __syncthreads();
-    score<W, M>(wv, a, q, cand, a.seeds, keys);
-    __syncthreads();
-    block_sort(keys, list_len);
-    for (int it = 0; it < max_iter; ++it) {
+    for (int it = 0;; ++it) {
+      // Score the fresh candidates, sort each wave's run, merge into the list.
+      score<W, M>(wv, a, L, q, cand, L.fresh_cap, fresh);
+      __syncthreads();
+      for (int r = tid / W; r < runs; r += kGsThreads / W) {
+        const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
+        fresh[r * W + wv.lane()] = x;
+      }
+      __syncthreads();
+      // Every non-empty key is distinct (distinct nodes), so ranks by strict comparison are unique.
+      for (int j = tid; j < L.itopk; j += kGsThreads) next[j] = kEmptyKey;
+      __syncthreads();
+      for (int j = tid; j < L.itopk + L.fresh_cap; j += kGsThreads) {
+        const bool old = j < L.itopk;
+        const uint64_t x = old ? list[j] : fresh[j - L.itopk];
+        if (x == kEmptyKey) continue;
+        int pos = old ? j : count_below(list, L.itopk, x);
+        for (int r = 0; r < runs && pos < L.itopk; ++r) pos += count_below(fresh + r * W, W, x);
+        if (pos < L.itopk) next[pos] = x;
+      }
+      __syncthreads();
+      uint64_t* t = list;
+      list = next;
+      next = t;
+      if (it >= max_iter) break;
       // Wave 0 finds the first search_width entries not yet expanded (ballots over the list).
       if (tid < W) {
         int found = 0;
-        for (int b0 = 0; b0 < a.itopk && found < a.search_width; b0 += W) {
-          const int j = b0 + wv.lane();
-          const uint64_t key = j < a.itopk ? keys[j] : kEmptyKey;
+        for (int b0 = 0; b0 < L.itopk && found < a.search_width; b0 += W) {
+          const uint64_t key = b0 + wv.lane() < L.itopk ? list[b0 + wv.lane()] : kEmptyKey;
           auto m = wv.ballot(key != kEmptyKey && (key & kExpanded) == 0);
           for (; m != 0 && found < a.search_width; ++found) {
             if (wv.lane() == 0) parents[found] = b0 + HwWave<W>::lowest(m);
@@ -127,26 +186,51 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       __syncthreads();
       const int np = nparents;
       if (np == 0) break;  // every entry expanded: converged (uniform)
-      const int fresh = np * a.degree;
-      for (int j = tid; j < fresh; j += kGsThreads) {
-        const uint32_t parent = uint32_t(keys[parents[j / a.degree]]) & kNodeMask;
-        const uint32_t nb = a.graph[std::size_t(parent) * std::size_t(a.degree) + std::size_t(j % a.degree)];
-        cand[j] = (nb < a.n && first_visit(table, nb)) ? nb : kNoNode;
+      const int count = np * a.degree;
+      for (int j = tid; j < L.fresh_cap; j += kGsThreads) {
+        uint32_t c = kNoNode;
+        if (j < count) {
+          const uint32_t parent = uint32_t(list[parents[j / a.degree]]) & kNodeMask;
+          const uint32_t nb = a.graph[std::size_t(parent) * std::size_t(a.degree) + std::size_t(j % a.degree)];
+          if (nb < a.n && first_visit(table, L.hash_mask, nb)) c = nb;
+        }
+        cand[j] = c;
       }
-      for (int j = a.itopk + fresh + tid; j < list_len; j += kGsThreads) keys[j] = kEmptyKey;
       __syncthreads();
-      if (tid < np) keys[parents[tid]] |= kExpanded;
-      score<W, M>(wv, a, q, cand, fresh, keys + a.itopk);
+      if (tid < np) list[parents[tid]] |= kExpanded;
       __syncthreads();
-      block_sort(keys, list_len);
     }
-    for (int j = tid; j < a.k; j += kGsThreads) {
-      const uint64_t key = keys[j];
-      const std::size_t o = qi * std::size_t(a.k) + std::size_t(j);
-      a.nodes[o] = key == kEmptyKey ? kNoNode : uint32_t(key) & kNodeMask;
-      a.distances[o] = key == kEmptyKey ? __int_as_float(0x7f800000) : key_score(key & ~kExpanded);
+    // Results: the first k live entries (wave 0, ballots keep the order).
+    if (tid < W) {
+      int written = 0;
+      for (int b0 = 0; b0 < L.itopk && written < a.k; b0 += W) {
+        const uint64_t key = b0 + wv.lane() < L.itopk ? list[b0 + wv.lane()] : kEmptyKey;
+        const uint32_t node = uint32_t(key) & kNodeMask;
+        const bool live = key != kEmptyKey && !is_deleted(a.deleted, node);
+        const auto m = wv.ballot(live);
+        const int pos = written + __popcll(static_cast<unsigned long long>(m & wv.lanes_below()));
+        if (live && pos < a.k) {
+          const std::size_t o = qi * std::size_t(a.k) + std::size_t(pos);
+          a.nodes[o] = node;
+          a.distances[o] = key_score(key & ~kExpanded);
+        }
+        written += __popcll(static_cast<unsigned long long>(m));
+      }
+      for (int j = written + wv.lane(); j < a.k; j += W) {
+        const std::size_t o = qi * std::size_t(a.k) + std::size_t(j);
+        a.nodes[o] = kNoNode;
+        a.distances[o] = __int_as_float(0x7f800000);
+      }
     }
   }
+}
+
+template <int W, Metric M>
+void launch_one(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(graph_search_kernel<W, M>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+          "cudaFuncSetAttribute(graph search)");
+  graph_search_kernel<W, M><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, L, max_iter);
 }
 
 }  // namespace
@@ -156,37 +240,45 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   if (a.nq == 0) return;
   if (a.n == 0 || a.n > std::size_t(kNodeMask)) throw bad("the graph must hold 1 .. 2^31 - 1 nodes");
   if (a.degree < 1 || a.degree > kGraphMaxDegree) throw bad("degree " + std::to_string(a.degree) + " out of 1..64");
-  if (a.itopk != 32 && a.itopk != 64 && a.itopk != 128 && a.itopk != 256)
-    throw bad("itopk " + std::to_string(a.itopk) + " is not 32, 64, 128 or 256");
+  if (a.itopk < 32 || a.itopk > kGraphMaxItopk || (a.itopk & (a.itopk - 1)) != 0)
+    throw bad("itopk " + std::to_string(a.itopk) + " is not a power of two in 32..1024");
   if (a.k < 1 || a.k > a.itopk) throw bad("k " + std::to_string(a.k) + " out of 1..itopk");
   if (a.seeds < 1 || a.seeds > a.itopk) throw bad("seeds " + std::to_string(a.seeds) + " out of 1..itopk");
   if (a.metric == Metric::Hamming) throw bad("Hamming graphs are not supported");
-  if (a.search_width < 1 || a.search_width > 4 || a.search_width * a.degree > kGraphMaxItopk)
+  if (a.search_width < 1 || a.search_width > 4 || a.search_width * a.degree > kGraphMaxFresh)
     throw bad("search_width " + std::to_string(a.search_width) + " out of 1..4 (and width x degree <= 256)");
   if (a.nq > 0x7fffffffu) throw bad("too many queries in one launch");
-  int list_len = 1;
-  while (list_len < a.itopk + a.search_width * a.degree) list_len <<= 1;
-  const std::size_t smem = std::size_t(list_len) * 8 + kHashSlots * 4 + a.dim * 4;
-  if (smem > 48 * 1024) throw bad("dim " + std::to_string(a.dim) + " leaves no room in shared memory");
-  const int max_iter = a.max_iterations > 0 ? a.max_iterations : kIterationCap;
-  with_wave([&]<int W>() {
+  const int W = wave_size();
+  Layout L;
+  L.itopk = a.itopk;
+  const int fresh = std::max(a.search_width * a.degree, a.seeds);
+  L.fresh_cap = (fresh + W - 1) / W * W;
+  // Visited nodes: about 1.5 itopk expansions of `degree` neighbours; 48 slots per list entry
+  // keeps the table under about two-thirds full at degree 32.
+  uint32_t slots = 2048;
+  while (slots < uint32_t(48 * a.itopk) && slots < 32768) slots <<= 1;
+  L.hash_mask = slots - 1;
+  L.vec = a.dim % 4 == 0 && reinterpret_cast<uintptr_t>(a.base) % 16 == 0;
+  const std::size_t chunks = L.vec ? a.dim / 4 : a.dim;
+  int team = 4;
+  while (team < W && std::size_t(team) * 4 < chunks) team <<= 1;
+  L.team = team;
+  const std::size_t smem = std::size_t(2 * L.itopk + L.fresh_cap) * 8 + std::size_t(L.fresh_cap) * 4 +
+                           ((a.dim + 3) & ~std::size_t(3)) * 4 + std::size_t(slots) * 4;
+  int optin = 0, dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit");
+  if (smem > std::size_t(std::max(optin, 48 * 1024)))
+    throw bad("dim " + std::to_string(a.dim) + " with itopk " + std::to_string(a.itopk) +
+              " leaves no room in shared memory");
+  const int max_iter = a.max_iterations > 0 ? a.max_iterations : std::max(kIterationCap, 4 * a.itopk);
+  with_wave([&]<int WV>() {
     switch (a.metric) {
-      case Metric::L2:
-        graph_search_kernel<W, Metric::L2><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, list_len, max_iter);
-        break;
-      case Metric::InnerProduct:
-        graph_search_kernel<W, Metric::InnerProduct><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, list_len,
-                                                                                                    max_iter);
-        break;
-      case Metric::Cosine:
-        graph_search_kernel<W, Metric::Cosine><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, list_len, max_iter);
-        break;
-      case Metric::L1:
-        graph_search_kernel<W, Metric::L1><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, list_len, max_iter);
-        break;
-      case Metric::Linf:
-        graph_search_kernel<W, Metric::Linf><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, list_len, max_iter);
-        break;
+      case Metric::L2: launch_one<WV, Metric::L2>(a, L, smem, max_iter, stream); break;
+      case Metric::InnerProduct: launch_one<WV, Metric::InnerProduct>(a, L, smem, max_iter, stream); break;
+      case Metric::Cosine: launch_one<WV, Metric::Cosine>(a, L, smem, max_iter, stream); break;
+      case Metric::L1: launch_one<WV, Metric::L1>(a, L, smem, max_iter, stream); break;
+      case Metric::Linf: launch_one<WV, Metric::Linf>(a, L, smem, max_iter, stream); break;
       case Metric::Hamming: break;
     }
   });

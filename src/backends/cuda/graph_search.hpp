@@ -1,6 +1,6 @@
 // CUDA backend: search of a fixed-degree proximity graph, one thread block per query (the
-// single-CTA scheme of CAGRA). The first piece of issue 7's GPU graph index: the graph's
-// build, the index API and its files come next (docs/design.md).
+// single-CTA scheme of CAGRA). GraphIndex's search (cuda_graph_store.cpp); its batch insertion
+// also finds a new node's neighbours with it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -12,7 +12,8 @@ namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
 inline constexpr uint32_t kNoNode = 0xffffffffu;
 inline constexpr int kGraphMaxDegree = 64;
-inline constexpr int kGraphMaxItopk = 256;
+inline constexpr int kGraphMaxItopk = 1024;
+inline constexpr int kGraphMaxFresh = 256;  // search_width x degree
 
 // Device pointers. base: n fp32 rows of dim (Cosine rows normalised); graph: n x degree node
 // indices (kNoNode pads a short list); queries: nq fp32 rows.
@@ -25,20 +26,22 @@ struct GraphSearchArgs {
   const float* queries = nullptr;
   std::size_t nq = 0;
   int k = 0;                   // 1 .. itopk
-  int itopk = 64;              // 32, 64, 128 or 256: the sorted candidate list kept per query
+  int itopk = 64;              // a power of two in 32 .. 1024: the sorted candidate list kept per query
   int search_width = 1;        // entries expanded per iteration: 1 .. 4 (search_width x degree <= 256)
   int max_iterations = 0;      // 0: no limit but the list's convergence (every entry expanded)
   int seeds = 32;              // random start nodes per query, <= itopk
   uint64_t seed = 1;           // of the start nodes (the same seed, the same results)
+  const uint32_t* deleted = nullptr;  // bitmap over nodes (may be null): routed through, never returned
   float* distances = nullptr;  // nq x k, in the kernels' convention (smaller is better)
   uint32_t* nodes = nullptr;   // nq x k; kNoNode where fewer than k nodes were reached
 };
 
 // Each query: start from `seeds` pseudo-random nodes, then repeatedly expand the best
-// `search_width` entries of its sorted list not yet expanded: its neighbours not seen before (a hash of visited nodes in
-// shared memory) are scored and merged into the list, which keeps the itopk best. Stops when
-// every entry of the list has been expanded (or after max_iterations). Enqueues on stream;
-// throws Error(InvalidArgument) for arguments out of range.
+// `search_width` entries of its sorted list not yet expanded: their neighbours not seen before
+// (a hash of visited nodes in shared memory) are scored and merged into the list, which keeps
+// the itopk best. Stops when every entry of the list has been expanded (or after
+// max_iterations). Results skip deleted nodes. Enqueues on stream; throws
+// Error(InvalidArgument) for arguments out of range.
 void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream);
 
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

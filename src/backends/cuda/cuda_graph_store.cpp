@@ -1,0 +1,478 @@
+// CUDA backend: the graph store of GraphIndex (core/backend.hpp's GraphStore). Rows (fp32) and
+// links (n x degree uint32) live in device memory, growing by doubling; the build and batch
+// insertion run the kernels of graph_build.cu, searches the kernel of graph_search.cu.
+//
+// Build (why this way: docs/design.md, "GPU graph build"):
+//  1. k-means (L2, on a sample) into about 2n / kClusterTarget clusters; every node joins its
+//     two nearest clusters, so clusters overlap and a node near a border sees both sides.
+//  2. Per cluster: its members gathered, all their pairwise scores as matrix products (cuBLAS
+//     TF32 where it loads, else our tiled kernel; the scan for L1 / Linf), the intermediate + 1
+//     best of each member by the select kernels, scattered to the member's candidate slots.
+//  3. Each node's candidates from its two clusters merged (repeats and itself dropped): its
+//     k-NN list. Small stores (one cluster) get the exact k-NN graph.
+//  4. CAGRA's rank-based pruning to `degree`, reverse edges, and the final lists.
+// Batch insertion (extend): new rows in chunks of at most the linked count; each chunk's
+// neighbours come from a graph search, are pruned against the existing lists, and each new node
+// is written into the back half of its nearest neighbours' lists.
+#include <algorithm>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/blas.hpp"
+#include "backends/cuda/cuda_common.hpp"
+#include "backends/cuda/cuda_flat_store.hpp"
+#include "backends/cuda/dot_tile.hpp"
+#include "backends/cuda/graph_build.hpp"
+#include "backends/cuda/graph_search.hpp"
+#include "backends/cuda/kernels.hpp"
+#include "core/backend.hpp"
+#include "hive_gpu/error.hpp"
+
+namespace hive::gpu::HIVE_GPU_DEVICE_NS {
+namespace {
+
+constexpr uint32_t kNone = 0xffffffffu;
+constexpr uint32_t kSecondSlot = 0x80000000u;
+constexpr std::size_t kClusterTarget = 4096;          // members per cluster (each node is in two)
+constexpr std::size_t kSamplePerCluster = 128;        // k-means sample
+constexpr int kKmeansIterations = 10;
+constexpr std::size_t kScoreBudget = std::size_t(32) << 20;  // floats of one score tile (128 MiB)
+constexpr std::size_t kMaxNodes = std::size_t(0x7fffffff);
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+[[maybe_unused]] bool portable_env() {
+#if defined(HIVE_GPU_HIP)
+  return true;
+#else
+  const char* e = std::getenv("HIVE_GPU_CUDA_PORTABLE");
+  return e != nullptr && *e != '\0' && std::string(e) != "0";
+#endif
+}
+
+class CudaGraphStore final : public detail::GraphStore {
+ public:
+  CudaGraphStore(const detail::GraphConfig& cfg, int ordinal) : GraphStore(cfg), ordinal_(ordinal) {
+    use_device(ordinal);
+    stream_ = cfg.stream ? std::make_unique<Stream>(static_cast<cudaStream_t>(cfg.stream)) : std::make_unique<Stream>();
+  }
+
+  void append(std::size_t n, const float* rows) override {
+    if (n == 0) return;
+    if (rows_ + n > kMaxNodes)
+      throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
+    use_device(ordinal_);
+    if (rows_ + n > capacity_) reallocate(std::max(rows_ + n, capacity_ * 2));
+    deleted_.resize(ceil_div(rows_ + n, 32), 0);
+    check(cudaMemcpyAsync(base_.as<float>() + rows_ * dim(), rows, n * dim() * sizeof(float), cudaMemcpyHostToDevice,
+                          s()),
+          "upload rows");
+    stream_->sync("append");
+    rows_ += n;
+    deleted_dirty_ = true;
+  }
+
+  std::size_t rows() const override { return rows_; }
+  std::size_t linked() const override { return linked_; }
+
+  void build() override {
+    use_device(ordinal_);
+    build_all();
+    linked_ = rows_;
+  }
+
+  void extend() override {
+    if (linked_ == rows_) return;
+    use_device(ordinal_);
+    // Too few linked nodes to search for neighbours: build everything instead.
+    if (linked_ < std::size_t(4 * K())) {
+      build();
+      return;
+    }
+    while (linked_ < rows_) {
+      const std::size_t m = std::min(rows_ - linked_, linked_);
+      insert_chunk(linked_, m);
+      linked_ += m;
+    }
+  }
+
+  void set_deleted(std::size_t row, bool deleted) override {
+    uint32_t& word = deleted_[row / 32];
+    const uint32_t bit = uint32_t(1) << (row % 32);
+    if (((word & bit) != 0) == deleted) return;
+    word ^= bit;
+    deleted_count_ += deleted ? 1 : std::size_t(-1);
+    deleted_dirty_ = true;
+  }
+
+  void read_rows(std::size_t first, std::size_t n, float* out) const override {
+    if (n == 0) return;
+    use_device(ordinal_);
+    std::lock_guard<std::mutex> lock(mu_);
+    check(cudaMemcpyAsync(out, base_.as<const float>() + first * dim(), n * dim() * sizeof(float),
+                          cudaMemcpyDeviceToHost, s()),
+          "download rows");
+    stream_->sync("read_rows");
+  }
+
+  void read_graph(uint32_t* out) const override {
+    if (rows_ == 0) return;
+    use_device(ordinal_);
+    std::lock_guard<std::mutex> lock(mu_);
+    check(cudaMemcpyAsync(out, graph_.get(), rows_ * degree() * sizeof(uint32_t), cudaMemcpyDeviceToHost, s()),
+          "download graph");
+    stream_->sync("read_graph");
+  }
+
+  void load(std::size_t n, const float* rows, const uint32_t* graph) override {
+    use_device(ordinal_);
+    if (n > kMaxNodes) throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
+    if (n > capacity_) {
+      DeviceBuffer b(n * dim() * sizeof(float)), g(n * degree() * sizeof(uint32_t));
+      base_ = std::move(b);
+      graph_ = std::move(g);
+      capacity_ = n;
+    }
+    check(cudaMemcpyAsync(base_.get(), rows, n * dim() * sizeof(float), cudaMemcpyHostToDevice, s()), "upload rows");
+    check(cudaMemcpyAsync(graph_.get(), graph, n * degree() * sizeof(uint32_t), cudaMemcpyHostToDevice, s()),
+          "upload graph");
+    stream_->sync("load");
+    rows_ = linked_ = n;
+    deleted_.assign(ceil_div(n, 32), 0);
+    deleted_count_ = 0;
+    deleted_dirty_ = true;
+  }
+
+  void clear() override {
+    rows_ = linked_ = 0;
+    deleted_.clear();
+    deleted_count_ = 0;
+    deleted_dirty_ = true;
+  }
+
+  void search(std::size_t nq, const float* queries, int k, const detail::GraphSearchConfig& p, float* distances,
+              int64_t* rows) const override {
+    if (nq == 0) return;
+    use_device(ordinal_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (linked_ == 0) {
+      fill_empty(nq, k, distances, rows);
+      return;
+    }
+    const std::size_t qbytes = nq * dim() * sizeof(float), obytes = nq * std::size_t(k) * 4;
+    search_q_.ensure(qbytes);
+    search_out_.ensure(2 * obytes);
+    pinned_.ensure(2 * obytes);
+    check(cudaMemcpyAsync(search_q_.get(), queries, qbytes, cudaMemcpyHostToDevice, s()), "upload queries");
+    GraphSearchArgs a = search_args(p, k);
+    a.queries = search_q_.as<float>();
+    a.nq = nq;
+    a.deleted = device_bitmap();
+    a.distances = search_out_.as<float>();
+    a.nodes = reinterpret_cast<uint32_t*>(search_out_.as<uint8_t>() + obytes);
+    launch_graph_search(a, s());
+    check(cudaMemcpyAsync(pinned_.get(), search_out_.get(), 2 * obytes, cudaMemcpyDeviceToHost, s()),
+          "download results");
+    stream_->sync("graph search");
+    const float* d = pinned_.as<float>();
+    const uint32_t* nodes = reinterpret_cast<const uint32_t*>(pinned_.as<uint8_t>() + obytes);
+    const bool negate = cfg_.metric == Metric::InnerProduct;  // the kernel minimises -dot
+    for (std::size_t i = 0; i < nq * std::size_t(k); ++i) {
+      if (nodes[i] == kNoNode) {
+        rows[i] = kNoId;
+        distances[i] = negate ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+      } else {
+        rows[i] = int64_t(nodes[i]);
+        distances[i] = negate ? -d[i] : d[i];
+      }
+    }
+  }
+
+ private:
+  std::size_t dim() const { return cfg_.dim; }
+  int degree() const { return cfg_.degree; }
+  int K() const { return cfg_.intermediate_degree; }
+  cudaStream_t s() const { return stream_->get(); }
+
+  static void fill_empty(std::size_t nq, int k, float* distances, int64_t* rows) {
+    for (std::size_t i = 0; i < nq * std::size_t(k); ++i) {
+      rows[i] = kNoId;
+      distances[i] = std::numeric_limits<float>::infinity();
+    }
+  }
+
+  GraphSearchArgs search_args(const detail::GraphSearchConfig& p, int k) const {
+    GraphSearchArgs a;
+    a.base = base_.as<float>();
+    a.n = linked_;
+    a.dim = dim();
+    a.metric = cfg_.metric;
+    a.graph = graph_.as<uint32_t>();
+    a.degree = degree();
+    a.k = k;
+    a.itopk = p.itopk;
+    a.search_width = p.search_width;
+    a.max_iterations = p.max_iterations;
+    a.seeds = std::min(32, p.itopk);
+    a.seed = cfg_.seed;
+    return a;
+  }
+
+  void reallocate(std::size_t capacity) {
+    DeviceBuffer b(capacity * dim() * sizeof(float)), g(capacity * degree() * sizeof(uint32_t));
+    if (rows_) {
+      check(cudaMemcpyAsync(b.get(), base_.get(), rows_ * dim() * sizeof(float), cudaMemcpyDeviceToDevice, s()),
+            "copy rows on growth");
+      check(cudaMemcpyAsync(g.get(), graph_.get(), linked_ * degree() * sizeof(uint32_t), cudaMemcpyDeviceToDevice,
+                            s()),
+            "copy links on growth");
+      stream_->sync("grow");
+    }
+    base_ = std::move(b);
+    graph_ = std::move(g);
+    capacity_ = capacity;
+  }
+
+  const uint32_t* device_bitmap() const {
+    if (deleted_count_ == 0) return nullptr;
+    if (deleted_dirty_) {
+      deleted_dev_.ensure(std::max<std::size_t>(deleted_.size(), 1) * sizeof(uint32_t));
+      check(cudaMemcpyAsync(deleted_dev_.get(), deleted_.data(), deleted_.size() * sizeof(uint32_t),
+                            cudaMemcpyHostToDevice, s()),
+            "upload deleted bitmap");
+      stream_->sync("upload deleted bitmap");
+      deleted_dirty_ = false;
+    }
+    return deleted_dev_.as<uint32_t>();
+  }
+
+#if !defined(HIVE_GPU_HIP)
+  // cuBLAS where it loads (not on HIP, nor with HIVE_GPU_CUDA_PORTABLE=1).
+  BlasHandle* blas() {
+    if (portable_env()) return nullptr;
+    if (!blas_tried_) {
+      blas_tried_ = true;
+      auto h = std::make_unique<BlasHandle>(s());
+      if (h->ok()) blas_ = std::move(h);
+    }
+    return blas_.get();
+  }
+#endif
+
+  // out[q * ld + r] = dot(queries[q], rows[r]).
+  void dots(const float* rows, std::size_t n, const float* queries, std::size_t nq, float* out, std::size_t ld) {
+#if !defined(HIVE_GPU_HIP)
+    if (BlasHandle* b = blas()) {
+      b->dot_products(rows, n, queries, nq, dim(), out, ld, /*tf32=*/true);
+      return;
+    }
+#endif
+    launch_dot_tile(rows, n, ScalarType::F32, queries, nq, dim(), out, ld, s());
+  }
+
+  // Two nearest of nlist centroids (L2) for rows [0, n) of `rows`, into labels (2 per row).
+  void nearest_centroids(const float* centroids, const float* cnorms, std::size_t nlist, const float* rows,
+                         std::size_t n, uint32_t* labels, DeviceBuffer& scores) {
+    const std::size_t tile = std::max<std::size_t>(1, std::min(n, kScoreBudget / nlist));
+    scores.ensure(tile * nlist * sizeof(float));
+    for (std::size_t t0 = 0; t0 < n; t0 += tile) {
+      const std::size_t tn = std::min(tile, n - t0);
+      dots(centroids, nlist, rows + t0 * dim(), tn, scores.as<float>(), nlist);
+      launch_nearest_two(scores.as<float>(), nlist, tn, nlist, cnorms, labels + 2 * t0, s());
+    }
+  }
+
+  // Labels (two clusters per node) of every row, on the host; nlist clusters.
+  std::vector<uint32_t> cluster(std::size_t nlist) {
+    const std::size_t n = rows_, d = dim();
+    std::vector<uint32_t> labels(2 * n);
+    if (nlist <= 1) {
+      for (std::size_t i = 0; i < n; ++i) {
+        labels[2 * i] = 0;
+        labels[2 * i + 1] = kNone;
+      }
+      return labels;
+    }
+    const std::size_t ns = std::min(n, nlist * kSamplePerCluster);
+    std::vector<uint32_t> pick(n);
+    std::iota(pick.begin(), pick.end(), 0u);
+    std::mt19937_64 rng(cfg_.seed);
+    for (std::size_t i = 0; i < ns; ++i) std::swap(pick[i], pick[i + rng() % (n - i)]);  // partial shuffle
+    pick.resize(ns);
+    DeviceBuffer dpick(ns * 4), sample(ns * d * 4), cent(nlist * d * 4), cnorms(nlist * 4), sums(nlist * d * 4),
+        counts(nlist * 4), slabels(2 * ns * 4), scores, all(2 * n * 4);
+    check(cudaMemcpyAsync(dpick.get(), pick.data(), ns * 4, cudaMemcpyHostToDevice, s()), "upload sample");
+    launch_gather(base_.get(), sample.get(), dpick.as<uint32_t>(), ns, d * 4, s());
+    // Initial centroids: the first nlist sampled rows (the sample is random).
+    check(cudaMemcpyAsync(cent.get(), sample.get(), nlist * d * 4, cudaMemcpyDeviceToDevice, s()), "seed centroids");
+    for (int it = 0; it < kKmeansIterations; ++it) {
+      launch_norms(cent.get(), 0, nlist, d, ScalarType::F32, cnorms.as<float>(), s());
+      nearest_centroids(cent.as<float>(), cnorms.as<float>(), nlist, sample.as<float>(), ns, slabels.as<uint32_t>(),
+                        scores);
+      check(cudaMemsetAsync(sums.get(), 0, nlist * d * 4, s()), "zero sums");
+      check(cudaMemsetAsync(counts.get(), 0, nlist * 4, s()), "zero counts");
+      launch_centroid_sums(sample.as<float>(), ns, d, slabels.as<uint32_t>(), sums.as<float>(), counts.as<uint32_t>(),
+                           s());
+      launch_centroid_divide(sums.as<float>(), counts.as<uint32_t>(), nlist, d, cent.as<float>(), s());
+    }
+    launch_norms(cent.get(), 0, nlist, d, ScalarType::F32, cnorms.as<float>(), s());
+    nearest_centroids(cent.as<float>(), cnorms.as<float>(), nlist, base_.as<float>(), n, all.as<uint32_t>(), scores);
+    check(cudaMemcpyAsync(labels.data(), all.get(), 2 * n * 4, cudaMemcpyDeviceToHost, s()), "download labels");
+    stream_->sync("k-means");
+    return labels;
+  }
+
+  void build_all() {
+    const std::size_t n = rows_, d = dim();
+    const int D = degree();
+    if (n == 0) return;
+    if (n == 1) {
+      std::vector<uint32_t> none(std::size_t(D), kNone);
+      check(cudaMemcpyAsync(graph_.get(), none.data(), none.size() * 4, cudaMemcpyHostToDevice, s()), "upload links");
+      stream_->sync("build");
+      return;
+    }
+    const int K = std::min<int>(this->K(), int(std::min<std::size_t>(n - 1, std::size_t(kPruneMaxList))));
+    const int width = K + 1;  // the node itself comes back among its cluster's best
+    const std::size_t nlist = n <= 3 * kClusterTarget / 2 ? 1 : ceil_div(2 * n, kClusterTarget);
+    const std::vector<uint32_t> labels = cluster(nlist);
+
+    // Members of each cluster (host CSR): the plain node for gathers, the tagged one (bit 31:
+    // the node's second cluster) for the candidate slots.
+    std::vector<std::size_t> start(nlist + 1, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      ++start[labels[2 * i] + 1];
+      const uint32_t l1 = labels[2 * i + 1];
+      if (l1 != kNone && l1 != labels[2 * i]) ++start[l1 + 1];
+    }
+    for (std::size_t c = 0; c < nlist; ++c) start[c + 1] += start[c];
+    std::vector<uint32_t> plain(start[nlist]), tagged(start[nlist]);
+    {
+      std::vector<std::size_t> fill(start.begin(), start.end() - 1);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t p0 = fill[labels[2 * i]]++;
+        plain[p0] = uint32_t(i);
+        tagged[p0] = uint32_t(i);
+        const uint32_t l1 = labels[2 * i + 1];
+        if (l1 != kNone && l1 != labels[2 * i]) {
+          const std::size_t p1 = fill[l1]++;
+          plain[p1] = uint32_t(i);
+          tagged[p1] = uint32_t(i) | kSecondSlot;
+        }
+      }
+    }
+    std::size_t largest = 0;
+    for (std::size_t c = 0; c < nlist; ++c) largest = std::max(largest, start[c + 1] - start[c]);
+
+    const std::size_t total = start[nlist];
+    const int cap = select_capacity(width);
+    const std::size_t qtile = std::max<std::size_t>(1, std::min(largest, kScoreBudget / largest));
+    DeviceBuffer dplain(total * 4), dtagged(total * 4), buf(largest * d * 4), norms(largest * 4),
+        scores(qtile * largest * 4), keys(qtile * std::size_t(cap) * 8),
+        sa(select_scratch_keys(qtile, largest, cap) * 8), sb(select_scratch_keys(qtile, largest, cap) * 8),
+        cand(n * 2 * std::size_t(width) * 8);
+    check(cudaMemcpyAsync(dplain.get(), plain.data(), total * 4, cudaMemcpyHostToDevice, s()), "upload members");
+    check(cudaMemcpyAsync(dtagged.get(), tagged.data(), total * 4, cudaMemcpyHostToDevice, s()), "upload members");
+    check(cudaMemsetAsync(cand.get(), 0xff, n * 2 * std::size_t(width) * 8, s()), "clear candidates");
+    const Metric metric = cfg_.metric;
+    const bool by_dots = metric == Metric::L2 || metric == Metric::InnerProduct || metric == Metric::Cosine;
+    const Transform t = metric == Metric::L2             ? Transform::L2FromDot
+                        : metric == Metric::InnerProduct ? Transform::NegDot
+                        : metric == Metric::Cosine       ? Transform::OneMinusDot
+                                                         : Transform::Raw;
+    for (std::size_t c = 0; c < nlist; ++c) {
+      const std::size_t m = start[c + 1] - start[c];
+      if (m == 0) continue;
+      launch_gather(base_.get(), buf.get(), dplain.as<uint32_t>() + start[c], m, d * 4, s());
+      if (metric == Metric::L2) launch_norms(buf.get(), 0, m, d, ScalarType::F32, norms.as<float>(), s());
+      const std::size_t qt = std::max<std::size_t>(1, std::min(m, kScoreBudget / m));
+      for (std::size_t q0 = 0; q0 < m; q0 += qt) {
+        const std::size_t nq = std::min(qt, m - q0);
+        const float* q = buf.as<float>() + q0 * d;
+        if (by_dots) {
+          dots(buf.as<float>(), m, q, nq, scores.as<float>(), m);
+        } else {
+          ScanArgs a;
+          a.base = buf.get();
+          a.n = m;
+          a.dim = d;
+          a.metric = metric;
+          a.storage = ScalarType::F32;
+          a.queries = q;
+          a.nq = nq;
+          a.scores = scores.as<float>();
+          a.ld = m;
+          launch_scan(a, s());
+        }
+        select_from_scores(scores.as<float>(), m, nq, m, 0, nullptr, t, norms.as<float>(), cap, keys.as<uint64_t>(),
+                           std::size_t(cap), sa.as<uint64_t>(), sb.as<uint64_t>(), s());
+        launch_scatter_candidates(keys.as<uint64_t>(), std::size_t(cap), nq, width, dtagged.as<uint32_t>(), start[c],
+                                  start[c] + q0, cand.as<uint64_t>(), s());
+      }
+    }
+    // Scratch of the clusters is released before the graph-sized buffers are made.
+    buf = DeviceBuffer();
+    scores = DeviceBuffer();
+    DeviceBuffer knn(n * std::size_t(K) * 4);
+    launch_merge_candidates(cand.as<uint64_t>(), n, width, K, knn.as<uint32_t>(), s());
+    cand = DeviceBuffer();
+    DeviceBuffer pruned(n * std::size_t(D) * 4), rev(n * std::size_t(D) * 4), rev_count(n * 4);
+    launch_prune(knn.as<uint32_t>(), std::size_t(K), K, n, knn.as<uint32_t>(), std::size_t(K), K, D,
+                 pruned.as<uint32_t>(), std::size_t(D), 0, s());
+    check(cudaMemsetAsync(rev_count.get(), 0, n * 4, s()), "zero reverse counts");
+    launch_reverse_edges(pruned.as<uint32_t>(), n, D, rev.as<uint32_t>(), rev_count.as<uint32_t>(), s());
+    launch_merge_graph(pruned.as<uint32_t>(), rev.as<uint32_t>(), rev_count.as<uint32_t>(), n, D,
+                       graph_.as<uint32_t>(), s());
+    stream_->sync("graph build");
+  }
+
+  // Links new nodes [first, first + m) into the graph of nodes [0, first).
+  void insert_chunk(std::size_t first, std::size_t m) {
+    const int D = degree();
+    const int K = std::min<int>(this->K(), int(std::min<std::size_t>(first, std::size_t(kPruneMaxList))));
+    detail::GraphSearchConfig p;
+    p.itopk = 64;
+    while (p.itopk < 2 * K) p.itopk <<= 1;
+    GraphSearchArgs a = search_args(p, K);
+    a.n = first;
+    a.queries = base_.as<float>() + first * dim();
+    a.nq = m;
+    DeviceBuffer dist(m * std::size_t(K) * 4), nodes(m * std::size_t(K) * 4), taken(first * 4);
+    a.distances = dist.as<float>();
+    a.nodes = nodes.as<uint32_t>();
+    launch_graph_search(a, s());
+    launch_prune(nodes.as<uint32_t>(), std::size_t(K), K, m, graph_.as<uint32_t>(), std::size_t(D), D, D,
+                 graph_.as<uint32_t>(), std::size_t(D), first, s());
+    check(cudaMemsetAsync(taken.get(), 0, first * 4, s()), "zero link counts");
+    launch_link_back(graph_.as<uint32_t>(), D, first, m, taken.as<uint32_t>(), s());
+    stream_->sync("graph insert");
+  }
+
+  int ordinal_;
+  std::unique_ptr<Stream> stream_;
+  DeviceBuffer base_, graph_;
+  std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;
+  std::vector<uint32_t> deleted_;  // host mirror, authoritative
+  std::size_t deleted_count_ = 0;
+  mutable bool deleted_dirty_ = true;
+  mutable DeviceBuffer deleted_dev_, search_q_, search_out_;
+  mutable PinnedBuffer pinned_;
+  mutable std::mutex mu_;
+#if !defined(HIVE_GPU_HIP)
+  bool blas_tried_ = false;
+  std::unique_ptr<BlasHandle> blas_;
+#endif
+};
+
+}  // namespace
+
+std::unique_ptr<detail::GraphStore> make_cuda_graph_store(const detail::GraphConfig& cfg, int ordinal) {
+  return std::make_unique<CudaGraphStore>(cfg, ordinal);
+}
+
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS
