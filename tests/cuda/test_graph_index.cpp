@@ -286,7 +286,7 @@ TEST(GraphIndex, ErrorsLeaveTheIndexAsItWas) {
   p.search_width = 5;
   EXPECT_EQ(code([&] { index.set_search_params(p); }), ErrorCode::InvalidArgument);
   EXPECT_EQ(code([&] { (void)index.get(12345); }), ErrorCode::UnknownId);
-  EXPECT_EQ(code([&] { index.add_with_ids(1, x.data(), std::vector<int64_t>{3}.data()); }), ErrorCode::DuplicateId);
+  EXPECT_EQ(code([&] { index.add_with_ids(1, x.data(), std::vector<int64_t>{3}.data()); }), ErrorCode::IdExists);
   EXPECT_EQ(index.size(), 500u);
   EXPECT_EQ(index.stored_rows(), 500u);
   const auto r = run(index, x, d, 1);

@@ -371,10 +371,18 @@ class CudaGraphStore final : public detail::GraphStore {
 
     const std::size_t total = start[nlist];
     const int cap = select_capacity(width);
-    const std::size_t qtile = std::max<std::size_t>(1, std::min(largest, kScoreBudget / largest));
+    // Each cluster's score tiles: qt(m) members at a time against all m, qt(m) m <= kScoreBudget.
+    auto query_tile = [](std::size_t m) { return std::max<std::size_t>(1, std::min(m, kScoreBudget / m)); };
+    std::size_t most_scores = 0, most_queries = 0, most_scratch = 0;
+    for (std::size_t c = 0; c < nlist; ++c) {
+      const std::size_t m = start[c + 1] - start[c];
+      if (m == 0) continue;
+      most_scores = std::max(most_scores, query_tile(m) * m);
+      most_queries = std::max(most_queries, query_tile(m));
+      most_scratch = std::max(most_scratch, select_scratch_keys(query_tile(m), m, cap));
+    }
     DeviceBuffer dplain(total * 4), dtagged(total * 4), buf(largest * d * 4), norms(largest * 4),
-        scores(qtile * largest * 4), keys(qtile * std::size_t(cap) * 8),
-        sa(select_scratch_keys(qtile, largest, cap) * 8), sb(select_scratch_keys(qtile, largest, cap) * 8),
+        scores(most_scores * 4), keys(most_queries * std::size_t(cap) * 8), sa(most_scratch * 8), sb(most_scratch * 8),
         cand(n * 2 * std::size_t(width) * 8);
     check(cudaMemcpyAsync(dplain.get(), plain.data(), total * 4, cudaMemcpyHostToDevice, s()), "upload members");
     check(cudaMemcpyAsync(dtagged.get(), tagged.data(), total * 4, cudaMemcpyHostToDevice, s()), "upload members");
@@ -390,7 +398,7 @@ class CudaGraphStore final : public detail::GraphStore {
       if (m == 0) continue;
       launch_gather(base_.get(), buf.get(), dplain.as<uint32_t>() + start[c], m, d * 4, s());
       if (metric == Metric::L2) launch_norms(buf.get(), 0, m, d, ScalarType::F32, norms.as<float>(), s());
-      const std::size_t qt = std::max<std::size_t>(1, std::min(m, kScoreBudget / m));
+      const std::size_t qt = query_tile(m);
       for (std::size_t q0 = 0; q0 < m; q0 += qt) {
         const std::size_t nq = std::min(qt, m - q0);
         const float* q = buf.as<float>() + q0 * d;
