@@ -90,6 +90,8 @@ class GraphStore {
   virtual void read_rows(std::size_t first, std::size_t n, float* out) const = 0;
   // rows() x degree links (0xffffffff: none); requires linked() == rows().
   virtual void read_graph(uint32_t* out) const = 0;
+  // Nodes every search starts from (chosen at build time), for files' upper level.
+  virtual std::vector<uint32_t> entry_points() const { return {}; }
   // Replaces everything by n rows and their links (n x degree, every link < n or 0xffffffff).
   virtual void load(std::size_t n, const float* rows, const uint32_t* graph) = 0;
   virtual void clear() = 0;

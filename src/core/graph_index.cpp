@@ -307,20 +307,8 @@ void GraphIndex::save(const std::string& path) const {
   g.rows = s_->all_rows();
   g.links.resize(n * std::size_t(s_->opt.graph_degree));
   s_->store->read_graph(g.links.data());
-  // The CPU's search starts from the entry point: the node nearest the data's mean.
-  if (n > 0) {
-    std::vector<double> mean(s_->dim, 0.0);
-    for (std::size_t r = 0; r < n; ++r)
-      for (std::size_t j = 0; j < s_->dim; ++j) mean[j] += g.rows[r * s_->dim + j];
-    std::vector<float> q(s_->dim);
-    for (std::size_t j = 0; j < s_->dim; ++j) q[j] = float(mean[j] / double(n));
-    float d = 0;
-    int64_t row = kNoId;
-    detail::GraphSearchConfig c;
-    c.itopk = 64;
-    s_->store->search(1, q.data(), 1, c, &d, &row);
-    g.entry = row == kNoId ? 0 : uint32_t(row);
-  }
+  // The CPU's search descends from level 1: the entry points the GPU searches start from.
+  g.upper = s_->store->entry_points();
   detail::HnswAccess::write_level0(path, g);
 }
 

@@ -22,14 +22,16 @@ struct HnswLevel0 {
   std::vector<int64_t> ids;     // per node; kNoId for a deleted node (it still routes)
   std::vector<float> rows;      // per node, dim floats (decoded from the file's storage)
   std::vector<uint32_t> links;  // per node, 2 M node indices, 0xffffffff past its last
-  uint32_t entry = 0;           // where a CPU search starts
+  // Level 1 (written only): nodes linked to their M nearest among themselves; the first is the
+  // entry point. Empty: one level, entry 0.
+  std::vector<uint32_t> upper;
 };
 
 struct HnswAccess {
   // Opens an HNSW file with every check HnswIndex::load makes; returns its level 0.
   static HnswLevel0 read_level0(const std::string& path);
-  // Writes g as an fp32 HNSW file of one level (every node at level 0, g.entry the entry
-  // point); links may hold 0xffffffff anywhere (dropped).
+  // Writes g as an fp32 HNSW file: level 0 from g.links (0xffffffff anywhere is dropped), and
+  // level 1 over g.upper when it is not empty.
   static void write_level0(const std::string& path, const HnswLevel0& g);
 };
 

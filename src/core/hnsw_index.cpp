@@ -402,27 +402,50 @@ detail::HnswLevel0 detail::HnswAccess::read_level0(const std::string& path) {
 }
 
 void detail::HnswAccess::write_level0(const std::string& path, const HnswLevel0& g) {
-  const std::size_t n = g.ids.size(), width = std::size_t(2 * g.M);
+  const std::size_t n = g.ids.size(), width = std::size_t(2 * g.M), M = std::size_t(g.M);
+  std::vector<uint8_t> levels(n, 0);
+  for (uint32_t u : g.upper) levels.at(u) = 1;
   std::vector<uint8_t> graph;
-  graph.reserve(cpu::HnswGraph::kGraphHeaderBytes + n + 8 + n * (1 + width) * 4);
+  graph.reserve(cpu::HnswGraph::kGraphHeaderBytes + n + 8 + n * (1 + width) * 4 + g.upper.size() * (1 + M) * 4);
   put<uint32_t>(graph, uint32_t(g.M));
   put<uint32_t>(graph, uint32_t(g.ef_construction));
   put<uint64_t>(graph, g.seed);
-  put<int32_t>(graph, n > 0 ? 0 : -1);  // one level
-  put<uint32_t>(graph, n > 0 ? g.entry : 0);
+  put<int32_t>(graph, n == 0 ? -1 : g.upper.empty() ? 0 : 1);
+  put<uint32_t>(graph, g.upper.empty() ? 0 : g.upper[0]);
   put<uint64_t>(graph, g.seed);  // the level generator starts afresh
-  graph.resize(cpu::HnswGraph::kGraphHeaderBytes + (n + 7) / 8 * 8, 0);  // every level is 0
-  std::vector<uint32_t> list(1 + width);
+  graph.insert(graph.end(), levels.begin(), levels.end());
+  graph.resize(cpu::HnswGraph::kGraphHeaderBytes + (n + 7) / 8 * 8, 0);
+  auto put_list = [&](const std::vector<uint32_t>& links, std::size_t words) {
+    put<uint32_t>(graph, uint32_t(links.size()));
+    for (std::size_t j = 0; j < words; ++j) put<uint32_t>(graph, j < links.size() ? links[j] : 0u);
+  };
   for (std::size_t i = 0; i < n; ++i) {
-    uint32_t c = 0;
+    std::vector<uint32_t> keep;
     for (std::size_t j = 0; j < width; ++j) {
       const uint32_t v = g.links[i * width + j];
-      if (v < n && v != uint32_t(i)) list[1 + c++] = v;
+      if (v < n && v != uint32_t(i) && std::find(keep.begin(), keep.end(), v) == keep.end()) keep.push_back(v);
     }
-    list[0] = c;
-    for (uint32_t j = c; j < width; ++j) list[1 + j] = 0;
-    const auto* b = reinterpret_cast<const uint8_t*>(list.data());
-    graph.insert(graph.end(), b, b + list.size() * 4);
+    put_list(keep, width);
+  }
+  // Level 1, in node order: each upper node's M nearest upper nodes (L2 on the stored rows).
+  std::vector<uint32_t> upper_sorted(g.upper.begin(), g.upper.end());
+  std::sort(upper_sorted.begin(), upper_sorted.end());
+  for (uint32_t u : upper_sorted) {
+    std::vector<std::pair<double, uint32_t>> by;
+    for (uint32_t v : g.upper) {
+      if (v == u) continue;
+      double s = 0;
+      for (std::size_t j = 0; j < g.dim; ++j) {
+        const double t = double(g.rows[std::size_t(u) * g.dim + j]) - double(g.rows[std::size_t(v) * g.dim + j]);
+        s += t * t;
+      }
+      by.emplace_back(s, v);
+    }
+    const std::size_t m = std::min(M, by.size());
+    std::partial_sort(by.begin(), by.begin() + std::ptrdiff_t(m), by.end());
+    std::vector<uint32_t> keep;
+    for (std::size_t j = 0; j < m; ++j) keep.push_back(by[j].second);
+    put_list(keep, M);
   }
   write_hnsw_file(path, g.metric, ScalarType::F32, g.dim, g.next_id, g.ids, g.rows.data(), g.ef_search, graph);
 }

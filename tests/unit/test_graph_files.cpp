@@ -40,7 +40,7 @@ TEST(GraphFiles, OneLevelFileRoundTrip) {
   g.seed = 9;
   g.next_id = 1000;
   g.rows = x;
-  g.entry = 3;
+  g.upper = {3, 50, 120, 7, 399};  // level 1, entry point 3
   g.ids.resize(n);
   for (std::size_t i = 0; i < n; ++i) g.ids[i] = int64_t(2 * i);
   g.ids[10] = kNoId;  // a deleted node: routes, never returned
@@ -70,7 +70,7 @@ TEST(GraphFiles, OneLevelFileRoundTrip) {
   detail::HnswAccess::write_level0(path, g);
   HnswIndex h = HnswIndex::load(path);
   EXPECT_EQ(h.size(), n - 1);
-  EXPECT_EQ(h.max_level(), 0);
+  EXPECT_EQ(h.max_level(), 1);
   EXPECT_EQ(h.next_id(), 1000);
   EXPECT_EQ(h.ef_search(), 40);
   EXPECT_FALSE(h.contains(20));

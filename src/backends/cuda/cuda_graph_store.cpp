@@ -15,6 +15,8 @@
 // neighbours come from a graph search, are pruned against the existing lists, and each new node
 // is written into the back half of its nearest neighbours' lists.
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -84,6 +86,8 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     build_all();
     linked_ = rows_;
+    choose_entries();
+    phase("entry points");
   }
 
   void extend() override {
@@ -129,6 +133,16 @@ class CudaGraphStore final : public detail::GraphStore {
     stream_->sync("read_graph");
   }
 
+  std::vector<uint32_t> entry_points() const override {
+    std::vector<uint32_t> out(static_cast<std::size_t>(n_entries_));
+    if (n_entries_ == 0) return out;
+    use_device(ordinal_);
+    std::lock_guard<std::mutex> lock(mu_);
+    check(cudaMemcpyAsync(out.data(), entries_.get(), out.size() * 4, cudaMemcpyDeviceToHost, s()), "download entries");
+    stream_->sync("entry points");
+    return out;
+  }
+
   void load(std::size_t n, const float* rows, const uint32_t* graph) override {
     use_device(ordinal_);
     if (n > kMaxNodes) throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
@@ -143,6 +157,7 @@ class CudaGraphStore final : public detail::GraphStore {
           "upload graph");
     stream_->sync("load");
     rows_ = linked_ = n;
+    choose_entries();
     deleted_.assign(ceil_div(n, 32), 0);
     deleted_count_ = 0;
     deleted_dirty_ = true;
@@ -150,6 +165,7 @@ class CudaGraphStore final : public detail::GraphStore {
 
   void clear() override {
     rows_ = linked_ = 0;
+    n_entries_ = 0;
     deleted_.clear();
     deleted_count_ = 0;
     deleted_dirty_ = true;
@@ -218,9 +234,53 @@ class CudaGraphStore final : public detail::GraphStore {
     a.itopk = p.itopk;
     a.search_width = p.search_width;
     a.max_iterations = p.max_iterations;
-    a.seeds = std::min(32, p.itopk);
+    // With entry points, a few random starts are enough (they vary the start per query).
+    a.seeds = n_entries_ > 0 ? 8 : std::min(32, p.itopk);
+    a.entries = n_entries_ > 0 ? entries_.as<uint32_t>() : nullptr;
+    a.n_entries = n_entries_;
     a.seed = cfg_.seed;
     return a;
+  }
+
+  // Entry points every search scores first: farthest-first centres of a random sample of the
+  // linked nodes (L2), so the searches start near the query even where the links leave regions
+  // unconnected (well-separated clusters). Their number: up to 1024, and at most 128K floats of
+  // rows (each query reads them all).
+  void choose_entries() {
+    n_entries_ = 0;
+    const std::size_t n = linked_, d = dim();
+    if (n == 0) return;
+    const std::size_t want = std::min<std::size_t>({n, 1024, std::max<std::size_t>(32, (std::size_t(128) << 10) / d)});
+    const std::size_t ns = std::min(n, 64 * want);
+    std::vector<uint32_t> pick(n);
+    std::iota(pick.begin(), pick.end(), 0u);
+    std::mt19937_64 rng(cfg_.seed ^ 0x5eedull);
+    for (std::size_t i = 0; i < ns; ++i) std::swap(pick[i], pick[i + rng() % (n - i)]);
+    pick.resize(ns);
+    DeviceBuffer dpick(ns * 4), sample(ns * d * 4), mind(ns * 4), best(want * 8);
+    check(cudaMemcpyAsync(dpick.get(), pick.data(), ns * 4, cudaMemcpyHostToDevice, s()), "upload sample");
+    launch_gather(base_.get(), sample.get(), dpick.as<uint32_t>(), ns, d * 4, s());
+    check(cudaMemsetAsync(mind.get(), 0x7f, ns * 4, s()), "init distances");  // 3.4e38
+    check(cudaMemsetAsync(best.get(), 0, want * 8, s()), "init farthest");
+    for (std::size_t e = 0; e + 1 < want; ++e)
+      launch_farthest_step(sample.as<float>(), ns, d, mind.as<float>(), best.as<uint64_t>(), int(e), s());
+    std::vector<uint64_t> keys(want);
+    check(cudaMemcpyAsync(keys.data(), best.get(), want * 8, cudaMemcpyDeviceToHost, s()), "download centres");
+    stream_->sync("entry points");
+    std::vector<uint32_t> entries{pick[0]};
+    std::vector<uint8_t> taken(ns, 0);
+    taken[0] = 1;
+    for (std::size_t e = 0; e + 1 < want; ++e) {
+      const std::size_t r = std::size_t(keys[e] & 0xffffffffu);
+      if (keys[e] == 0 || r >= ns || taken[r]) continue;  // every row already a centre (duplicates)
+      taken[r] = 1;
+      entries.push_back(pick[r]);
+    }
+    entries_.ensure(entries.size() * 4);
+    check(cudaMemcpyAsync(entries_.get(), entries.data(), entries.size() * 4, cudaMemcpyHostToDevice, s()),
+          "upload entry points");
+    stream_->sync("entry points");
+    n_entries_ = int(entries.size());
   }
 
   void reallocate(std::size_t capacity) {
@@ -340,7 +400,9 @@ class CudaGraphStore final : public detail::GraphStore {
     const int K = std::min<int>(this->K(), int(std::min<std::size_t>(n - 1, std::size_t(kPruneMaxList))));
     const int width = K + 1;  // the node itself comes back among its cluster's best
     const std::size_t nlist = n <= 3 * kClusterTarget / 2 ? 1 : ceil_div(2 * n, kClusterTarget);
+    phase(nullptr);
     const std::vector<uint32_t> labels = cluster(nlist);
+    phase("k-means and assignment");
 
     // Members of each cluster (host CSR): the plain node for gathers, the tagged one (bit 31:
     // the node's second cluster) for the candidate slots.
@@ -423,12 +485,14 @@ class CudaGraphStore final : public detail::GraphStore {
                                   start[c] + q0, cand.as<uint64_t>(), s());
       }
     }
+    phase("cluster k-NN (matrix products, selection)");
     // Scratch of the clusters is released before the graph-sized buffers are made.
     buf = DeviceBuffer();
     scores = DeviceBuffer();
     DeviceBuffer knn(n * std::size_t(K) * 4);
     launch_merge_candidates(cand.as<uint64_t>(), n, width, K, knn.as<uint32_t>(), s());
     cand = DeviceBuffer();
+    phase("candidate merge");
     DeviceBuffer pruned(n * std::size_t(D) * 4), rev(n * std::size_t(D) * 4), rev_count(n * 4);
     launch_prune(knn.as<uint32_t>(), std::size_t(K), K, n, knn.as<uint32_t>(), std::size_t(K), K, D,
                  pruned.as<uint32_t>(), std::size_t(D), 0, s());
@@ -437,7 +501,23 @@ class CudaGraphStore final : public detail::GraphStore {
     launch_merge_graph(pruned.as<uint32_t>(), rev.as<uint32_t>(), rev_count.as<uint32_t>(), n, D,
                        graph_.as<uint32_t>(), s());
     stream_->sync("graph build");
+    phase("pruning and reverse edges");
   }
+
+  // HIVE_GPU_GRAPH_TIMING=1: each build phase's seconds on stderr (the stream synchronised).
+  void phase(const char* done) {
+    static const bool on = [] {
+      const char* e = std::getenv("HIVE_GPU_GRAPH_TIMING");
+      return e != nullptr && *e != '\0' && std::string(e) != "0";
+    }();
+    if (!on) return;
+    stream_->sync("timing");
+    const auto now = std::chrono::steady_clock::now();
+    if (done != nullptr)
+      std::fprintf(stderr, "graph build: %-45s %8.4f s\n", done, std::chrono::duration<double>(now - phase_t0_).count());
+    phase_t0_ = now;
+  }
+  std::chrono::steady_clock::time_point phase_t0_;
 
   // Links new nodes [first, first + m) into the graph of nodes [0, first).
   void insert_chunk(std::size_t first, std::size_t m) {
@@ -463,7 +543,8 @@ class CudaGraphStore final : public detail::GraphStore {
 
   int ordinal_;
   std::unique_ptr<Stream> stream_;
-  DeviceBuffer base_, graph_;
+  DeviceBuffer base_, graph_, entries_;
+  int n_entries_ = 0;
   std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;
   std::vector<uint32_t> deleted_;  // host mirror, authoritative
   std::size_t deleted_count_ = 0;

@@ -269,7 +269,44 @@ __global__ void link_back_kernel(uint32_t* graph, int degree, std::size_t first,
   }
 }
 
+template <int W>
+__global__ void farthest_step_kernel(const float* sample, std::size_t ns, std::size_t dim, float* mind,
+                                     unsigned long long* best, int round) {
+  if constexpr (wave_compiled<W>()) {
+    __shared__ unsigned long long block_best;
+    if (threadIdx.x == 0) block_best = 0;
+    __syncthreads();
+    const HwWave<W> wv;
+    const std::size_t centre = round == 0 ? 0 : std::size_t(best[round - 1] & 0xffffffffull);
+    const float* c = sample + centre * dim;
+    const std::size_t waves = std::size_t(gridDim.x) * blockDim.x / W;
+    unsigned long long mine = 0;
+    for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W; r < ns; r += waves) {
+      float acc = 0.0f;
+      for (std::size_t j = std::size_t(wv.lane()); j < dim; j += W) acc = step<Metric::L2>(acc, c[j], sample[r * dim + j]);
+      acc = wave_reduce<Metric::L2>(wv, acc);
+      const float m = fminf(mind[r], acc);
+      if (wv.lane() == 0) mind[r] = m;
+      const unsigned long long key = (uint64_t(float_order(m)) << 32) | uint64_t(r);
+      mine = key > mine ? key : mine;
+    }
+    if (wv.lane() == 0 && mine != 0) atomicMax(&block_best, mine);
+    __syncthreads();
+    if (threadIdx.x == 0 && block_best != 0) atomicMax(best + round, block_best);
+  }
+}
+
 }  // namespace
+
+void launch_farthest_step(const float* sample, std::size_t ns, std::size_t dim, float* mind, uint64_t* best,
+                          int step, cudaStream_t stream) {
+  if (ns == 0) return;
+  with_wave([&]<int W>() {
+    farthest_step_kernel<W><<<blocks_for(ns * W, 256), 256, 0, stream>>>(
+        sample, ns, dim, mind, reinterpret_cast<unsigned long long*>(best), step);
+  });
+  check(cudaGetLastError(), "farthest-first kernel launch");
+}
 
 void launch_nearest_two(const float* scores, std::size_t ld, std::size_t nrows, std::size_t ncols,
                         const float* norms, uint32_t* labels, cudaStream_t stream) {

@@ -65,6 +65,14 @@ void launch_reverse_edges(const uint32_t* pruned, std::size_t n, int degree, uin
 void launch_merge_graph(const uint32_t* pruned, const uint32_t* rev, const uint32_t* rev_count, std::size_t n,
                         int degree, uint32_t* graph, cudaStream_t stream);
 
+// One step of farthest-first traversal over ns sample rows (L2): the centre is row 0 at step 0,
+// else the row of best[step - 1]; mind[i] becomes min(mind[i], |row i - centre|^2) (mind starts
+// at a huge value) and best[step] (zeroed by the caller) the key (distance order, row) of the
+// farthest row. After E steps the centres cover the data: a new one always lands in the region
+// the earlier ones serve worst (so every well-separated cluster gets one).
+void launch_farthest_step(const float* sample, std::size_t ns, std::size_t dim, float* mind, uint64_t* best,
+                          int step, cudaStream_t stream);
+
 // Batch insertion: new nodes first .. first + m - 1 already have their lists in graph; each of
 // the first half of a new node's neighbours y < first gets the new node written over the back
 // of its list (from the last slot forward, at most half a list per batch; taken[y] counts,

@@ -139,22 +139,16 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     for (int j = tid; j < L.itopk; j += kGsThreads) list[j] = kEmptyKey;
     for (int j = tid; j < L.fresh_cap; j += kGsThreads) cand[j] = kNoNode;
     __syncthreads();
-    // Start nodes: pseudo-random, fixed by (seed, query, i); a repeat counts once.
-    for (int i = tid; i < a.seeds; i += kGsThreads) {
-      const uint32_t node = uint32_t(splitmix(a.seed ^ (uint64_t(qi) << 20) ^ uint64_t(i)) % a.n);
-      cand[i] = first_visit(table, L.hash_mask, node) ? node : kNoNode;
-    }
-    __syncthreads();
-    for (int it = 0;; ++it) {
-      // Score the fresh candidates, sort each wave's run, merge into the list.
+    // Score the fresh candidates, sort each wave's run, merge into the list (which swaps with
+    // `next`). Every non-empty key is distinct (distinct nodes), so ranks by strict comparison
+    // are unique and the non-empty keys land on a prefix.
+    auto absorb = [&]() {
       score<W, M>(wv, a, L, q, cand, L.fresh_cap, fresh);
       __syncthreads();
       for (int r = tid / W; r < runs; r += kGsThreads / W) {
         const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
         fresh[r * W + wv.lane()] = x;
       }
-      __syncthreads();
-      // Every non-empty key is distinct (distinct nodes), so ranks by strict comparison are unique.
       for (int j = tid; j < L.itopk; j += kGsThreads) next[j] = kEmptyKey;
       __syncthreads();
       for (int j = tid; j < L.itopk + L.fresh_cap; j += kGsThreads) {
@@ -169,6 +163,31 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       uint64_t* t = list;
       list = next;
       next = t;
+    };
+    if (a.n_entries > 0) {
+      // Start from the entry points (spread over the data at build time): all of them scored,
+      // a list-full of the nearest kept. They also reach regions the links do not connect.
+      for (int c0 = 0; c0 < a.n_entries; c0 += L.fresh_cap) {
+        for (int j = tid; j < L.fresh_cap; j += kGsThreads) {
+          const uint32_t node = c0 + j < a.n_entries ? a.entries[c0 + j] : kNoNode;
+          cand[j] = (node < a.n && first_visit(table, L.hash_mask, node)) ? node : kNoNode;
+        }
+        __syncthreads();
+        absorb();
+      }
+    }
+    // Random start nodes too: fixed by (seed, query, i); a repeat counts once.
+    for (int i = tid; i < L.fresh_cap; i += kGsThreads) {
+      uint32_t node = kNoNode;
+      if (i < a.seeds) {
+        node = uint32_t(splitmix(a.seed ^ (uint64_t(qi) << 20) ^ uint64_t(i)) % a.n);
+        if (!first_visit(table, L.hash_mask, node)) node = kNoNode;
+      }
+      cand[i] = node;
+    }
+    __syncthreads();
+    for (int it = 0;; ++it) {
+      absorb();
       if (it >= max_iter) break;
       // Wave 0 finds the first search_width entries not yet expanded (ballots over the list).
       if (tid < W) {
@@ -243,7 +262,8 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   if (a.itopk < 32 || a.itopk > kGraphMaxItopk || (a.itopk & (a.itopk - 1)) != 0)
     throw bad("itopk " + std::to_string(a.itopk) + " is not a power of two in 32..1024");
   if (a.k < 1 || a.k > a.itopk) throw bad("k " + std::to_string(a.k) + " out of 1..itopk");
-  if (a.seeds < 1 || a.seeds > a.itopk) throw bad("seeds " + std::to_string(a.seeds) + " out of 1..itopk");
+  if (a.seeds < 0 || a.seeds > a.itopk || (a.seeds == 0 && a.n_entries == 0))
+    throw bad("seeds " + std::to_string(a.seeds) + " out of 1..itopk (0 only with entry points)");
   if (a.metric == Metric::Hamming) throw bad("Hamming graphs are not supported");
   if (a.search_width < 1 || a.search_width > 4 || a.search_width * a.degree > kGraphMaxFresh)
     throw bad("search_width " + std::to_string(a.search_width) + " out of 1..4 (and width x degree <= 256)");
@@ -251,12 +271,13 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   const int W = wave_size();
   Layout L;
   L.itopk = a.itopk;
-  const int fresh = std::max(a.search_width * a.degree, a.seeds);
+  if (a.n_entries < 0 || (a.n_entries > 0 && a.entries == nullptr)) throw bad("entries without a list");
+  const int fresh = std::max({a.search_width * a.degree, a.seeds, std::min(a.n_entries, kGraphMaxFresh)});
   L.fresh_cap = (fresh + W - 1) / W * W;
   // Visited nodes: about 1.5 itopk expansions of `degree` neighbours; 48 slots per list entry
   // keeps the table under about two-thirds full at degree 32.
   uint32_t slots = 2048;
-  while (slots < uint32_t(48 * a.itopk) && slots < 32768) slots <<= 1;
+  while (slots < uint32_t(48 * a.itopk + 2 * a.n_entries) && slots < 32768) slots <<= 1;
   L.hash_mask = slots - 1;
   L.vec = a.dim % 4 == 0 && reinterpret_cast<uintptr_t>(a.base) % 16 == 0;
   const std::size_t chunks = L.vec ? a.dim / 4 : a.dim;

@@ -29,7 +29,9 @@ struct GraphSearchArgs {
   int itopk = 64;              // a power of two in 32 .. 1024: the sorted candidate list kept per query
   int search_width = 1;        // entries expanded per iteration: 1 .. 4 (search_width x degree <= 256)
   int max_iterations = 0;      // 0: no limit but the list's convergence (every entry expanded)
-  int seeds = 32;              // random start nodes per query, <= itopk
+  int seeds = 32;              // random start nodes per query, 0 .. itopk
+  const uint32_t* entries = nullptr;  // entry points every query scores first (may be null)
+  int n_entries = 0;
   uint64_t seed = 1;           // of the start nodes (the same seed, the same results)
   const uint32_t* deleted = nullptr;  // bitmap over nodes (may be null): routed through, never returned
   float* distances = nullptr;  // nq x k, in the kernels' convention (smaller is better)
