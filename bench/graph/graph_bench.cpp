@@ -93,7 +93,7 @@ std::vector<int> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dataset = "fashion-mnist", skip, ef_list = "10,16,20,32,40,64,80,128,256", itopk_list = "32,64,128,256",
+  std::string dataset = "fashion-mnist", skip, ef_list = "10,16,20,32,40,64,80,128,256", itopk_list = "16,32,64,128",
               width_list = "1,2,4";
   std::size_t nq = 10000;
   int threads = int(std::thread::hardware_concurrency()), M = 16, efc = 200, k = 10;

@@ -15,7 +15,7 @@
 namespace hive::gpu {
 
 struct GraphSearchParams {
-  // Sorted candidate list per query: a power of two in 32 .. 1024, raised to cover k. Larger
+  // Sorted candidate list per query: a power of two in 16 .. 1024, raised to cover k. Larger
   // finds more of the true neighbours, slower.
   int itopk = 64;
   // List entries expanded per iteration (1 .. 4): more work per step, fewer steps.

@@ -25,8 +25,8 @@ constexpr std::size_t kMaxDim = 16384;  // the search kernel keeps the query in 
 constexpr int kMaxGraphK = 1024;        // the search list's largest size
 
 void check_params(const GraphSearchParams& p) {
-  if (p.itopk < 32 || p.itopk > 1024 || (p.itopk & (p.itopk - 1)) != 0)
-    throw Error(ErrorCode::InvalidArgument, "itopk = " + std::to_string(p.itopk) + " is not a power of two in [32, 1024]");
+  if (p.itopk < 16 || p.itopk > 1024 || (p.itopk & (p.itopk - 1)) != 0)
+    throw Error(ErrorCode::InvalidArgument, "itopk = " + std::to_string(p.itopk) + " is not a power of two in [16, 1024]");
   if (p.search_width < 1 || p.search_width > 4)
     throw Error(ErrorCode::InvalidArgument, "search_width = " + std::to_string(p.search_width) + " is out of range [1, 4]");
   if (p.max_iterations < 0)

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <numeric>
 #include <shared_mutex>
 
 #include "backends/cpu/hnsw_graph.hpp"
@@ -427,25 +428,38 @@ void detail::HnswAccess::write_level0(const std::string& path, const HnswLevel0&
     }
     put_list(keep, width);
   }
-  // Level 1, in node order: each upper node's M nearest upper nodes (L2 on the stored rows).
-  std::vector<uint32_t> upper_sorted(g.upper.begin(), g.upper.end());
-  std::sort(upper_sorted.begin(), upper_sorted.end());
-  for (uint32_t u : upper_sorted) {
-    std::vector<std::pair<double, uint32_t>> by;
-    for (uint32_t v : g.upper) {
-      if (v == u) continue;
-      double s = 0;
-      for (std::size_t j = 0; j < g.dim; ++j) {
-        const double t = double(g.rows[std::size_t(u) * g.dim + j]) - double(g.rows[std::size_t(v) * g.dim + j]);
-        s += t * t;
-      }
-      by.emplace_back(s, v);
+  // Level 1, in node order: each upper node's links chosen by HNSW's heuristic among the other
+  // upper nodes (nearest first, a candidate kept only while it is nearer to the node than to any
+  // link kept): links then point in every direction, so a greedy descent crosses regions that
+  // level 0 does not connect (L2 on the stored rows).
+  const std::size_t E = g.upper.size();
+  std::vector<float> dist(E * E, 0.0f);
+  for (std::size_t a = 0; a < E; ++a)
+    for (std::size_t b = a + 1; b < E; ++b) {
+      double s2 = 0;
+      const float* x = g.rows.data() + std::size_t(g.upper[a]) * g.dim;
+      const float* y = g.rows.data() + std::size_t(g.upper[b]) * g.dim;
+      for (std::size_t j = 0; j < g.dim; ++j) s2 += (double(x[j]) - double(y[j])) * (double(x[j]) - double(y[j]));
+      dist[a * E + b] = dist[b * E + a] = float(s2);
     }
-    const std::size_t m = std::min(M, by.size());
-    std::partial_sort(by.begin(), by.begin() + std::ptrdiff_t(m), by.end());
-    std::vector<uint32_t> keep;
-    for (std::size_t j = 0; j < m; ++j) keep.push_back(by[j].second);
-    put_list(keep, M);
+  std::vector<std::size_t> order(E);
+  std::iota(order.begin(), order.end(), std::size_t(0));
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return g.upper[a] < g.upper[b]; });
+  for (std::size_t a : order) {
+    std::vector<std::size_t> by;
+    for (std::size_t b = 0; b < E; ++b)
+      if (b != a) by.push_back(b);
+    std::sort(by.begin(), by.end(), [&](std::size_t x, std::size_t y) { return dist[a * E + x] < dist[a * E + y]; });
+    std::vector<std::size_t> kept;
+    for (std::size_t c : by) {
+      if (kept.size() >= M) break;
+      bool ok = true;
+      for (std::size_t k : kept) ok = ok && dist[c * E + k] > dist[c * E + a];
+      if (ok) kept.push_back(c);
+    }
+    std::vector<uint32_t> links;
+    for (std::size_t k : kept) links.push_back(g.upper[k]);
+    put_list(links, M);
   }
   write_hnsw_file(path, g.metric, ScalarType::F32, g.dim, g.next_id, g.ids, g.rows.data(), g.ef_search, graph);
 }

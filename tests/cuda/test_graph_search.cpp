@@ -201,7 +201,7 @@ TEST(GraphSearch, RejectsBadArguments) {
       {"degree 0", [](GraphSearchArgs& b) { b.degree = 0; }},
       {"degree 65", [](GraphSearchArgs& b) { b.degree = 65; }},
       {"itopk 48", [](GraphSearchArgs& b) { b.itopk = 48; }},
-      {"itopk 16", [](GraphSearchArgs& b) { b.itopk = 16; }},
+      {"itopk 8", [](GraphSearchArgs& b) { b.itopk = 8; }},
       {"itopk 2048", [](GraphSearchArgs& b) { b.itopk = 2048; }},
       {"k above itopk", [](GraphSearchArgs& b) { b.k = 65; }},
       {"Hamming", [](GraphSearchArgs& b) { b.metric = Metric::Hamming; }},

@@ -449,6 +449,7 @@ class CudaGraphStore final : public detail::GraphStore {
     check(cudaMemcpyAsync(dplain.get(), plain.data(), total * 4, cudaMemcpyHostToDevice, s()), "upload members");
     check(cudaMemcpyAsync(dtagged.get(), tagged.data(), total * 4, cudaMemcpyHostToDevice, s()), "upload members");
     check(cudaMemsetAsync(cand.get(), 0xff, n * 2 * std::size_t(width) * 8, s()), "clear candidates");
+    double t_scores = 0, t_select = 0;
     const Metric metric = cfg_.metric;
     const bool by_dots = metric == Metric::L2 || metric == Metric::InnerProduct || metric == Metric::Cosine;
     const Transform t = metric == Metric::L2             ? Transform::L2FromDot
@@ -464,6 +465,7 @@ class CudaGraphStore final : public detail::GraphStore {
       for (std::size_t q0 = 0; q0 < m; q0 += qt) {
         const std::size_t nq = std::min(qt, m - q0);
         const float* q = buf.as<float>() + q0 * d;
+        lap(nullptr);
         if (by_dots) {
           dots(buf.as<float>(), m, q, nq, scores.as<float>(), m);
         } else {
@@ -479,11 +481,19 @@ class CudaGraphStore final : public detail::GraphStore {
           a.ld = m;
           launch_scan(a, s());
         }
+        lap(&t_scores);
         select_from_scores(scores.as<float>(), m, nq, m, 0, nullptr, t, norms.as<float>(), cap, keys.as<uint64_t>(),
                            std::size_t(cap), sa.as<uint64_t>(), sb.as<uint64_t>(), s());
+        lap(&t_select);
         launch_scatter_candidates(keys.as<uint64_t>(), std::size_t(cap), nq, width, dtagged.as<uint32_t>(), start[c],
                                   start[c] + q0, cand.as<uint64_t>(), s());
       }
+    }
+    if (timing()) {
+      double sq = 0;
+      for (std::size_t c = 0; c < nlist; ++c) sq += double(start[c + 1] - start[c]) * double(start[c + 1] - start[c]);
+      std::fprintf(stderr, "graph build: %zu clusters, largest %zu, %.3g scores; scores %.4f s, selection %.4f s\n",
+                   nlist, largest, sq, t_scores, t_select);
     }
     phase("cluster k-NN (matrix products, selection)");
     // Scratch of the clusters is released before the graph-sized buffers are made.
@@ -505,12 +515,24 @@ class CudaGraphStore final : public detail::GraphStore {
   }
 
   // HIVE_GPU_GRAPH_TIMING=1: each build phase's seconds on stderr (the stream synchronised).
-  void phase(const char* done) {
+  static bool timing() {
     static const bool on = [] {
       const char* e = std::getenv("HIVE_GPU_GRAPH_TIMING");
       return e != nullptr && *e != '\0' && std::string(e) != "0";
     }();
-    if (!on) return;
+    return on;
+  }
+  // With timing on: adds the seconds since the last lap to *acc (null: starts a lap).
+  void lap(double* acc) {
+    if (!timing()) return;
+    stream_->sync("timing");
+    const auto now = std::chrono::steady_clock::now();
+    if (acc != nullptr) *acc += std::chrono::duration<double>(now - lap_t0_).count();
+    lap_t0_ = now;
+  }
+  std::chrono::steady_clock::time_point lap_t0_;
+  void phase(const char* done) {
+    if (!timing()) return;
     stream_->sync("timing");
     const auto now = std::chrono::steady_clock::now();
     if (done != nullptr)

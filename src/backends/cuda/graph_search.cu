@@ -259,8 +259,8 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   if (a.nq == 0) return;
   if (a.n == 0 || a.n > std::size_t(kNodeMask)) throw bad("the graph must hold 1 .. 2^31 - 1 nodes");
   if (a.degree < 1 || a.degree > kGraphMaxDegree) throw bad("degree " + std::to_string(a.degree) + " out of 1..64");
-  if (a.itopk < 32 || a.itopk > kGraphMaxItopk || (a.itopk & (a.itopk - 1)) != 0)
-    throw bad("itopk " + std::to_string(a.itopk) + " is not a power of two in 32..1024");
+  if (a.itopk < 16 || a.itopk > kGraphMaxItopk || (a.itopk & (a.itopk - 1)) != 0)
+    throw bad("itopk " + std::to_string(a.itopk) + " is not a power of two in 16..1024");
   if (a.k < 1 || a.k > a.itopk) throw bad("k " + std::to_string(a.k) + " out of 1..itopk");
   if (a.seeds < 0 || a.seeds > a.itopk || (a.seeds == 0 && a.n_entries == 0))
     throw bad("seeds " + std::to_string(a.seeds) + " out of 1..itopk (0 only with entry points)");

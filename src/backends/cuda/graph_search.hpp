@@ -26,7 +26,7 @@ struct GraphSearchArgs {
   const float* queries = nullptr;
   std::size_t nq = 0;
   int k = 0;                   // 1 .. itopk
-  int itopk = 64;              // a power of two in 32 .. 1024: the sorted candidate list kept per query
+  int itopk = 64;              // a power of two in 16 .. 1024: the sorted candidate list kept per query
   int search_width = 1;        // entries expanded per iteration: 1 .. 4 (search_width x degree <= 256)
   int max_iterations = 0;      // 0: no limit but the list's convergence (every entry expanded)
   int seeds = 32;              // random start nodes per query, 0 .. itopk
