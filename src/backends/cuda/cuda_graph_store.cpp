@@ -69,6 +69,7 @@ class CudaGraphStore final : public detail::GraphStore {
     if (rows_ + n > kMaxNodes)
       throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
     use_device(ordinal_);
+    phase(nullptr);
     if (rows_ + n > capacity_) reallocate(std::max(rows_ + n, capacity_ * 2));
     deleted_.resize(ceil_div(rows_ + n, 32), 0);
     check(cudaMemcpyAsync(base_.as<float>() + rows_ * dim(), rows, n * dim() * sizeof(float), cudaMemcpyHostToDevice,
@@ -77,6 +78,7 @@ class CudaGraphStore final : public detail::GraphStore {
     stream_->sync("append");
     rows_ += n;
     deleted_dirty_ = true;
+    phase("allocation and upload");
   }
 
   std::size_t rows() const override { return rows_; }
@@ -87,6 +89,7 @@ class CudaGraphStore final : public detail::GraphStore {
     build_all();
     linked_ = rows_;
     choose_entries();
+    link_entries();
     phase("entry points");
   }
 
@@ -242,6 +245,77 @@ class CudaGraphStore final : public detail::GraphStore {
     return a;
   }
 
+  // Links between entry points, in every entry's own list (slots [D/2 - D/4, D/2): the back of
+  // the forward links, which batch insertion does not overwrite): chosen by HNSW's heuristic
+  // among the other entries (nearest first, one kept only while nearer to the entry than to
+  // any kept), so they point in every direction and join regions the k-NN links leave apart
+  // (well-separated clusters). Any search, a CPU one on a saved file too, can then cross them.
+  void link_entries() {
+    const std::size_t E = std::size_t(n_entries_), d = dim(), D = std::size_t(degree());
+    const std::size_t X = D / 4;
+    if (E < 2 || X == 0) return;
+    DeviceBuffer rows(E * d * 4), norms(E * 4), dots_out(E * E * 4);
+    launch_gather(base_.get(), rows.get(), entries_.as<uint32_t>(), E, d * 4, s());
+    launch_norms(rows.get(), 0, E, d, ScalarType::F32, norms.as<float>(), s());
+    dots(rows.as<float>(), E, rows.as<float>(), E, dots_out.as<float>(), E);
+    std::vector<float> dot(E * E), nrm(E);
+    std::vector<uint32_t> ids(E), lists(E * D);
+    check(cudaMemcpyAsync(dot.data(), dots_out.get(), E * E * 4, cudaMemcpyDeviceToHost, s()), "download dots");
+    check(cudaMemcpyAsync(nrm.data(), norms.get(), E * 4, cudaMemcpyDeviceToHost, s()), "download norms");
+    check(cudaMemcpyAsync(ids.data(), entries_.get(), E * 4, cudaMemcpyDeviceToHost, s()), "download entries");
+    for (std::size_t a = 0; a < E; ++a)
+      check(cudaMemcpyAsync(lists.data() + a * D, graph_.as<uint32_t>() + std::size_t(ids[a]) * D, D * 4,
+                            cudaMemcpyDeviceToHost, s()),
+            "download entry lists");
+    stream_->sync("entry links");
+    auto l2 = [&](std::size_t a, std::size_t b) { return nrm[a] + nrm[b] - 2.0f * dot[a * E + b]; };
+    std::vector<std::size_t> by(E);
+    for (std::size_t a = 0; a < E; ++a) {
+      std::iota(by.begin(), by.end(), std::size_t(0));
+      std::sort(by.begin(), by.end(), [&](std::size_t x, std::size_t y) { return l2(a, x) < l2(a, y); });
+      std::vector<std::size_t> kept;
+      for (std::size_t c : by) {
+        if (kept.size() >= X) break;
+        if (c == a) continue;
+        bool ok = true;
+        for (std::size_t k : kept) ok = ok && l2(c, k) > l2(c, a);
+        if (ok) kept.push_back(c);
+      }
+      uint32_t* list = lists.data() + a * D;
+      std::size_t slot = D / 2 - X;
+      for (std::size_t k : kept) {
+        if (std::find(list, list + D, ids[k]) != list + D) continue;  // linked already
+        list[slot++] = ids[k];
+      }
+      check(cudaMemcpyAsync(graph_.as<uint32_t>() + std::size_t(ids[a]) * D, list, D * 4, cudaMemcpyHostToDevice, s()),
+            "upload entry lists");
+    }
+    stream_->sync("entry links");
+  }
+
+  // Up to `count` distinct sample rows by farthest-first traversal (L2), starting at row 0.
+  std::vector<uint32_t> farthest_first(const float* sample, std::size_t ns, std::size_t count) {
+    const std::size_t d = dim();
+    DeviceBuffer mind(ns * 4), best(count * 8);
+    check(cudaMemsetAsync(mind.get(), 0x7f, ns * 4, s()), "init distances");  // 3.4e38
+    check(cudaMemsetAsync(best.get(), 0, count * 8, s()), "init farthest");
+    for (std::size_t e = 0; e + 1 < count; ++e)
+      launch_farthest_step(sample, ns, d, mind.as<float>(), best.as<uint64_t>(), int(e), s());
+    std::vector<uint64_t> keys(count);
+    check(cudaMemcpyAsync(keys.data(), best.get(), count * 8, cudaMemcpyDeviceToHost, s()), "download centres");
+    stream_->sync("farthest-first");
+    std::vector<uint32_t> rows{0};
+    std::vector<uint8_t> taken(ns, 0);
+    taken[0] = 1;
+    for (std::size_t e = 0; e + 1 < count; ++e) {
+      const std::size_t r = std::size_t(keys[e] & 0xffffffffu);
+      if (keys[e] == 0 || r >= ns || taken[r]) continue;  // every row already a centre (duplicates)
+      taken[r] = 1;
+      rows.push_back(uint32_t(r));
+    }
+    return rows;
+  }
+
   // Entry points every search scores first: farthest-first centres of a random sample of the
   // linked nodes (L2), so the searches start near the query even where the links leave regions
   // unconnected (well-separated clusters). Their number: up to 1024, and at most 128K floats of
@@ -257,25 +331,11 @@ class CudaGraphStore final : public detail::GraphStore {
     std::mt19937_64 rng(cfg_.seed ^ 0x5eedull);
     for (std::size_t i = 0; i < ns; ++i) std::swap(pick[i], pick[i + rng() % (n - i)]);
     pick.resize(ns);
-    DeviceBuffer dpick(ns * 4), sample(ns * d * 4), mind(ns * 4), best(want * 8);
+    DeviceBuffer dpick(ns * 4), sample(ns * d * 4);
     check(cudaMemcpyAsync(dpick.get(), pick.data(), ns * 4, cudaMemcpyHostToDevice, s()), "upload sample");
     launch_gather(base_.get(), sample.get(), dpick.as<uint32_t>(), ns, d * 4, s());
-    check(cudaMemsetAsync(mind.get(), 0x7f, ns * 4, s()), "init distances");  // 3.4e38
-    check(cudaMemsetAsync(best.get(), 0, want * 8, s()), "init farthest");
-    for (std::size_t e = 0; e + 1 < want; ++e)
-      launch_farthest_step(sample.as<float>(), ns, d, mind.as<float>(), best.as<uint64_t>(), int(e), s());
-    std::vector<uint64_t> keys(want);
-    check(cudaMemcpyAsync(keys.data(), best.get(), want * 8, cudaMemcpyDeviceToHost, s()), "download centres");
-    stream_->sync("entry points");
-    std::vector<uint32_t> entries{pick[0]};
-    std::vector<uint8_t> taken(ns, 0);
-    taken[0] = 1;
-    for (std::size_t e = 0; e + 1 < want; ++e) {
-      const std::size_t r = std::size_t(keys[e] & 0xffffffffu);
-      if (keys[e] == 0 || r >= ns || taken[r]) continue;  // every row already a centre (duplicates)
-      taken[r] = 1;
-      entries.push_back(pick[r]);
-    }
+    std::vector<uint32_t> entries;
+    for (uint32_t r : farthest_first(sample.as<float>(), ns, want)) entries.push_back(pick[r]);
     entries_.ensure(entries.size() * 4);
     check(cudaMemcpyAsync(entries_.get(), entries.data(), entries.size() * 4, cudaMemcpyHostToDevice, s()),
           "upload entry points");
@@ -368,8 +428,12 @@ class CudaGraphStore final : public detail::GraphStore {
         counts(nlist * 4), slabels(2 * ns * 4), scores, all(2 * n * 4);
     check(cudaMemcpyAsync(dpick.get(), pick.data(), ns * 4, cudaMemcpyHostToDevice, s()), "upload sample");
     launch_gather(base_.get(), sample.get(), dpick.as<uint32_t>(), ns, d * 4, s());
-    // Initial centroids: the first nlist sampled rows (the sample is random).
-    check(cudaMemcpyAsync(cent.get(), sample.get(), nlist * d * 4, cudaMemcpyDeviceToDevice, s()), "seed centroids");
+    // Initial centroids: farthest-first centres of the sample, so that every well-separated
+    // region gets its own (random picks leave some regions to share one, and clusters of 100k).
+    std::vector<uint32_t> init = farthest_first(sample.as<float>(), ns, nlist);
+    while (init.size() < nlist) init.push_back(uint32_t(init.size() % ns));  // duplicates in the sample
+    check(cudaMemcpyAsync(dpick.get(), init.data(), nlist * 4, cudaMemcpyHostToDevice, s()), "upload centres");
+    launch_gather(sample.get(), cent.get(), dpick.as<uint32_t>(), nlist, d * 4, s());
     for (int it = 0; it < kKmeansIterations; ++it) {
       launch_norms(cent.get(), 0, nlist, d, ScalarType::F32, cnorms.as<float>(), s());
       nearest_centroids(cent.as<float>(), cnorms.as<float>(), nlist, sample.as<float>(), ns, slabels.as<uint32_t>(),
