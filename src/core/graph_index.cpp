@@ -6,7 +6,6 @@
 #include "hive_gpu/graph_index.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <shared_mutex>
 
@@ -77,11 +76,15 @@ struct GraphIndex::State {
     return g;
   }
 
-  std::vector<float> encode(std::size_t n, const float* x) const {
-    const auto bytes = detail::encode_rows(dim, metric, ScalarType::F32, n, x, "vectors");
-    std::vector<float> rows(n * dim);
-    if (!rows.empty()) std::memcpy(rows.data(), bytes.data(), rows.size() * sizeof(float));
-    return rows;
+  // Rows ready for the store: checked (pointer, finiteness) and, for Cosine, normalised into
+  // `scratch`; otherwise the caller's own (no copy: the upload reads them directly).
+  const float* ready_rows(std::size_t n, const float* x, std::vector<float>& scratch) const {
+    detail::check_pointer(x, n, "vectors");
+    detail::check_finite(x, n, dim, "vectors");
+    if (metric != Metric::Cosine) return x;
+    scratch.resize(n * dim);
+    for (std::size_t i = 0; i < n; ++i) detail::normalise(dim, x + i * dim, scratch.data() + i * dim);
+    return scratch.data();
   }
 
   // Appends rows as new nodes, links them in (the first batch builds the graph) and gives them
@@ -189,24 +192,25 @@ GraphSearchParams GraphIndex::search_params() const {
 
 void GraphIndex::add(std::size_t n, const float* x) {
   std::unique_lock lock(s_->mu);
-  const auto rows = s_->encode(n, x);
+  std::vector<float> scratch;
+  const float* rows = s_->ready_rows(n, x, scratch);
   const auto ids = s_->ids.sequential(n);
-  s_->insert(n, rows.data(), ids.data());
+  s_->insert(n, rows, ids.data());
 }
 
 void GraphIndex::add_with_ids(std::size_t n, const float* x, const int64_t* ids) {
   std::unique_lock lock(s_->mu);
   s_->ids.check_new(n, ids);
-  const auto rows = s_->encode(n, x);
-  s_->insert(n, rows.data(), ids);
+  std::vector<float> scratch;
+  s_->insert(n, s_->ready_rows(n, x, scratch), ids);
 }
 
 void GraphIndex::upsert(std::size_t n, const float* x, const int64_t* ids) {
   std::unique_lock lock(s_->mu);
   detail::check_pointer(ids, n, "ids");
   detail::check_ids(ids, n);
-  const auto rows = s_->encode(n, x);
-  s_->insert(n, rows.data(), ids);
+  std::vector<float> scratch;
+  s_->insert(n, s_->ready_rows(n, x, scratch), ids);
 }
 
 void GraphIndex::search(std::size_t nq, const float* q, int k, float* distances, int64_t* ids) const {

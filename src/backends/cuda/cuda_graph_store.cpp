@@ -397,17 +397,21 @@ class CudaGraphStore final : public detail::GraphStore {
 
   // Two nearest of nlist centroids (L2) for rows [0, n) of `rows`, into labels (2 per row).
   void nearest_centroids(const float* centroids, const float* cnorms, std::size_t nlist, const float* rows,
-                         std::size_t n, uint32_t* labels, DeviceBuffer& scores) {
+                         std::size_t n, uint32_t* labels, DeviceBuffer& scores, float* margins = nullptr) {
     const std::size_t tile = std::max<std::size_t>(1, std::min(n, kScoreBudget / nlist));
     scores.ensure(tile * nlist * sizeof(float));
     for (std::size_t t0 = 0; t0 < n; t0 += tile) {
       const std::size_t tn = std::min(tile, n - t0);
       dots(centroids, nlist, rows + t0 * dim(), tn, scores.as<float>(), nlist);
-      launch_nearest_two(scores.as<float>(), nlist, tn, nlist, cnorms, labels + 2 * t0, s());
+      launch_nearest_two(scores.as<float>(), nlist, tn, nlist, cnorms, labels + 2 * t0,
+                         margins != nullptr ? margins + t0 : nullptr, s());
     }
   }
 
-  // Labels (two clusters per node) of every row, on the host; nlist clusters.
+  // Labels (two clusters per node) of every row, on the host; nlist clusters. A node's second
+  // cluster is kept only among the closest second-comers of that cluster (by how much farther
+  // it is than the node's first), at most as many as the cluster's own members: otherwise a
+  // centroid between regions (near the mean of several) is everyone's second and grows huge.
   std::vector<uint32_t> cluster(std::size_t nlist) {
     const std::size_t n = rows_, d = dim();
     std::vector<uint32_t> labels(2 * n);
@@ -425,7 +429,7 @@ class CudaGraphStore final : public detail::GraphStore {
     for (std::size_t i = 0; i < ns; ++i) std::swap(pick[i], pick[i + rng() % (n - i)]);  // partial shuffle
     pick.resize(ns);
     DeviceBuffer dpick(ns * 4), sample(ns * d * 4), cent(nlist * d * 4), cnorms(nlist * 4), sums(nlist * d * 4),
-        counts(nlist * 4), slabels(2 * ns * 4), scores, all(2 * n * 4);
+        counts(nlist * 4), slabels(2 * ns * 4), scores, all(2 * n * 4), dmargins(n * 4);
     check(cudaMemcpyAsync(dpick.get(), pick.data(), ns * 4, cudaMemcpyHostToDevice, s()), "upload sample");
     launch_gather(base_.get(), sample.get(), dpick.as<uint32_t>(), ns, d * 4, s());
     // Initial centroids: farthest-first centres of the sample, so that every well-separated
@@ -445,9 +449,26 @@ class CudaGraphStore final : public detail::GraphStore {
       launch_centroid_divide(sums.as<float>(), counts.as<uint32_t>(), nlist, d, cent.as<float>(), s());
     }
     launch_norms(cent.get(), 0, nlist, d, ScalarType::F32, cnorms.as<float>(), s());
-    nearest_centroids(cent.as<float>(), cnorms.as<float>(), nlist, base_.as<float>(), n, all.as<uint32_t>(), scores);
+    nearest_centroids(cent.as<float>(), cnorms.as<float>(), nlist, base_.as<float>(), n, all.as<uint32_t>(), scores,
+                      dmargins.as<float>());
+    std::vector<float> margins(n);
     check(cudaMemcpyAsync(labels.data(), all.get(), 2 * n * 4, cudaMemcpyDeviceToHost, s()), "download labels");
+    check(cudaMemcpyAsync(margins.data(), dmargins.get(), n * 4, cudaMemcpyDeviceToHost, s()), "download margins");
     stream_->sync("k-means");
+    std::vector<std::size_t> own(nlist, 0);
+    std::vector<std::vector<std::pair<float, uint32_t>>> second(nlist);
+    for (std::size_t i = 0; i < n; ++i) {
+      ++own[labels[2 * i]];
+      const uint32_t l1 = labels[2 * i + 1];
+      if (l1 != kNone && l1 < nlist) second[l1].emplace_back(margins[i], uint32_t(i));
+      labels[2 * i + 1] = kNone;
+    }
+    for (std::size_t c = 0; c < nlist; ++c) {
+      auto& v = second[c];
+      const std::size_t keep = std::min(v.size(), own[c]);
+      std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(keep), v.end());
+      for (std::size_t j = 0; j < keep; ++j) labels[2 * std::size_t(v[j].second) + 1] = uint32_t(c);
+    }
     return labels;
   }
 

@@ -22,7 +22,7 @@ unsigned blocks_for(std::size_t work, int threads) {
 // One wave per row: each lane keeps its best two, then the wave merges them lane by lane.
 template <int W>
 __global__ void nearest_two_kernel(const float* scores, std::size_t ld, std::size_t nrows, std::size_t ncols,
-                                   const float* norms, uint32_t* labels) {
+                                   const float* norms, uint32_t* labels, float* margins) {
   if constexpr (wave_compiled<W>()) {
     const HwWave<W> wv;
     const std::size_t waves = std::size_t(gridDim.x) * blockDim.x / W;
@@ -48,6 +48,8 @@ __global__ void nearest_two_kernel(const float* scores, std::size_t ld, std::siz
       if (wv.lane() == 0) {
         labels[2 * r] = b0 == kEmptyKey ? 0u : key_row(b0);
         labels[2 * r + 1] = b1 == kEmptyKey ? kNone : key_row(b1);
+        if (margins != nullptr)
+          margins[r] = (b0 == kEmptyKey || b1 == kEmptyKey) ? __int_as_float(0x7f800000) : key_score(b1) - key_score(b0);
       }
     }
   }
@@ -309,10 +311,11 @@ void launch_farthest_step(const float* sample, std::size_t ns, std::size_t dim, 
 }
 
 void launch_nearest_two(const float* scores, std::size_t ld, std::size_t nrows, std::size_t ncols,
-                        const float* norms, uint32_t* labels, cudaStream_t stream) {
+                        const float* norms, uint32_t* labels, float* margins, cudaStream_t stream) {
   if (nrows == 0) return;
   with_wave([&]<int W>() {
-    nearest_two_kernel<W><<<blocks_for(nrows * W, 256), 256, 0, stream>>>(scores, ld, nrows, ncols, norms, labels);
+    nearest_two_kernel<W><<<blocks_for(nrows * W, 256), 256, 0, stream>>>(scores, ld, nrows, ncols, norms, labels,
+                                                                          margins);
   });
   check(cudaGetLastError(), "nearest-two kernel launch");
 }

@@ -22,9 +22,10 @@ inline constexpr int kPruneMaxList = 128;
 
 // For each of nrows score rows (scores[r * ld + c], c < ncols, dot products), the two columns
 // with the smallest norms[c] - 2 score (L2 to centroid c, less the row's own norm): labels[2r]
-// and labels[2r + 1] (0xffffffff where ncols == 1).
+// and labels[2r + 1] (0xffffffff where ncols == 1); margins (may be null): the second's squared
+// distance less the first's.
 void launch_nearest_two(const float* scores, std::size_t ld, std::size_t nrows, std::size_t ncols,
-                        const float* norms, uint32_t* labels, cudaStream_t stream);
+                        const float* norms, uint32_t* labels, float* margins, cudaStream_t stream);
 
 // k-means update: sums[label[2i]] += rows[i], counts[label[2i]] += 1 for i < n (sums and counts
 // zeroed by the caller); then centroids[c] = sums[c] / counts[c] where counts[c] > 0.
