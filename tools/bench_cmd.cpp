@@ -30,10 +30,13 @@ const std::vector<OptionSpec>& bench_options() {
       {"metric", true, "l2 | ip | cosine | l1 | linf (default l2)", "M"},
       {"storage", true, "f32 | f16 | bf16 (default f32)", "T"},
       {"k", true, "neighbours per query (default 10)", "K"},
-      {"index", true, "flat | hnsw (default flat; hnsw runs on the CPU)", "KIND"},
+      {"index", true, "flat | hnsw | graph (default flat; hnsw runs on the CPU, graph on a GPU: CUDA or HIP)", "KIND"},
       {"M", true, "hnsw: links per node (default 16)", "M"},
       {"ef-construction", true, "hnsw: the build's candidate list (default 200)", "EF"},
       {"ef", true, "hnsw: comma-separated search candidate lists to sweep (default 10,16,20,32,40,64,80,128)", "LIST"},
+      {"itopk", true, "graph: comma-separated search lists (powers of two, 16..1024) to sweep (default 16,32,64,128)", "LIST"},
+      {"search-width", true, "graph: list entries expanded per step, 1..4 (default 1)", "W"},
+      {"graph-degree", true, "graph: links per node (default 32)", "D"},
       {"batch", true, "comma-separated batch sizes to time (default 1,100,10000)", "LIST"},
       {"b1-queries", true, "queries timed at batch size 1 (default 1000)", "N"},
       {"time-budget", true, "seconds after which a batch size stops starting new batches (default 20)", "S"},
@@ -153,7 +156,7 @@ void dump_for_peers(const std::string& dir, const Dataset& ds, const GroundTruth
 int run_bench(int argc, const char* const* argv, int first) {
   Args args(bench_options(), argc, argv, first);
   if (args.has("help")) {
-    std::cout << "usage: hive-gpu bench [options]\n\nBuilds an index (flat, or hnsw swept over --ef) on a data set, "
+    std::cout << "usage: hive-gpu bench [options]\n\nBuilds an index (flat, hnsw swept over --ef, or graph over --itopk) on a data set, "
                  "then times k-NN searches "
                  "in batches\nand reports QPS, per-batch p50/p99 latency and tie-aware recall@k against\nexact "
                  "float64 ground truth (cached under the data folder).\n\n"
@@ -181,7 +184,7 @@ int run_bench(int argc, const char* const* argv, int first) {
   plan_defaults.min_time_s = args.get_double("min-time", 0);
   if (plan_defaults.repeat < 1) throw UsageError("--repeat must be at least 1");
   const std::string kind = args.get("index", "flat");
-  if (kind != "flat" && kind != "hnsw") throw UsageError("--index must be flat or hnsw");
+  if (kind != "flat" && kind != "hnsw" && kind != "graph") throw UsageError("--index must be flat, hnsw or graph");
   HnswOptions hopt;
   hopt.M = static_cast<int>(args.get_int("M", 16));
   hopt.ef_construction = static_cast<int>(args.get_int("ef-construction", 200));
@@ -190,6 +193,14 @@ int run_bench(int argc, const char* const* argv, int first) {
   if (kind == "hnsw") {
     efs.clear();
     for (std::size_t e : parse_size_list(args.get("ef", "10,16,20,32,40,64,80,128"), "--ef")) efs.push_back(int(e));
+  }
+  GraphOptions gopt;
+  gopt.graph_degree = static_cast<int>(args.get_int("graph-degree", 32));
+  gopt.intermediate_degree = std::max(64, gopt.graph_degree);
+  gopt.search.search_width = static_cast<int>(args.get_int("search-width", 1));
+  if (kind == "graph") {
+    efs.clear();
+    for (std::size_t e : parse_size_list(args.get("itopk", "16,32,64,128"), "--itopk")) efs.push_back(int(e));
   }
   const std::string data_dir = args.get("data-dir", default_data_dir());
   const bool progress = !args.has("no-progress");
@@ -205,7 +216,12 @@ int run_bench(int argc, const char* const* argv, int first) {
   const DeviceInfo& dev = ctx.info();
   std::unique_ptr<Index> owned;
   HnswIndex* graph = nullptr;
-  if (kind == "hnsw") {
+  GraphIndex* gpu_graph = nullptr;
+  if (kind == "graph") {
+    auto g = std::make_unique<GraphIndex>(ctx, ds.d, metric, gopt);
+    gpu_graph = g.get();
+    owned = std::move(g);
+  } else if (kind == "hnsw") {
     auto h = std::make_unique<HnswIndex>(ctx, ds.d, metric, hopt);
     graph = h.get();
     owned = std::move(h);
@@ -219,7 +235,7 @@ int run_bench(int argc, const char* const* argv, int first) {
     index.reserve(ds.n);
     // A graph is inserted in one call (every thread of the pool works on it); a flat index in
     // chunks, so the progress bar moves.
-    const std::size_t chunk = graph != nullptr ? ds.n : 8192;
+    const std::size_t chunk = graph != nullptr || gpu_graph != nullptr ? ds.n : 8192;
     for (std::size_t r = 0; r < ds.n; r += chunk) {
       const std::size_t cnt = std::min(chunk, ds.n - r);
       index.add(cnt, ds.base.data() + r * ds.d);
@@ -268,6 +284,11 @@ int run_bench(int argc, const char* const* argv, int first) {
   std::vector<Row> rows;
   for (int ef : efs) {
     if (graph != nullptr) graph->set_ef_search(ef);
+    if (gpu_graph != nullptr) {
+      GraphSearchParams p = gopt.search;
+      p.itopk = ef;
+      gpu_graph->set_search_params(p);
+    }
     for (std::size_t b : batches) {
       BatchPlan plan = plan_defaults;
       plan.batch = b;
@@ -296,6 +317,9 @@ int run_bench(int argc, const char* const* argv, int first) {
             << (graph != nullptr ? " (M " + std::to_string(hopt.M) + ", ef_construction " +
                                        std::to_string(hopt.ef_construction) + ")"
                                  : std::string())
+            << (gpu_graph != nullptr ? " (degree " + std::to_string(gopt.graph_degree) + ", search width " +
+                                           std::to_string(gopt.search.search_width) + "; ef = itopk)"
+                                     : std::string())
             << '\n';
   std::cout << "build " << fixed(build_s, 3) << " s (" << short_count(double(ds.n) / std::max(build_s, 1e-9))
             << " rows/s) | ground truth " << (gt_cached ? "cached" : "computed in " + fixed(gt_s, 1) + " s") << "\n\n";

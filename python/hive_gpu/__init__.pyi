@@ -88,11 +88,13 @@ def backends() -> list[BackendStatus]:
     """Every backend this build knows of, compiled in or not."""
 
 class Index:
-    """k-NN index: exact (kind="flat") or an HNSW graph (kind="hnsw", CPU). search() always
+    """k-NN index: exact (kind="flat"), an HNSW graph (kind="hnsw", CPU) or a GPU-built graph
+    (kind="graph", CUDA/HIP). search() always
     returns 2-D (nq, k) arrays, as FAISS."""
     def __init__(self, dim: int, metric: MetricName | str = "l2", kind: str = "flat",
                  dtype: DTypeName | str = "float32", device: str = "auto", M: int = 16,
-                 ef_construction: int = 200, ef_search: int = 64) -> None: ...
+                 ef_construction: int = 200, ef_search: int = 64, graph_degree: int = 32,
+                 itopk: int = 64, search_width: int = 1) -> None: ...
     def add(self, x: Vectors, ids: Ids | None = None) -> None: ...
     def upsert(self, x: Vectors, ids: Ids) -> None: ...
     def search(self, q: Vectors, k: int, ef: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
@@ -136,6 +138,16 @@ class Index:
     def ef_construction(self) -> int: ...  # kind="hnsw"
     @property
     def max_level(self) -> int: ...  # kind="hnsw"
+    @property
+    def itopk(self) -> int: ...  # kind="graph"; settable
+    @itopk.setter
+    def itopk(self, v: int) -> None: ...
+    @property
+    def search_width(self) -> int: ...  # kind="graph"; settable
+    @search_width.setter
+    def search_width(self, v: int) -> None: ...
+    @property
+    def graph_degree(self) -> int: ...  # kind="graph"
 
-def load(path: PathLike, device: str = "auto") -> Index:
+def load(path: PathLike, device: str = "auto", kind: str = "") -> Index:
     """Reads a file written by Index.save (flat: onto device; hnsw: on the CPU)."""

@@ -157,17 +157,18 @@ std::string fs_path(const py::handle& p) {
   return py::module_::import("os").attr("fsdecode")(p).cast<std::string>();
 }
 
-// Index parameters of kind="hnsw" (ignored by "flat").
+// Index parameters of kind="hnsw" and kind="graph" (ignored by "flat").
 struct GraphParams {
   int M = 16, ef_construction = 200, ef_search = 64;
+  int graph_degree = 32, itopk = 64, search_width = 1;
 };
 
 class PyIndex {
  public:
   PyIndex(std::size_t dim, const std::string& metric, const std::string& kind, const std::string& dtype,
           const std::string& device, const GraphParams& g) {
-    if (kind != "flat" && kind != "hnsw")
-      fail(hg::ErrorCode::InvalidArgument, "unknown index kind '" + kind + "' (this version has: flat, hnsw)");
+    if (kind != "flat" && kind != "hnsw" && kind != "graph")
+      fail(hg::ErrorCode::InvalidArgument, "unknown index kind '" + kind + "' (this version has: flat, hnsw, graph)");
     const hg::Metric m = hg::parse_metric(metric);
     hg::ScalarType storage;
     if (m == hg::Metric::Hamming) {
@@ -180,7 +181,16 @@ class PyIndex {
       if (storage == hg::ScalarType::Bits)
         fail(hg::ErrorCode::InvalidArgument, "dtype '" + dtype + "' is only for metric='hamming'");
     }
-    if (kind == "flat") {
+    if (kind == "graph") {
+      if (storage != hg::ScalarType::F32)
+        fail(hg::ErrorCode::InvalidArgument, "kind='graph' stores float32 vectors, got dtype '" + dtype + "'");
+      hg::GraphOptions opt;
+      opt.graph_degree = g.graph_degree;
+      opt.intermediate_degree = std::max(64, g.graph_degree);
+      opt.search.itopk = g.itopk;
+      opt.search.search_width = g.search_width;
+      set(std::make_unique<hg::GraphIndex>(open_device(device), dim, m, opt));
+    } else if (kind == "flat") {
       hg::FlatOptions opt;
       opt.storage = storage;
       set(std::make_unique<hg::FlatIndex>(open_device(device), dim, m, opt));
@@ -195,14 +205,23 @@ class PyIndex {
   }
   explicit PyIndex(hg::FlatIndex&& f) { set(std::make_unique<hg::FlatIndex>(std::move(f))); }
   explicit PyIndex(hg::HnswIndex&& h) { set(std::make_unique<hg::HnswIndex>(std::move(h))); }
+  explicit PyIndex(hg::GraphIndex&& g) { set(std::make_unique<hg::GraphIndex>(std::move(g))); }
 
-  const char* kind() const { return hnsw_ != nullptr ? "hnsw" : "flat"; }
+  const char* kind() const { return hnsw_ != nullptr ? "hnsw" : graph_ != nullptr ? "graph" : "flat"; }
+  hg::GraphIndex& graph() const {
+    if (graph_ == nullptr) fail(hg::ErrorCode::Unsupported, "only kind='graph' indexes have itopk and search_width");
+    return *graph_;
+  }
   hg::HnswIndex& hnsw() const {
     if (hnsw_ == nullptr) fail(hg::ErrorCode::Unsupported, "only kind='hnsw' indexes have graph parameters");
     return *hnsw_;
   }
-  const hg::Context& context() const { return hnsw_ != nullptr ? hnsw_->context() : flat_->context(); }
-  std::size_t stored_rows() const { return hnsw_ != nullptr ? hnsw_->stored_rows() : flat_->stored_rows(); }
+  const hg::Context& context() const {
+    return hnsw_ != nullptr ? hnsw_->context() : graph_ != nullptr ? graph_->context() : flat_->context();
+  }
+  std::size_t stored_rows() const {
+    return hnsw_ != nullptr ? hnsw_->stored_rows() : graph_ != nullptr ? graph_->stored_rows() : flat_->stored_rows();
+  }
 
   bool bits() const { return idx_->metric() == hg::Metric::Hamming; }
   std::size_t cols() const { return bits() ? idx_->dim() / 8 : idx_->dim(); }
@@ -228,7 +247,8 @@ class PyIndex {
     if (k < 1 || k > hg::kMaxK)
       fail(hg::ErrorCode::InvalidK, "k = " + std::to_string(k) + " is outside 1.." + std::to_string(hg::kMaxK));
     const std::optional<int> e = ef.is_none() ? std::nullopt : std::optional<int>(ef.cast<int>());
-    if (e && hnsw_ == nullptr) fail(hg::ErrorCode::Unsupported, "ef is a parameter of kind='hnsw' indexes");
+    if (e && hnsw_ == nullptr && graph_ == nullptr)
+      fail(hg::ErrorCode::Unsupported, "ef is a parameter of kind='hnsw' and kind='graph' indexes");
     if (bits()) return search_t<uint8_t>(to_rows<uint8_t>(q, cols(), idx_->dim(), true, "search"), k, e);
     return search_t<float>(to_rows<float>(q, cols(), idx_->dim(), false, "search"), k, e);
   }
@@ -288,6 +308,8 @@ class PyIndex {
   void set(std::unique_ptr<T> p) {
     if constexpr (std::is_same_v<T, hg::HnswIndex>)
       hnsw_ = p.get();
+    else if constexpr (std::is_same_v<T, hg::GraphIndex>)
+      graph_ = p.get();
     else
       flat_ = p.get();
     idx_ = std::move(p);
@@ -321,9 +343,15 @@ class PyIndex {
     const T* qp = r.data();
     if (r.n > 0) {
       py::gil_scoped_release nogil;
-      if (ef)
+      if (ef && graph_ != nullptr) {
+        if constexpr (std::is_same_v<T, float>) {
+          hg::GraphSearchParams p = graph_->search_params();
+          p.itopk = *ef;
+          graph_->search(r.n, qp, k, dp, ip, p);
+        }
+      } else if (ef) {
         hnsw_->search(r.n, qp, k, dp, ip, *ef);
-      else
+      } else
         idx_->search(r.n, qp, k, dp, ip);
     }
     return py::make_tuple(std::move(d), std::move(i));
@@ -345,6 +373,7 @@ class PyIndex {
   std::unique_ptr<hg::Index> idx_;
   hg::FlatIndex* flat_ = nullptr;  // the same object as idx_, by kind
   hg::HnswIndex* hnsw_ = nullptr;
+  hg::GraphIndex* graph_ = nullptr;
 };
 
 py::dict device_dict(const hg::DeviceInfo& d) {
@@ -518,16 +547,20 @@ One backend this build knows of (read-only, dict-like): name ("cpu", "cuda", ...
         "Every backend this build knows of, compiled in or not, as BackendStatus.");
 
   py::class_<PyIndex> idx(m, "Index", R"doc(
-Index(dim, metric="l2", kind="flat", dtype="float32", device="auto", M=16, ef_construction=200, ef_search=64)
+Index(dim, metric="l2", kind="flat", dtype="float32", device="auto", M=16, ef_construction=200, ef_search=64,
+      graph_degree=32, itopk=64, search_width=1)
 
-A k-nearest-neighbour index, FAISS-like: exact (kind="flat") or an HNSW graph (kind="hnsw").
+A k-nearest-neighbour index, FAISS-like: exact (kind="flat"), an HNSW graph (kind="hnsw",
+CPU) or a graph built and searched on the GPU (kind="graph", CUDA or HIP).
 
 dim     vector length; for metric="hamming" the number of bits (a multiple of 8).
 metric  "l2" (squared Euclidean, ascending), "ip" (inner product, descending), "cosine"
         (1 - cosine similarity), "l1", "linf", "hamming" (differing bits).
 kind    "flat" (exact, brute force, any device) or "hnsw" (approximate: hierarchical
         navigable small-world graph, on the CPU; M links per node, ef_construction the
-        build's candidate list, ef_search the search's, changeable later or per search).
+        build's candidate list, ef_search the search's, changeable later or per search), or
+        "graph" (approximate, on a GPU: graph_degree links per node; itopk the search list, a
+        power of two 16..1024, changeable later or per search as ef; search_width 1..4).
 dtype   storage encoding: "float32", "float16" or "bfloat16" (hamming: packed "uint8").
 device  "auto" (best present: CUDA, HIP, Vulkan, then CPU), "cpu", "cuda", "cuda:1", ...
 
@@ -539,11 +572,14 @@ Errors raise subclasses of hive_gpu.Error. add/upsert/search release the GIL: th
 search one index in parallel.
 )doc");
   idx.def(py::init([](std::size_t dim, const std::string& metric, const std::string& kind, const std::string& dtype,
-                       const std::string& device, int M, int ef_construction, int ef_search) {
-            return PyIndex(dim, metric, kind, dtype, device, GraphParams{M, ef_construction, ef_search});
+                       const std::string& device, int M, int ef_construction, int ef_search, int graph_degree,
+                       int itopk, int search_width) {
+            return PyIndex(dim, metric, kind, dtype, device,
+                           GraphParams{M, ef_construction, ef_search, graph_degree, itopk, search_width});
           }),
           py::arg("dim"), py::arg("metric") = "l2", py::arg("kind") = "flat", py::arg("dtype") = "float32",
-          py::arg("device") = "auto", py::arg("M") = 16, py::arg("ef_construction") = 200, py::arg("ef_search") = 64)
+          py::arg("device") = "auto", py::arg("M") = 16, py::arg("ef_construction") = 200, py::arg("ef_search") = 64,
+          py::arg("graph_degree") = 32, py::arg("itopk") = 64, py::arg("search_width") = 1)
       .def("add", &PyIndex::add, py::arg("x"), py::arg("ids") = py::none(), R"doc(
 add(x, ids=None)
 
@@ -560,7 +596,7 @@ The k nearest stored vectors of each query, best first. Always 2-D, as FAISS: D 
 (nq, k) float32 array of distances, I an (nq, k) int64 array of ids; a 1-D query gives
 (1, k). Slots no vector filled (fewer than k vectors) hold id -1 and +inf (-inf for "ip").
 k from 1 to MAX_K (2048), InvalidKError otherwise. ef (kind="hnsw" only): this search's
-candidate list instead of ef_search (searches use max(ef, k)).
+candidate list instead of ef_search (searches use max(ef, k)); kind="graph": this search's itopk.
 )doc")
       .def("remove", &PyIndex::remove, py::arg("ids"),
            "remove(ids) -> int\n\nSoft-deletes one id or a sequence of ids; unknown ids are ignored. Returns how many "
@@ -595,7 +631,25 @@ UnknownIdError (a KeyError) for an id not present.
                              "Number of live vectors (as FAISS's ntotal).")
       .def_property_readonly("size", [](const PyIndex& s) { return s.idx().size(); },
                              "Number of live vectors.")
-      .def_property_readonly("kind", &PyIndex::kind, "'flat' or 'hnsw'.")
+      .def_property_readonly("kind", &PyIndex::kind, "'flat', 'hnsw' or 'graph'.")
+      .def_property(
+          "itopk", [](const PyIndex& s) { return s.graph().search_params().itopk; },
+          [](PyIndex& s, int v) {
+            auto p = s.graph().search_params();
+            p.itopk = v;
+            s.graph().set_search_params(p);
+          },
+          "The search list (kind='graph').")
+      .def_property(
+          "search_width", [](const PyIndex& s) { return s.graph().search_params().search_width; },
+          [](PyIndex& s, int v) {
+            auto p = s.graph().search_params();
+            p.search_width = v;
+            s.graph().set_search_params(p);
+          },
+          "List entries expanded per search step (kind='graph').")
+      .def_property_readonly("graph_degree", [](const PyIndex& s) { return s.graph().options().graph_degree; },
+                             "Links per node (kind='graph').")
       .def_property(
           "ef_search", [](const PyIndex& s) { return s.hnsw().ef_search(); },
           [](PyIndex& s, int ef) { s.hnsw().set_ef_search(ef); }, "The search candidate list (kind='hnsw').")
@@ -611,20 +665,24 @@ UnknownIdError (a KeyError) for an id not present.
 
   m.def(
       "load",
-      [](const py::handle& path, const std::string& device) {
+      [](const py::handle& path, const std::string& device, const std::string& kind) {
         const std::string p = fs_path(path);
         std::optional<hg::FlatIndex> f;
         std::optional<hg::HnswIndex> h;
+        std::optional<hg::GraphIndex> g;
         {
           py::gil_scoped_release nogil;
-          if (hg::index_file_kind(p) == "hnsw")
+          if (kind == "graph")
+            g.emplace(hg::GraphIndex::load(p, open_device(device)));
+          else if (hg::index_file_kind(p) == "hnsw")
             h.emplace(hg::HnswIndex::load(p));
           else
             f.emplace(hg::FlatIndex::load(p, open_device(device)));
         }
-        return h ? PyIndex(std::move(*h)) : PyIndex(std::move(*f));
+        return g ? PyIndex(std::move(*g)) : h ? PyIndex(std::move(*h)) : PyIndex(std::move(*f));
       },
-      py::arg("path"), py::arg("device") = "auto",
-      "load(path, device='auto') -> Index\n\nReads a file written by Index.save (flat: onto device; hnsw: on the "
-      "CPU). IoError, CorruptFileError or VersionMismatchError.");
+      py::arg("path"), py::arg("device") = "auto", py::arg("kind") = "",
+      "load(path, device='auto', kind='') -> Index\n\nReads a file written by Index.save (flat: onto device; hnsw "
+      "and graph files: on the CPU as kind='hnsw', or with kind='graph' onto a GPU device as a graph index). "
+      "IoError, CorruptFileError or VersionMismatchError.");
 }
