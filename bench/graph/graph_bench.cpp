@@ -94,7 +94,7 @@ std::vector<int> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string dataset = "fashion-mnist", skip, ef_list = "10,16,20,32,40,64,80,128,256", itopk_list = "16,32,64,128",
-              width_list = "1,2,4";
+              width_list = "1,4";
   std::size_t nq = 10000;
   int threads = int(std::thread::hardware_concurrency()), M = 16, efc = 200, k = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -191,8 +191,13 @@ int main(int argc, char** argv) {
     auto t0 = clock_type::now();
     g.add(n, ds.base.data());
     const double build_s = since(t0);
+    for (const char* rows : {"fp16", "fp32"})
     for (int width : parse_list(width_list)) {
-      Result r{"hive-gpu GraphIndex (" + best.info().id() + ", width " + std::to_string(width) + ")", build_s, {}};
+      // The traversal rows: fp16 (the default; best entries re-scored in fp32) or fp32 throughout.
+      setenv("HIVE_GPU_GRAPH_F32", std::string(rows) == "fp32" ? "1" : "0", 1);
+      Result r{"hive-gpu GraphIndex (" + best.info().id() + ", " + rows + " traversal, width " + std::to_string(width) +
+                   ")",
+               build_s, {}};
       for (int itopk : parse_list(itopk_list)) {
         GraphSearchParams p;
         p.itopk = itopk;

@@ -16,6 +16,7 @@
 // is written into the back half of its nearest neighbours' lists.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -75,6 +76,9 @@ class CudaGraphStore final : public detail::GraphStore {
     check(cudaMemcpyAsync(base_.as<float>() + rows_ * dim(), rows, n * dim() * sizeof(float), cudaMemcpyHostToDevice,
                           s()),
           "upload rows");
+    note_range(n, rows);
+    launch_encode_half(base_.as<float>() + rows_ * dim(), n * dim(), ScalarType::F16,
+                       base16_.as<uint16_t>() + rows_ * dim(), s());
     stream_->sync("append");
     rows_ += n;
     deleted_dirty_ = true;
@@ -150,12 +154,16 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     if (n > kMaxNodes) throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
     if (n > capacity_) {
-      DeviceBuffer b(n * dim() * sizeof(float)), g(n * degree() * sizeof(uint32_t));
+      DeviceBuffer b(n * dim() * sizeof(float)), h(n * dim() * 2), g(n * degree() * sizeof(uint32_t));
       base_ = std::move(b);
+      base16_ = std::move(h);
       graph_ = std::move(g);
       capacity_ = n;
     }
     check(cudaMemcpyAsync(base_.get(), rows, n * dim() * sizeof(float), cudaMemcpyHostToDevice, s()), "upload rows");
+    half_ok_ = true;
+    note_range(n, rows);
+    launch_encode_half(base_.as<float>(), n * dim(), ScalarType::F16, base16_.get(), s());
     check(cudaMemcpyAsync(graph_.get(), graph, n * degree() * sizeof(uint32_t), cudaMemcpyHostToDevice, s()),
           "upload graph");
     stream_->sync("load");
@@ -242,6 +250,7 @@ class CudaGraphStore final : public detail::GraphStore {
     a.entries = n_entries_ > 0 ? entries_.as<uint32_t>() : nullptr;
     a.n_entries = n_entries_;
     a.seed = cfg_.seed;
+    a.rows16 = use_half() ? base16_.get() : nullptr;
     return a;
   }
 
@@ -344,18 +353,37 @@ class CudaGraphStore final : public detail::GraphStore {
   }
 
   void reallocate(std::size_t capacity) {
-    DeviceBuffer b(capacity * dim() * sizeof(float)), g(capacity * degree() * sizeof(uint32_t));
+    DeviceBuffer b(capacity * dim() * sizeof(float)), h(capacity * dim() * 2), g(capacity * degree() * sizeof(uint32_t));
     if (rows_) {
       check(cudaMemcpyAsync(b.get(), base_.get(), rows_ * dim() * sizeof(float), cudaMemcpyDeviceToDevice, s()),
             "copy rows on growth");
+      check(cudaMemcpyAsync(h.get(), base16_.get(), rows_ * dim() * 2, cudaMemcpyDeviceToDevice, s()),
+            "copy fp16 rows on growth");
       check(cudaMemcpyAsync(g.get(), graph_.get(), linked_ * degree() * sizeof(uint32_t), cudaMemcpyDeviceToDevice,
                             s()),
             "copy links on growth");
       stream_->sync("grow");
     }
     base_ = std::move(b);
+    base16_ = std::move(h);
     graph_ = std::move(g);
     capacity_ = capacity;
+  }
+
+  // fp16 traversal needs every value within its range (|x| <= 65504, with room for the sums of
+  // differences the metrics form from them): one value past 2^14 turns it off for good.
+  void note_range(std::size_t n, const float* rows) {
+    if (!half_ok_) return;
+    float most = 0.0f;
+    for (std::size_t i = 0; i < n * dim(); ++i) most = std::max(most, std::fabs(rows[i]));
+    if (most > 16384.0f) half_ok_ = false;
+  }
+  // Searches traverse the fp16 copy (half the bytes per visited row) and re-score their best
+  // entries from the fp32 rows; HIVE_GPU_GRAPH_F32=1 (read per search) keeps fp32 throughout.
+  bool use_half() const {
+    if (!half_ok_) return false;
+    const char* e = std::getenv("HIVE_GPU_GRAPH_F32");
+    return e == nullptr || *e == '\0' || std::string(e) == "0";
   }
 
   const uint32_t* device_bitmap() const {
@@ -650,7 +678,8 @@ class CudaGraphStore final : public detail::GraphStore {
 
   int ordinal_;
   std::unique_ptr<Stream> stream_;
-  DeviceBuffer base_, graph_, entries_;
+  DeviceBuffer base_, base16_, graph_, entries_;  // base16_: the fp16 traversal copy of base_
+  bool half_ok_ = true;
   int n_entries_ = 0;
   std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;
   std::vector<uint32_t> deleted_;  // host mirror, authoritative

@@ -33,7 +33,9 @@ constexpr uint32_t kNodeMask = 0x7fffffffu;
 struct Layout {
   int itopk = 0, fresh_cap = 0, team = 0;
   uint32_t hash_mask = 0;
-  bool vec = false;  // 16-byte row loads (dim % 4 == 0)
+  bool vec = false;    // 16-byte loads of the traversal rows
+  bool vec32 = false;  // 16-byte loads of the fp32 rows
+  int rescore = 0;     // entries re-scored from the fp32 rows at the end (0: traversal is fp32)
 };
 
 // Inserts node into the visited hash; false when it was there already (or no slot was free
@@ -57,32 +59,41 @@ __device__ __forceinline__ uint64_t splitmix(uint64_t z) {
 }
 
 // Scores the nodes cand[0 .. count) (kNoNode: an empty slot) into keys out[0 .. count), a team
-// of T lanes per node. Every lane of a wave runs the same number of rounds (the shuffles need
-// the whole wave), invalid slots simply load nothing.
-template <int W, Metric M>
-__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, const Layout& L,
-                                      const float* q, const uint32_t* cand, int count, uint64_t* out) {
-  const int T = L.team, teams = kGsThreads / T;
+// of T lanes per node, from rows stored as S (fp32, or the fp16 traversal copy). Every lane of
+// a wave runs the same number of rounds (the shuffles need the whole wave); invalid slots load
+// nothing. vec: 16-byte loads (dim a multiple of the elements per load, rows aligned).
+template <int W, Metric M, ScalarType S>
+__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, int T, bool vec,
+                                      const void* rows, const float* q, const uint32_t* cand, int count,
+                                      uint64_t* out) {
+  using E = Elem<S>;
+  constexpr int V = E::kVec;
+  const auto* base = static_cast<const typename E::T*>(rows);
+  const int teams = kGsThreads / T;
   const int team = int(threadIdx.x) / T, tl = int(threadIdx.x) % T;
   for (int s0 = 0; s0 < count; s0 += teams) {
     const int s = s0 + team;
     const uint32_t node = s < count ? cand[s] : kNoNode;
     float acc = 0.0f;
     if (node != kNoNode) {
-      if (L.vec) {
-        const std::size_t d4 = a.dim / 4;
-        const float4* x = reinterpret_cast<const float4*>(a.base) + std::size_t(node) * d4;
-        const float4* q4 = reinterpret_cast<const float4*>(q);
-        for (std::size_t c = std::size_t(tl); c < d4; c += std::size_t(T)) {
-          const float4 v = __ldg(x + c), w = q4[c];
-          acc = step<M>(acc, w.x, v.x);
-          acc = step<M>(acc, w.y, v.y);
-          acc = step<M>(acc, w.z, v.z);
-          acc = step<M>(acc, w.w, v.w);
+      const auto* x = base + std::size_t(node) * a.dim;
+      if (vec) {
+        const std::size_t chunks = a.dim / V;
+        for (std::size_t c = std::size_t(tl); c < chunks; c += std::size_t(T)) {
+          float v[V];
+          E::load16(x + c * V, v);
+          const float4* q4 = reinterpret_cast<const float4*>(q + c * V);
+#pragma unroll
+          for (int i = 0; i < V / 4; ++i) {
+            const float4 w = q4[i];
+            acc = step<M>(acc, w.x, v[4 * i]);
+            acc = step<M>(acc, w.y, v[4 * i + 1]);
+            acc = step<M>(acc, w.z, v[4 * i + 2]);
+            acc = step<M>(acc, w.w, v[4 * i + 3]);
+          }
         }
       } else {
-        const float* x = a.base + std::size_t(node) * a.dim;
-        for (std::size_t j = std::size_t(tl); j < a.dim; j += std::size_t(T)) acc = step<M>(acc, q[j], __ldg(x + j));
+        for (std::size_t j = std::size_t(tl); j < a.dim; j += std::size_t(T)) acc = step<M>(acc, q[j], E::get(x[j]));
       }
     }
     for (int m = T / 2; m > 0; m >>= 1) acc = combine<M>(acc, wv.shfl_xor(acc, m));
@@ -118,7 +129,7 @@ __device__ __forceinline__ int count_below(const uint64_t* sorted, int len, uint
   return lo;
 }
 
-template <int W, Metric M>
+template <int W, Metric M, ScalarType S>
 __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSearchArgs a, const Layout L, int max_iter) {
   if constexpr (wave_compiled<W>()) {
     extern __shared__ uint64_t smem[];
@@ -142,8 +153,12 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     // Score the fresh candidates, sort each wave's run, merge into the list (which swaps with
     // `next`). Every non-empty key is distinct (distinct nodes), so ranks by strict comparison
     // are unique and the non-empty keys land on a prefix.
-    auto absorb = [&]() {
-      score<W, M>(wv, a, L, q, cand, L.fresh_cap, fresh);
+    const void* trav = S == ScalarType::F32 ? static_cast<const void*>(a.base) : a.rows16;
+    auto absorb = [&](bool exact) {
+      if (exact)
+        score<W, M, ScalarType::F32>(wv, a, L.team, L.vec32, a.base, q, cand, L.fresh_cap, fresh);
+      else
+        score<W, M, S>(wv, a, L.team, L.vec, trav, q, cand, L.fresh_cap, fresh);
       __syncthreads();
       for (int r = tid / W; r < runs; r += kGsThreads / W) {
         const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
@@ -173,7 +188,7 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
           cand[j] = (node < a.n && first_visit(table, L.hash_mask, node)) ? node : kNoNode;
         }
         __syncthreads();
-        absorb();
+        absorb(false);
       }
     }
     // Random start nodes too: fixed by (seed, query, i); a repeat counts once.
@@ -187,7 +202,7 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     }
     __syncthreads();
     for (int it = 0;; ++it) {
-      absorb();
+      absorb(false);
       if (it >= max_iter) break;
       // Wave 0 finds the first search_width entries not yet expanded (ballots over the list).
       if (tid < W) {
@@ -219,6 +234,27 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       if (tid < np) list[parents[tid]] |= kExpanded;
       __syncthreads();
     }
+    if (L.rescore > 0) {
+      // Traversal scores came from fp16 rows: the first `rescore` live entries are scored again
+      // from the fp32 rows and re-ranked, so results carry exact distances in exact order.
+      if (tid < W) {
+        int taken = 0;
+        for (int b0 = 0; b0 < L.itopk && taken < L.rescore; b0 += W) {
+          const uint64_t key = b0 + wv.lane() < L.itopk ? list[b0 + wv.lane()] : kEmptyKey;
+          const uint32_t node = uint32_t(key) & kNodeMask;
+          const bool live = key != kEmptyKey && !is_deleted(a.deleted, node);
+          const auto m = wv.ballot(live);
+          const int pos = taken + __popcll(static_cast<unsigned long long>(m & wv.lanes_below()));
+          if (live && pos < L.rescore) cand[pos] = node;
+          taken += __popcll(static_cast<unsigned long long>(m));
+        }
+        for (int j = min(taken, L.rescore) + wv.lane(); j < L.fresh_cap; j += W) cand[j] = kNoNode;
+      }
+      __syncthreads();
+      for (int j = tid; j < L.itopk; j += kGsThreads) list[j] = kEmptyKey;
+      __syncthreads();
+      absorb(true);
+    }
     // Results: the first k live entries (wave 0, ballots keep the order).
     if (tid < W) {
       int written = 0;
@@ -244,12 +280,20 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
   }
 }
 
+template <int W, Metric M, ScalarType S>
+void launch_as(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(graph_search_kernel<W, M, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+          "cudaFuncSetAttribute(graph search)");
+  graph_search_kernel<W, M, S><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, L, max_iter);
+}
+
 template <int W, Metric M>
 void launch_one(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(graph_search_kernel<W, M>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-          "cudaFuncSetAttribute(graph search)");
-  graph_search_kernel<W, M><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, L, max_iter);
+  if (a.rows16 != nullptr)
+    launch_as<W, M, ScalarType::F16>(a, L, smem, max_iter, stream);
+  else
+    launch_as<W, M, ScalarType::F32>(a, L, smem, max_iter, stream);
 }
 
 }  // namespace
@@ -268,19 +312,23 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   if (a.search_width < 1 || a.search_width > 4 || a.search_width * a.degree > kGraphMaxFresh)
     throw bad("search_width " + std::to_string(a.search_width) + " out of 1..4 (and width x degree <= 256)");
   if (a.nq > 0x7fffffffu) throw bad("too many queries in one launch");
+  if (a.n_entries < 0 || (a.n_entries > 0 && a.entries == nullptr)) throw bad("entries without a list");
   const int W = wave_size();
   Layout L;
   L.itopk = a.itopk;
-  if (a.n_entries < 0 || (a.n_entries > 0 && a.entries == nullptr)) throw bad("entries without a list");
-  const int fresh = std::max({a.search_width * a.degree, a.seeds, std::min(a.n_entries, kGraphMaxFresh)});
+  // fp16 traversal: the best min(itopk, max(2 k, 32)) live entries are re-scored in fp32.
+  L.rescore = a.rows16 != nullptr ? std::min(a.itopk, std::max(2 * a.k, 32)) : 0;
+  const int fresh =
+      std::max({a.search_width * a.degree, a.seeds, std::min(a.n_entries, kGraphMaxFresh), L.rescore});
   L.fresh_cap = (fresh + W - 1) / W * W;
   // Visited nodes: about 1.5 itopk expansions of `degree` neighbours; 48 slots per list entry
   // keeps the table under about two-thirds full at degree 32.
   uint32_t slots = 2048;
   while (slots < uint32_t(48 * a.itopk + 2 * a.n_entries) && slots < 32768) slots <<= 1;
   L.hash_mask = slots - 1;
-  L.vec = a.dim % 4 == 0 && reinterpret_cast<uintptr_t>(a.base) % 16 == 0;
-  const std::size_t chunks = L.vec ? a.dim / 4 : a.dim;
+  L.vec32 = a.dim % 4 == 0 && reinterpret_cast<uintptr_t>(a.base) % 16 == 0;
+  L.vec = a.rows16 != nullptr ? a.dim % 8 == 0 && reinterpret_cast<uintptr_t>(a.rows16) % 16 == 0 : L.vec32;
+  const std::size_t chunks = L.vec ? a.dim / (a.rows16 != nullptr ? 8 : 4) : a.dim;
   int team = 4;
   while (team < W && std::size_t(team) * 4 < chunks) team <<= 1;
   L.team = team;

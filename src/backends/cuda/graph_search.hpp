@@ -31,6 +31,9 @@ struct GraphSearchArgs {
   int max_iterations = 0;      // 0: no limit but the list's convergence (every entry expanded)
   int seeds = 32;              // random start nodes per query, 0 .. itopk
   const uint32_t* entries = nullptr;  // entry points every query scores first (may be null)
+  // An fp16 copy of base (n x dim, IEEE binary16) to traverse with, or null: fp32 throughout.
+  // With it, the best min(itopk, max(2 k, 32)) entries are re-scored from base at the end.
+  const void* rows16 = nullptr;
   int n_entries = 0;
   uint64_t seed = 1;           // of the start nodes (the same seed, the same results)
   const uint32_t* deleted = nullptr;  // bitmap over nodes (may be null): routed through, never returned
