@@ -202,10 +202,22 @@ class CudaGraphStore final : public detail::GraphStore {
     a.deleted = device_bitmap();
     a.distances = search_out_.as<float>();
     a.nodes = reinterpret_cast<uint32_t*>(search_out_.as<uint8_t>() + obytes);
+    // HIVE_GPU_GRAPH_TIMING=1: the upload, the kernel and the download timed apart (synchronised).
+    using clk = std::chrono::steady_clock;
+    const auto t0 = clk::now();
+    if (timing()) stream_->sync("timing");
+    const auto t1 = clk::now();
     launch_graph_search(a, s());
+    if (timing()) stream_->sync("timing");
+    const auto t2 = clk::now();
     check(cudaMemcpyAsync(pinned_.get(), search_out_.get(), 2 * obytes, cudaMemcpyDeviceToHost, s()),
           "download results");
     stream_->sync("graph search");
+    if (timing()) {
+      auto ms = [](clk::time_point x, clk::time_point y) { return std::chrono::duration<double, std::milli>(y - x).count(); };
+      std::fprintf(stderr, "graph search: %zu queries: upload %.3f ms, kernel %.3f ms, download %.3f ms\n", nq,
+                   ms(t0, t1), ms(t1, t2), ms(t2, clk::now()));
+    }
     const float* d = pinned_.as<float>();
     const uint32_t* nodes = reinterpret_cast<const uint32_t*>(pinned_.as<uint8_t>() + obytes);
     const bool negate = cfg_.metric == Metric::InnerProduct;  // the kernel minimises -dot
