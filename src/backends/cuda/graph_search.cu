@@ -104,6 +104,8 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
   }
 }
 
+__device__ __forceinline__ int round_up(int x, int w) { return (x + w - 1) / w * w; }
+
 // Ascending bitonic sort of one key per lane across the wave.
 template <int W>
 __device__ __forceinline__ uint64_t wave_sort(const HwWave<W>& wv, uint64_t x) {
@@ -144,7 +146,6 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     const HwWave<W> wv;
     const int tid = int(threadIdx.x);
     const std::size_t qi = blockIdx.x;
-    const int runs = L.fresh_cap / W;
     for (std::size_t j = std::size_t(tid); j < a.dim; j += kGsThreads) q[j] = a.queries[qi * a.dim + j];
     for (uint32_t j = uint32_t(tid); j <= L.hash_mask; j += kGsThreads) table[j] = kNoNode;
     for (int j = tid; j < L.itopk; j += kGsThreads) list[j] = kEmptyKey;
@@ -154,11 +155,13 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     // `next`). Every non-empty key is distinct (distinct nodes), so ranks by strict comparison
     // are unique and the non-empty keys land on a prefix.
     const void* trav = S == ScalarType::F32 ? static_cast<const void*>(a.base) : a.rows16;
-    auto absorb = [&](bool exact) {
+    // len: the candidate slots in use this time (a multiple of W, <= fresh_cap).
+    auto absorb = [&](bool exact, int len) {
+      const int runs = len / W;
       if (exact)
-        score<W, M, ScalarType::F32>(wv, a, L.team, L.vec32, a.base, q, cand, L.fresh_cap, fresh);
+        score<W, M, ScalarType::F32>(wv, a, L.team, L.vec32, a.base, q, cand, len, fresh);
       else
-        score<W, M, S>(wv, a, L.team, L.vec, trav, q, cand, L.fresh_cap, fresh);
+        score<W, M, S>(wv, a, L.team, L.vec, trav, q, cand, len, fresh);
       __syncthreads();
       for (int r = tid / W; r < runs; r += kGsThreads / W) {
         const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
@@ -166,7 +169,7 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       }
       for (int j = tid; j < L.itopk; j += kGsThreads) next[j] = kEmptyKey;
       __syncthreads();
-      for (int j = tid; j < L.itopk + L.fresh_cap; j += kGsThreads) {
+      for (int j = tid; j < L.itopk + len; j += kGsThreads) {
         const bool old = j < L.itopk;
         const uint64_t x = old ? list[j] : fresh[j - L.itopk];
         if (x == kEmptyKey) continue;
@@ -183,16 +186,18 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       // Start from the entry points (spread over the data at build time): all of them scored,
       // a list-full of the nearest kept. They also reach regions the links do not connect.
       for (int c0 = 0; c0 < a.n_entries; c0 += L.fresh_cap) {
-        for (int j = tid; j < L.fresh_cap; j += kGsThreads) {
+        const int len = round_up(min(L.fresh_cap, a.n_entries - c0), W);
+        for (int j = tid; j < len; j += kGsThreads) {
           const uint32_t node = c0 + j < a.n_entries ? a.entries[c0 + j] : kNoNode;
           cand[j] = (node < a.n && first_visit(table, L.hash_mask, node)) ? node : kNoNode;
         }
         __syncthreads();
-        absorb(false);
+        absorb(false, len);
       }
     }
     // Random start nodes too: fixed by (seed, query, i); a repeat counts once.
-    for (int i = tid; i < L.fresh_cap; i += kGsThreads) {
+    int len = round_up(max(a.seeds, 1), W);
+    for (int i = tid; i < len; i += kGsThreads) {
       uint32_t node = kNoNode;
       if (i < a.seeds) {
         node = uint32_t(splitmix(a.seed ^ (uint64_t(qi) << 20) ^ uint64_t(i)) % a.n);
@@ -202,7 +207,7 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     }
     __syncthreads();
     for (int it = 0;; ++it) {
-      absorb(false);
+      absorb(false, len);
       if (it >= max_iter) break;
       // Wave 0 finds the first search_width entries not yet expanded (ballots over the list).
       if (tid < W) {
@@ -221,7 +226,8 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       const int np = nparents;
       if (np == 0) break;  // every entry expanded: converged (uniform)
       const int count = np * a.degree;
-      for (int j = tid; j < L.fresh_cap; j += kGsThreads) {
+      len = round_up(count, W);
+      for (int j = tid; j < len; j += kGsThreads) {
         uint32_t c = kNoNode;
         if (j < count) {
           const uint32_t parent = uint32_t(list[parents[j / a.degree]]) & kNodeMask;
@@ -248,12 +254,12 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
           if (live && pos < L.rescore) cand[pos] = node;
           taken += __popcll(static_cast<unsigned long long>(m));
         }
-        for (int j = min(taken, L.rescore) + wv.lane(); j < L.fresh_cap; j += W) cand[j] = kNoNode;
+        for (int j = min(taken, L.rescore) + wv.lane(); j < round_up(L.rescore, W); j += W) cand[j] = kNoNode;
       }
       __syncthreads();
       for (int j = tid; j < L.itopk; j += kGsThreads) list[j] = kEmptyKey;
       __syncthreads();
-      absorb(true);
+      absorb(true, round_up(L.rescore, W));
     }
     // Results: the first k live entries (wave 0, ballots keep the order).
     if (tid < W) {
