@@ -1,22 +1,48 @@
 #include "core/validate.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <string>
 #include <vector>
 
+#include "backends/cpu/thread_pool.hpp"
 #include "hive_gpu/error.hpp"
 #include "hive_gpu/types.hpp"
 
 namespace hive::gpu::detail {
 
-void check_finite(const float* x, std::size_t n, std::size_t dim, const char* what) {
-  // A branch-free scan first (vectorises); only a failing input pays for locating the value.
-  const std::size_t total = n * dim;
+namespace {
+
+// Whether x[0 .. n) holds a NaN or an infinity: branch-free (vectorises).
+bool any_non_finite(const float* x, std::size_t n) {
   uint32_t bad = 0;
-  for (std::size_t i = 0; i < total; ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const uint32_t bits = std::bit_cast<uint32_t>(x[i]);
     bad |= uint32_t((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad != 0;
+}
+
+}  // namespace
+
+void check_finite(const float* x, std::size_t n, std::size_t dim, const char* what) {
+  // The scan first, split over the CPU pool when large (a 10 000 x 784 batch is 31 MB: a few
+  // milliseconds on one core, more than a GPU search of it); only a failing input pays for
+  // locating the value.
+  const std::size_t total = n * dim;
+  constexpr std::size_t kPiece = std::size_t(1) << 20;
+  bool bad = false;
+  if (total <= 2 * kPiece) {
+    bad = any_non_finite(x, total);
+  } else {
+    const std::size_t pieces = (total + kPiece - 1) / kPiece;
+    std::atomic<bool> found{false};
+    cpu::ThreadPool::instance().parallel_for(pieces, [&](std::size_t p) {
+      const std::size_t first = p * kPiece;
+      if (any_non_finite(x + first, std::min(kPiece, total - first))) found.store(true, std::memory_order_relaxed);
+    });
+    bad = found.load();
   }
   if (!bad) return;
   for (std::size_t i = 0; i < total; ++i) {

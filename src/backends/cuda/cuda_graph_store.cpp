@@ -64,6 +64,11 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal);
     stream_ = cfg.stream ? std::make_unique<Stream>(static_cast<cudaStream_t>(cfg.stream)) : std::make_unique<Stream>();
   }
+  ~CudaGraphStore() override {
+    for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
+  }
+  CudaGraphStore(const CudaGraphStore&) = delete;
+  CudaGraphStore& operator=(const CudaGraphStore&) = delete;
 
   void append(std::size_t n, const float* rows) override {
     if (n == 0) return;
@@ -195,19 +200,35 @@ class CudaGraphStore final : public detail::GraphStore {
     search_q_.ensure(qbytes);
     search_out_.ensure(2 * obytes);
     pinned_.ensure(2 * obytes);
-    check(cudaMemcpyAsync(search_q_.get(), queries, qbytes, cudaMemcpyHostToDevice, s()), "upload queries");
     GraphSearchArgs a = search_args(p, k);
-    a.queries = search_q_.as<float>();
-    a.nq = nq;
     a.deleted = device_bitmap();
-    a.distances = search_out_.as<float>();
-    a.nodes = reinterpret_cast<uint32_t*>(search_out_.as<uint8_t>() + obytes);
-    // HIVE_GPU_GRAPH_TIMING=1: the upload, the kernel and the download timed apart (synchronised).
+    // Large batches in four pieces, each uploaded on a copy stream while the search of the one
+    // before runs (a 10 000 x 784 batch is 31 MB from pageable memory: milliseconds).
+    const std::size_t pieces = nq >= 4096 ? 4 : 1, per = ceil_div(nq, pieces);
+    if (!copy_stream_) copy_stream_ = std::make_unique<Stream>();
+    while (events_.size() < pieces) {
+      cudaEvent_t e = nullptr;
+      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+      events_.push_back(e);
+    }
     using clk = std::chrono::steady_clock;
     const auto t0 = clk::now();
-    if (timing()) stream_->sync("timing");
+    for (std::size_t c = 0; c < pieces; ++c) {
+      const std::size_t q0 = c * per, qn = std::min(per, nq - std::min(nq, q0));
+      if (qn == 0) break;
+      check(cudaMemcpyAsync(search_q_.as<float>() + q0 * dim(), queries + q0 * dim(), qn * dim() * sizeof(float),
+                            cudaMemcpyHostToDevice, copy_stream_->get()),
+            "upload queries");
+      check(cudaEventRecord(events_[c], copy_stream_->get()), "cudaEventRecord");
+      check(cudaStreamWaitEvent(s(), events_[c], 0), "cudaStreamWaitEvent");
+      a.queries = search_q_.as<float>() + q0 * dim();
+      a.nq = qn;
+      a.first_query = q0;
+      a.distances = search_out_.as<float>() + q0 * std::size_t(k);
+      a.nodes = reinterpret_cast<uint32_t*>(search_out_.as<uint8_t>() + obytes) + q0 * std::size_t(k);
+      launch_graph_search(a, s());
+    }
     const auto t1 = clk::now();
-    launch_graph_search(a, s());
     if (timing()) stream_->sync("timing");
     const auto t2 = clk::now();
     check(cudaMemcpyAsync(pinned_.get(), search_out_.get(), 2 * obytes, cudaMemcpyDeviceToHost, s()),
@@ -215,8 +236,8 @@ class CudaGraphStore final : public detail::GraphStore {
     stream_->sync("graph search");
     if (timing()) {
       auto ms = [](clk::time_point x, clk::time_point y) { return std::chrono::duration<double, std::milli>(y - x).count(); };
-      std::fprintf(stderr, "graph search: %zu queries: upload %.3f ms, kernel %.3f ms, download %.3f ms\n", nq,
-                   ms(t0, t1), ms(t1, t2), ms(t2, clk::now()));
+      std::fprintf(stderr, "graph search: %zu queries: uploads staged %.3f ms, then GPU %.3f ms, download %.3f ms\n",
+                   nq, ms(t0, t1), ms(t1, t2), ms(t2, clk::now()));
     }
     const float* d = pinned_.as<float>();
     const uint32_t* nodes = reinterpret_cast<const uint32_t*>(pinned_.as<uint8_t>() + obytes);
@@ -699,6 +720,8 @@ class CudaGraphStore final : public detail::GraphStore {
   mutable bool deleted_dirty_ = true;
   mutable DeviceBuffer deleted_dev_, search_q_, search_out_;
   mutable PinnedBuffer pinned_;
+  mutable std::unique_ptr<Stream> copy_stream_;  // query uploads, overlapping the searches
+  mutable std::vector<cudaEvent_t> events_;
   mutable std::mutex mu_;
 #if !defined(HIVE_GPU_HIP)
   bool blas_tried_ = false;

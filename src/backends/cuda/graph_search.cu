@@ -200,7 +200,7 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     for (int i = tid; i < len; i += kGsThreads) {
       uint32_t node = kNoNode;
       if (i < a.seeds) {
-        node = uint32_t(splitmix(a.seed ^ (uint64_t(qi) << 20) ^ uint64_t(i)) % a.n);
+        node = uint32_t(splitmix(a.seed ^ (uint64_t(a.first_query + qi) << 20) ^ uint64_t(i)) % a.n);
         if (!first_visit(table, L.hash_mask, node)) node = kNoNode;
       }
       cand[i] = node;

@@ -25,6 +25,7 @@ struct GraphSearchArgs {
   int degree = 0;              // 1 .. kGraphMaxDegree
   const float* queries = nullptr;
   std::size_t nq = 0;
+  std::size_t first_query = 0;  // the batch position of queries[0] (it seeds the start nodes)
   int k = 0;                   // 1 .. itopk
   int itopk = 64;              // a power of two in 16 .. 1024: the sorted candidate list kept per query
   int search_width = 1;        // entries expanded per iteration: 1 .. 4 (search_width x degree <= 256)
