@@ -6,7 +6,7 @@
 // ground truth comes from FlatIndex on the best device (exact on every backend).
 //   hive_gpu_bench_graph [--dataset fashion-mnist|clustered:N:D|random:N:D] [--queries 10000]
 //                        [--threads T] [--M 16] [--ef-construction 200] [--ef 10,20,...] [--k 10]
-//                        [--skip hnswlib|hive-gpu|flat|graph] [--itopk 32,64,...] [--width 1,2,4]
+//                        [--skip hnswlib|hive-gpu|flat|graph] [--itopk 16,32,...] [--width 1,4] [--max-iter 0,8]
 // HIVE_GPU_NUM_THREADS must equal --threads for a fair build (gpu-check sets both).
 #include <hnswlib/hnswlib.h>
 
@@ -109,7 +109,7 @@ std::vector<int> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string dataset = "fashion-mnist", skip, ef_list = "10,16,20,32,40,64,80,128,256", itopk_list = "16,32,64,128",
-              width_list = "1,4";
+              width_list = "1,4", max_iter_list = "0,8";
   std::size_t nq = 10000;
   int threads = int(std::thread::hardware_concurrency()), M = 16, efc = 200, k = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
     else if (a == "--skip") skip = v;
     else if (a == "--itopk") itopk_list = v;
     else if (a == "--width") width_list = v;
+    else if (a == "--max-iter") max_iter_list = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -201,16 +202,18 @@ int main(int argc, char** argv) {
     g.add(n, ds.base.data());
     const double build_s = since(t0);
     for (const char* rows : {"fp16", "fp32"})
-    for (int width : parse_list(width_list)) {
+    for (int width : parse_list(width_list))
+    for (int max_iter : parse_list(max_iter_list)) {
       // The traversal rows: fp16 (the default; best entries re-scored in fp32) or fp32 throughout.
       setenv("HIVE_GPU_GRAPH_F32", std::string(rows) == "fp32" ? "1" : "0", 1);
       Result r{"hive-gpu GraphIndex (" + best.info().id() + ", " + rows + " traversal, width " + std::to_string(width) +
-                   ")",
+                   (max_iter > 0 ? ", max_iterations " + std::to_string(max_iter) : std::string()) + ")",
                build_s, {}};
       for (int itopk : parse_list(itopk_list)) {
         GraphSearchParams p;
         p.itopk = itopk;
         p.search_width = width;
+        p.max_iterations = max_iter;
         const double secs = best_of([&] { g.search(nq, ds.queries.data(), k, dist.data(), found.data(), p); });
         r.curve.push_back({itopk, recall(found, truth, nq, k), double(nq) / secs});
       }

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <limits>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/thread_pool.hpp"
 #include "backends/cuda/blas.hpp"
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/cuda_flat_store.hpp"
@@ -200,6 +202,7 @@ class CudaGraphStore final : public detail::GraphStore {
     search_q_.ensure(qbytes);
     search_out_.ensure(2 * obytes);
     pinned_.ensure(2 * obytes);
+    pinned_q_.ensure(qbytes);
     GraphSearchArgs a = search_args(p, k);
     a.deleted = device_bitmap();
     // Large batches in four pieces, each uploaded on a copy stream while the search of the one
@@ -216,8 +219,16 @@ class CudaGraphStore final : public detail::GraphStore {
     for (std::size_t c = 0; c < pieces; ++c) {
       const std::size_t q0 = c * per, qn = std::min(per, nq - std::min(nq, q0));
       if (qn == 0) break;
-      check(cudaMemcpyAsync(search_q_.as<float>() + q0 * dim(), queries + q0 * dim(), qn * dim() * sizeof(float),
-                            cudaMemcpyHostToDevice, copy_stream_->get()),
+      // Staged into pinned memory by the CPU pool (a pageable upload is one core's memcpy), then
+      // one DMA; the staging of the next piece overlaps this piece's transfer and search.
+      float* staged = pinned_q_.as<float>() + q0 * dim();
+      const std::size_t floats = qn * dim(), chunk = std::size_t(1) << 18;
+      cpu::ThreadPool::instance().parallel_for((floats + chunk - 1) / chunk, [&](std::size_t i) {
+        const std::size_t f0 = i * chunk;
+        std::memcpy(staged + f0, queries + q0 * dim() + f0, std::min(chunk, floats - f0) * sizeof(float));
+      });
+      check(cudaMemcpyAsync(search_q_.as<float>() + q0 * dim(), staged, floats * sizeof(float), cudaMemcpyHostToDevice,
+                            copy_stream_->get()),
             "upload queries");
       check(cudaEventRecord(events_[c], copy_stream_->get()), "cudaEventRecord");
       check(cudaStreamWaitEvent(s(), events_[c], 0), "cudaStreamWaitEvent");
@@ -719,7 +730,7 @@ class CudaGraphStore final : public detail::GraphStore {
   std::size_t deleted_count_ = 0;
   mutable bool deleted_dirty_ = true;
   mutable DeviceBuffer deleted_dev_, search_q_, search_out_;
-  mutable PinnedBuffer pinned_;
+  mutable PinnedBuffer pinned_, pinned_q_;
   mutable std::unique_ptr<Stream> copy_stream_;  // query uploads, overlapping the searches
   mutable std::vector<cudaEvent_t> events_;
   mutable std::mutex mu_;
