@@ -6,7 +6,7 @@
 // ground truth comes from FlatIndex on the best device (exact on every backend).
 //   hive_gpu_bench_graph [--dataset fashion-mnist|clustered:N:D|random:N:D] [--queries 10000]
 //                        [--threads T] [--M 16] [--ef-construction 200] [--ef 10,20,...] [--k 10]
-//                        [--skip hnswlib|hive-gpu|flat|graph] [--itopk 16,32,...] [--width 1,4] [--max-iter 0,8]
+//                        [--skip hnswlib|hive-gpu|flat|graph] [--itopk 16,32,...] [--width 1,4] [--max-iter 0,12]
 // HIVE_GPU_NUM_THREADS must equal --threads for a fair build (gpu-check sets both).
 #include <hnswlib/hnswlib.h>
 
@@ -109,7 +109,7 @@ std::vector<int> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string dataset = "fashion-mnist", skip, ef_list = "10,16,20,32,40,64,80,128,256", itopk_list = "16,32,64,128",
-              width_list = "1,4", max_iter_list = "0,8";
+              width_list = "1,4", max_iter_list = "0,12";
   std::size_t nq = 10000;
   int threads = int(std::thread::hardware_concurrency()), M = 16, efc = 200, k = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
