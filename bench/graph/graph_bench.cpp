@@ -201,11 +201,12 @@ int main(int argc, char** argv) {
     auto t0 = clock_type::now();
     g.add(n, ds.base.data());
     const double build_s = since(t0);
-    for (const char* rows : {"fp16", "fp32"})
+    for (const char* rows : {"u8", "f16", "f32"})
     for (int width : parse_list(width_list))
     for (int max_iter : parse_list(max_iter_list)) {
-      // The traversal rows: fp16 (the default; best entries re-scored in fp32) or fp32 throughout.
-      setenv("HIVE_GPU_GRAPH_F32", std::string(rows) == "fp32" ? "1" : "0", 1);
+      // The traversal rows: uint8 codes (the default) or fp16, the best entries re-scored in
+      // fp32; or fp32 throughout.
+      setenv("HIVE_GPU_GRAPH_ROWS", rows, 1);
       Result r{"hive-gpu GraphIndex (" + best.info().id() + ", " + rows + " traversal, width " + std::to_string(width) +
                    (max_iter > 0 ? ", max_iterations " + std::to_string(max_iter) : std::string()) + ")",
                build_s, {}};

@@ -48,6 +48,7 @@ constexpr std::size_t kSamplePerCluster = 128;        // k-means sample
 constexpr int kKmeansIterations = 10;
 constexpr std::size_t kScoreBudget = std::size_t(32) << 20;  // floats of one score tile (128 MiB)
 constexpr std::size_t kMaxNodes = std::size_t(0x7fffffff);
+constexpr const char* kDefaultRows = "u8";  // the traversal encoding (HIVE_GPU_GRAPH_ROWS)
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
@@ -86,6 +87,11 @@ class CudaGraphStore final : public detail::GraphStore {
     note_range(n, rows);
     launch_encode_half(base_.as<float>() + rows_ * dim(), n * dim(), ScalarType::F16,
                        base16_.as<uint16_t>() + rows_ * dim(), s());
+    // Rows added after the codes' ranges were set take them as they are (clamped codes: the
+    // traversal is approximate anyway, and the best entries are re-scored from fp32).
+    if (u8_ready_)
+      launch_encode_u8(base_.as<float>() + rows_ * dim(), n, dim(), lo_.as<float>(), inv_scale_,
+                       base8_.as<uint8_t>() + rows_ * dim(), s());
     stream_->sync("append");
     rows_ += n;
     deleted_dirty_ = true;
@@ -99,6 +105,7 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     build_all();
     linked_ = rows_;
+    encode_all_u8();
     choose_entries();
     link_entries();
     phase("entry points");
@@ -161,9 +168,10 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     if (n > kMaxNodes) throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
     if (n > capacity_) {
-      DeviceBuffer b(n * dim() * sizeof(float)), h(n * dim() * 2), g(n * degree() * sizeof(uint32_t));
+      DeviceBuffer b(n * dim() * sizeof(float)), h(n * dim() * 2), c(n * dim()), g(n * degree() * sizeof(uint32_t));
       base_ = std::move(b);
       base16_ = std::move(h);
+      base8_ = std::move(c);
       graph_ = std::move(g);
       capacity_ = n;
     }
@@ -171,6 +179,8 @@ class CudaGraphStore final : public detail::GraphStore {
     half_ok_ = true;
     note_range(n, rows);
     launch_encode_half(base_.as<float>(), n * dim(), ScalarType::F16, base16_.get(), s());
+    rows_ = n;
+    encode_all_u8();
     check(cudaMemcpyAsync(graph_.get(), graph, n * degree() * sizeof(uint32_t), cudaMemcpyHostToDevice, s()),
           "upload graph");
     stream_->sync("load");
@@ -183,6 +193,7 @@ class CudaGraphStore final : public detail::GraphStore {
 
   void clear() override {
     rows_ = linked_ = 0;
+    u8_ready_ = false;
     n_entries_ = 0;
     deleted_.clear();
     deleted_count_ = 0;
@@ -300,7 +311,11 @@ class CudaGraphStore final : public detail::GraphStore {
     a.entries = n_entries_ > 0 ? entries_.as<uint32_t>() : nullptr;
     a.n_entries = n_entries_;
     a.seed = cfg_.seed;
-    a.rows16 = use_half() ? base16_.get() : nullptr;
+    switch (traversal()) {
+      case 8: a.rows8 = base8_.as<uint8_t>(); a.lo = lo_.as<float>(); a.inv_scale = inv_scale_; break;
+      case 16: a.rows16 = base16_.get(); break;
+      default: break;
+    }
     return a;
   }
 
@@ -403,12 +418,15 @@ class CudaGraphStore final : public detail::GraphStore {
   }
 
   void reallocate(std::size_t capacity) {
-    DeviceBuffer b(capacity * dim() * sizeof(float)), h(capacity * dim() * 2), g(capacity * degree() * sizeof(uint32_t));
+    DeviceBuffer b(capacity * dim() * sizeof(float)), h(capacity * dim() * 2), c(capacity * dim()),
+        g(capacity * degree() * sizeof(uint32_t));
     if (rows_) {
       check(cudaMemcpyAsync(b.get(), base_.get(), rows_ * dim() * sizeof(float), cudaMemcpyDeviceToDevice, s()),
             "copy rows on growth");
       check(cudaMemcpyAsync(h.get(), base16_.get(), rows_ * dim() * 2, cudaMemcpyDeviceToDevice, s()),
             "copy fp16 rows on growth");
+      check(cudaMemcpyAsync(c.get(), base8_.get(), rows_ * dim(), cudaMemcpyDeviceToDevice, s()),
+            "copy uint8 rows on growth");
       check(cudaMemcpyAsync(g.get(), graph_.get(), linked_ * degree() * sizeof(uint32_t), cudaMemcpyDeviceToDevice,
                             s()),
             "copy links on growth");
@@ -416,8 +434,38 @@ class CudaGraphStore final : public detail::GraphStore {
     }
     base_ = std::move(b);
     base16_ = std::move(h);
+    base8_ = std::move(c);
     graph_ = std::move(g);
     capacity_ = capacity;
+  }
+
+  // uint8 codes of every row: per-dimension offsets (the minimum) and one scale for all
+  // dimensions (the widest range / 255), so that distances in code space rank as the true ones.
+  void encode_all_u8() {
+    u8_ready_ = false;
+    const std::size_t n = rows_, d = dim();
+    if (n == 0) return;
+    DeviceBuffer mins(d * 4), maxs(d * 4);
+    check(cudaMemsetAsync(mins.get(), 0xff, d * 4, s()), "init minima");
+    check(cudaMemsetAsync(maxs.get(), 0, d * 4, s()), "init maxima");
+    launch_row_ranges(base_.as<float>(), n, d, mins.as<uint32_t>(), maxs.as<uint32_t>(), s());
+    std::vector<uint32_t> mn(d), mx(d);
+    check(cudaMemcpyAsync(mn.data(), mins.get(), d * 4, cudaMemcpyDeviceToHost, s()), "download minima");
+    check(cudaMemcpyAsync(mx.data(), maxs.get(), d * 4, cudaMemcpyDeviceToHost, s()), "download maxima");
+    stream_->sync("row ranges");
+    std::vector<float> lo(d);
+    float widest = 0.0f;
+    for (std::size_t j = 0; j < d; ++j) {
+      lo[j] = order_to_float(mn[j]);
+      widest = std::max(widest, order_to_float(mx[j]) - lo[j]);
+    }
+    scale_ = widest > 0.0f ? widest / 255.0f : 1.0f;
+    inv_scale_ = 1.0f / scale_;
+    lo_.ensure(d * 4);
+    check(cudaMemcpyAsync(lo_.get(), lo.data(), d * 4, cudaMemcpyHostToDevice, s()), "upload offsets");
+    launch_encode_u8(base_.as<float>(), n, d, lo_.as<float>(), inv_scale_, base8_.as<uint8_t>(), s());
+    stream_->sync("uint8 codes");
+    u8_ready_ = true;
   }
 
   // fp16 traversal needs every value within its range (|x| <= 65504, with room for the sums of
@@ -428,12 +476,15 @@ class CudaGraphStore final : public detail::GraphStore {
     for (std::size_t i = 0; i < n * dim(); ++i) most = std::max(most, std::fabs(rows[i]));
     if (most > 16384.0f) half_ok_ = false;
   }
-  // Searches traverse the fp16 copy (half the bytes per visited row) and re-score their best
-  // entries from the fp32 rows; HIVE_GPU_GRAPH_F32=1 (read per search) keeps fp32 throughout.
-  bool use_half() const {
-    if (!half_ok_) return false;
-    const char* e = std::getenv("HIVE_GPU_GRAPH_F32");
-    return e == nullptr || *e == '\0' || std::string(e) == "0";
+  // The rows searches traverse, as bits per value: 8 (uint8 codes), 16 (fp16) or 32; the
+  // compact ones re-score their best entries from fp32. HIVE_GPU_GRAPH_ROWS=u8|f16|f32 (read
+  // per search) picks one; codes need their ranges (set at build), fp16 values within 2^14.
+  int traversal() const {
+    const char* e = std::getenv("HIVE_GPU_GRAPH_ROWS");
+    const std::string want = e != nullptr && *e != '\0' ? e : kDefaultRows;
+    if (want == "u8" && u8_ready_) return 8;
+    if ((want == "u8" || want == "f16") && half_ok_) return 16;
+    return 32;
   }
 
   const uint32_t* device_bitmap() const {
@@ -728,7 +779,10 @@ class CudaGraphStore final : public detail::GraphStore {
 
   int ordinal_;
   std::unique_ptr<Stream> stream_;
-  DeviceBuffer base_, base16_, graph_, entries_;  // base16_: the fp16 traversal copy of base_
+  // base16_ / base8_: the fp16 and uint8 traversal copies of base_; lo_: the codes' offsets.
+  DeviceBuffer base_, base16_, base8_, lo_, graph_, entries_;
+  float scale_ = 1.0f, inv_scale_ = 1.0f;
+  bool u8_ready_ = false;
   bool half_ok_ = true;
   int n_entries_ = 0;
   std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;

@@ -298,7 +298,48 @@ __global__ void farthest_step_kernel(const float* sample, std::size_t ns, std::s
   }
 }
 
+__global__ void row_ranges_kernel(const float* rows, std::size_t n, std::size_t dim, uint32_t* mins, uint32_t* maxs) {
+  const std::size_t per = (n + gridDim.x - 1) / gridDim.x, r0 = std::size_t(blockIdx.x) * per;
+  const std::size_t r1 = min(n, r0 + per);
+  for (std::size_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    float lo = __int_as_float(0x7f800000), hi = -lo;
+    for (std::size_t r = r0; r < r1; ++r) {
+      const float v = rows[r * dim + j];
+      lo = fminf(lo, v);
+      hi = fmaxf(hi, v);
+    }
+    if (r0 < r1) {
+      atomicMin(mins + j, float_order(lo));
+      atomicMax(maxs + j, float_order(hi));
+    }
+  }
+}
+
+__global__ void encode_u8_kernel(const float* rows, std::size_t total, std::size_t dim, const float* lo,
+                                 float inv_scale, uint8_t* out) {
+  const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
+  for (std::size_t t = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
+    const float c = rintf((rows[t] - lo[t % dim]) * inv_scale);
+    out[t] = uint8_t(fminf(fmaxf(c, 0.0f), 255.0f));
+  }
+}
+
 }  // namespace
+
+void launch_row_ranges(const float* rows, std::size_t n, std::size_t dim, uint32_t* mins, uint32_t* maxs,
+                       cudaStream_t stream) {
+  if (n == 0) return;
+  const unsigned blocks = unsigned(std::min<std::size_t>(1024, n));
+  row_ranges_kernel<<<blocks, 128, 0, stream>>>(rows, n, dim, mins, maxs);
+  check(cudaGetLastError(), "row ranges kernel launch");
+}
+
+void launch_encode_u8(const float* rows, std::size_t n, std::size_t dim, const float* lo, float inv_scale,
+                      uint8_t* out, cudaStream_t stream) {
+  if (n == 0) return;
+  encode_u8_kernel<<<blocks_for(n * dim, 256), 256, 0, stream>>>(rows, n * dim, dim, lo, inv_scale, out);
+  check(cudaGetLastError(), "uint8 encode kernel launch");
+}
 
 void launch_farthest_step(const float* sample, std::size_t ns, std::size_t dim, float* mind, uint64_t* best,
                           int step, cudaStream_t stream) {

@@ -74,6 +74,22 @@ void launch_merge_graph(const uint32_t* pruned, const uint32_t* rev, const uint3
 void launch_farthest_step(const float* sample, std::size_t ns, std::size_t dim, float* mind, uint64_t* best,
                           int step, cudaStream_t stream);
 
+// Per-dimension ranges of rows [0, n) (fp32, n x dim): mins[j] / maxs[j] receive the extreme
+// values' order keys (the select kernels' float_order; the caller sets mins to 0xffffffff and
+// maxs to 0, and maps them back with order_to_float).
+void launch_row_ranges(const float* rows, std::size_t n, std::size_t dim, uint32_t* mins, uint32_t* maxs,
+                       cudaStream_t stream);
+inline float order_to_float(uint32_t o) {
+  const uint32_t u = (o & 0x80000000u) ? (o & 0x7fffffffu) : ~o;
+  float f;
+  static_assert(sizeof f == sizeof u);
+  __builtin_memcpy(&f, &u, sizeof f);
+  return f;
+}
+// uint8 codes of n rows: out = clamp(round((x - lo[j]) * inv_scale), 0, 255).
+void launch_encode_u8(const float* rows, std::size_t n, std::size_t dim, const float* lo, float inv_scale,
+                      uint8_t* out, cudaStream_t stream);
+
 // Batch insertion: new nodes first .. first + m - 1 already have their lists in graph; each of
 // the first half of a new node's neighbours y < first gets the new node written over the back
 // of its list (from the last slot forward, at most half a list per batch; taken[y] counts,

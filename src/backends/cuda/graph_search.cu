@@ -13,6 +13,7 @@
 // barriers per iteration instead of a bitonic network's dozens.
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
@@ -62,13 +63,24 @@ __device__ __forceinline__ uint64_t splitmix(uint64_t z) {
 // of T lanes per node, from rows stored as S (fp32, or the fp16 traversal copy). Every lane of
 // a wave runs the same number of rounds (the shuffles need the whole wave); invalid slots load
 // nothing. vec: 16-byte loads (dim a multiple of the elements per load, rows aligned).
-template <int W, Metric M, ScalarType S>
+// The encodings a search can traverse: the fp32 rows, their fp16 copy, or their uint8 codes
+// (code = (x - lo_j) / scale; queries are moved into code space, q' = (q - lo) / scale, for the
+// distance metrics, and kept for the dot-product ones: both rank as the metric does).
+enum class Rows { F32, F16, U8 };
+
+template <Rows R>
+struct RowElem {
+  static constexpr ScalarType S = R == Rows::F16 ? ScalarType::F16 : ScalarType::F32;
+};
+
+template <int W, Metric M, Rows R>
 __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, int T, bool vec,
                                       const void* rows, const float* q, const uint32_t* cand, int count,
                                       uint64_t* out) {
-  using E = Elem<S>;
-  constexpr int V = E::kVec;
-  const auto* base = static_cast<const typename E::T*>(rows);
+  using E = Elem<RowElem<R>::S>;
+  constexpr int V = R == Rows::U8 ? 16 : E::kVec;
+  using Stored = std::conditional_t<R == Rows::U8, uint8_t, typename E::T>;
+  const auto* base = static_cast<const Stored*>(rows);
   const int teams = kGsThreads / T;
   const int team = int(threadIdx.x) / T, tl = int(threadIdx.x) % T;
   for (int s0 = 0; s0 < count; s0 += teams) {
@@ -81,7 +93,14 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
         const std::size_t chunks = a.dim / V;
         for (std::size_t c = std::size_t(tl); c < chunks; c += std::size_t(T)) {
           float v[V];
-          E::load16(x + c * V, v);
+          if constexpr (R == Rows::U8) {
+            const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + c * V));
+            const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+            for (int i = 0; i < 16; ++i) v[i] = float((w[i / 4] >> (8 * (i % 4))) & 0xffu);
+          } else {
+            E::load16(x + c * V, v);
+          }
           const float4* q4 = reinterpret_cast<const float4*>(q + c * V);
 #pragma unroll
           for (int i = 0; i < V / 4; ++i) {
@@ -93,7 +112,12 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
           }
         }
       } else {
-        for (std::size_t j = std::size_t(tl); j < a.dim; j += std::size_t(T)) acc = step<M>(acc, q[j], E::get(x[j]));
+        for (std::size_t j = std::size_t(tl); j < a.dim; j += std::size_t(T)) {
+          if constexpr (R == Rows::U8)
+            acc = step<M>(acc, q[j], float(x[j]));
+          else
+            acc = step<M>(acc, q[j], E::get(x[j]));
+        }
       }
     }
     for (int m = T / 2; m > 0; m >>= 1) acc = combine<M>(acc, wv.shfl_xor(acc, m));
@@ -131,7 +155,7 @@ __device__ __forceinline__ int count_below(const uint64_t* sorted, int len, uint
   return lo;
 }
 
-template <int W, Metric M, ScalarType S>
+template <int W, Metric M, Rows R>
 __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSearchArgs a, const Layout L, int max_iter) {
   if constexpr (wave_compiled<W>()) {
     extern __shared__ uint64_t smem[];
@@ -139,14 +163,25 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     uint64_t* next = list + L.itopk;                // itopk, the merge's output
     uint64_t* fresh = next + L.itopk;               // fresh_cap, W-key runs sorted
     uint32_t* cand = reinterpret_cast<uint32_t*>(fresh + L.fresh_cap);  // fresh_cap
+    const std::size_t dim4 = (a.dim + 3) & ~std::size_t(3);
     float* q = reinterpret_cast<float*>(cand + L.fresh_cap);           // dim (16-byte aligned)
-    uint32_t* table = reinterpret_cast<uint32_t*>(q + ((a.dim + 3) & ~std::size_t(3)));
+    float* qt = R == Rows::U8 ? q + dim4 : q;                          // the query in code space
+    uint32_t* table = reinterpret_cast<uint32_t*>(q + (R == Rows::U8 ? 2 : 1) * dim4);
     __shared__ int parents[4];
     __shared__ int nparents;
     const HwWave<W> wv;
     const int tid = int(threadIdx.x);
     const std::size_t qi = blockIdx.x;
-    for (std::size_t j = std::size_t(tid); j < a.dim; j += kGsThreads) q[j] = a.queries[qi * a.dim + j];
+    for (std::size_t j = std::size_t(tid); j < a.dim; j += kGsThreads) {
+      const float v = a.queries[qi * a.dim + j];
+      q[j] = v;
+      if constexpr (R == Rows::U8) {
+        if constexpr (M == Metric::InnerProduct || M == Metric::Cosine)
+          qt[j] = v;  // dot with the codes ranks as the dot with the rows (lo adds a constant)
+        else
+          qt[j] = (v - a.lo[j]) * a.inv_scale;
+      }
+    }
     for (uint32_t j = uint32_t(tid); j <= L.hash_mask; j += kGsThreads) table[j] = kNoNode;
     for (int j = tid; j < L.itopk; j += kGsThreads) list[j] = kEmptyKey;
     for (int j = tid; j < L.fresh_cap; j += kGsThreads) cand[j] = kNoNode;
@@ -154,14 +189,16 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     // Score the fresh candidates, sort each wave's run, merge into the list (which swaps with
     // `next`). Every non-empty key is distinct (distinct nodes), so ranks by strict comparison
     // are unique and the non-empty keys land on a prefix.
-    const void* trav = S == ScalarType::F32 ? static_cast<const void*>(a.base) : a.rows16;
+    const void* trav = R == Rows::F32 ? static_cast<const void*>(a.base)
+                       : R == Rows::F16 ? a.rows16
+                                        : static_cast<const void*>(a.rows8);
     // len: the candidate slots in use this time (a multiple of W, <= fresh_cap).
     auto absorb = [&](bool exact, int len) {
       const int runs = len / W;
       if (exact)
-        score<W, M, ScalarType::F32>(wv, a, L.team, L.vec32, a.base, q, cand, len, fresh);
+        score<W, M, Rows::F32>(wv, a, L.team, L.vec32, a.base, q, cand, len, fresh);
       else
-        score<W, M, S>(wv, a, L.team, L.vec, trav, q, cand, len, fresh);
+        score<W, M, R>(wv, a, L.team, L.vec, trav, qt, cand, len, fresh);
       __syncthreads();
       for (int r = tid / W; r < runs; r += kGsThreads / W) {
         const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
@@ -286,7 +323,7 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
   }
 }
 
-template <int W, Metric M, ScalarType S>
+template <int W, Metric M, Rows S>
 void launch_as(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(graph_search_kernel<W, M, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
@@ -296,10 +333,12 @@ void launch_as(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int 
 
 template <int W, Metric M>
 void launch_one(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
-  if (a.rows16 != nullptr)
-    launch_as<W, M, ScalarType::F16>(a, L, smem, max_iter, stream);
+  if (a.rows8 != nullptr)
+    launch_as<W, M, Rows::U8>(a, L, smem, max_iter, stream);
+  else if (a.rows16 != nullptr)
+    launch_as<W, M, Rows::F16>(a, L, smem, max_iter, stream);
   else
-    launch_as<W, M, ScalarType::F32>(a, L, smem, max_iter, stream);
+    launch_as<W, M, Rows::F32>(a, L, smem, max_iter, stream);
 }
 
 }  // namespace
@@ -323,7 +362,9 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   Layout L;
   L.itopk = a.itopk;
   // fp16 traversal: the best min(itopk, max(2 k, 32)) live entries are re-scored in fp32.
-  L.rescore = a.rows16 != nullptr ? std::min(a.itopk, std::max(2 * a.k, 32)) : 0;
+  const bool coded = a.rows16 != nullptr || a.rows8 != nullptr;
+  if (a.rows8 != nullptr && a.lo == nullptr) throw bad("uint8 rows without their offsets");
+  L.rescore = coded ? std::min(a.itopk, std::max(2 * a.k, 32)) : 0;
   const int fresh =
       std::max({a.search_width * a.degree, a.seeds, std::min(a.n_entries, kGraphMaxFresh), L.rescore});
   L.fresh_cap = (fresh + W - 1) / W * W;
@@ -333,13 +374,18 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   while (slots < uint32_t(48 * a.itopk + 2 * a.n_entries) && slots < 32768) slots <<= 1;
   L.hash_mask = slots - 1;
   L.vec32 = a.dim % 4 == 0 && reinterpret_cast<uintptr_t>(a.base) % 16 == 0;
-  L.vec = a.rows16 != nullptr ? a.dim % 8 == 0 && reinterpret_cast<uintptr_t>(a.rows16) % 16 == 0 : L.vec32;
-  const std::size_t chunks = L.vec ? a.dim / (a.rows16 != nullptr ? 8 : 4) : a.dim;
+  const std::size_t per_load = a.rows8 != nullptr ? 16 : a.rows16 != nullptr ? 8 : 4;
+  const void* trav = a.rows8 != nullptr ? static_cast<const void*>(a.rows8)
+                     : a.rows16 != nullptr ? a.rows16
+                                           : static_cast<const void*>(a.base);
+  L.vec = a.dim % per_load == 0 && reinterpret_cast<uintptr_t>(trav) % 16 == 0;
+  const std::size_t chunks = L.vec ? a.dim / per_load : a.dim;
   int team = 4;
   while (team < W && std::size_t(team) * 4 < chunks) team <<= 1;
   L.team = team;
   const std::size_t smem = std::size_t(2 * L.itopk + L.fresh_cap) * 8 + std::size_t(L.fresh_cap) * 4 +
-                           ((a.dim + 3) & ~std::size_t(3)) * 4 + std::size_t(slots) * 4;
+                           (a.rows8 != nullptr ? 2 : 1) * ((a.dim + 3) & ~std::size_t(3)) * 4 +
+                           std::size_t(slots) * 4;
   int optin = 0, dev = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit");

@@ -35,6 +35,11 @@ struct GraphSearchArgs {
   // An fp16 copy of base (n x dim, IEEE binary16) to traverse with, or null: fp32 throughout.
   // With it, the best min(itopk, max(2 k, 32)) entries are re-scored from base at the end.
   const void* rows16 = nullptr;
+  // Or uint8 codes of base (n x dim; code = (x - lo[j]) / scale, clamped to 0..255) with lo
+  // (dim floats, device) and 1 / scale: traversal in code space, the same re-scoring at the end.
+  const uint8_t* rows8 = nullptr;
+  const float* lo = nullptr;
+  float inv_scale = 1.0f;
   int n_entries = 0;
   uint64_t seed = 1;           // of the start nodes (the same seed, the same results)
   const uint32_t* deleted = nullptr;  // bitmap over nodes (may be null): routed through, never returned
