@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
     for (const char* rows : {"u8", "f16", "f32"})
     for (int width : parse_list(width_list))
     for (int max_iter : parse_list(max_iter_list)) {
-      // The traversal rows: uint8 codes (the default) or fp16, the best entries re-scored in
+      // The traversal rows: uint8 codes or fp16 (the default), the best entries re-scored in
       // fp32; or fp32 throughout.
       setenv("HIVE_GPU_GRAPH_ROWS", rows, 1);
       Result r{"hive-gpu GraphIndex (" + best.info().id() + ", " + rows + " traversal, width " + std::to_string(width) +
