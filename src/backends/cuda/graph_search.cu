@@ -75,8 +75,8 @@ struct RowElem {
   static constexpr ScalarType S = R == Rows::F16 ? ScalarType::F16 : ScalarType::F32;
 };
 
-template <int W, Metric M, Rows R, bool QREGS>
-__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, int T, bool vec,
+template <int W, Metric M, Rows R>
+__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, int T, bool vec, bool qregs,
                                       const void* rows, const float* q, const uint32_t* cand, int count,
                                       uint64_t* out) {
   using E = Elem<RowElem<R>::S>;
@@ -88,9 +88,9 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
   // A lane always takes the same chunks of a row (tl, tl + T, ...): its share of the query is
   // held in registers when it is at most QC chunks, so scoring a row reads shared memory no
   // more (it read as many bytes of the query there as of the row from global memory).
-  constexpr int QC = !QREGS ? 1 : R == Rows::U8 ? 2 : 4;
+  constexpr int QC = R == Rows::U8 ? 2 : 4;
   const std::size_t chunks = a.dim / V;
-  const bool regs = QREGS && vec && chunks <= std::size_t(QC) * std::size_t(T);
+  const bool regs = qregs && vec && chunks <= std::size_t(QC) * std::size_t(T);
   float qr[QC][V];
   if (regs) {
 #pragma unroll
@@ -190,7 +190,7 @@ __device__ __forceinline__ int count_below(const uint64_t* sorted, int len, uint
   return lo;
 }
 
-template <int W, Metric M, Rows R, bool QREGS>
+template <int W, Metric M, Rows R>
 __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSearchArgs a, const Layout L, int max_iter) {
   if constexpr (wave_compiled<W>()) {
     extern __shared__ uint64_t smem[];
@@ -231,9 +231,9 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     auto absorb = [&](bool exact, int len) {
       const int runs = len / W;
       if (exact)
-        score<W, M, Rows::F32, QREGS>(wv, a, L.team, L.vec32, a.base, q, cand, len, fresh);
+        score<W, M, Rows::F32>(wv, a, L.team, L.vec32, L.qregs, a.base, q, cand, len, fresh);
       else
-        score<W, M, R, QREGS>(wv, a, L.team, L.vec, trav, qt, cand, len, fresh);
+        score<W, M, R>(wv, a, L.team, L.vec, L.qregs, trav, qt, cand, len, fresh);
       __syncthreads();
       for (int r = tid / W; r < runs; r += kGsThreads / W) {
         const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
@@ -358,20 +358,12 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
   }
 }
 
-template <int W, Metric M, Rows S, bool QREGS>
-void launch_as_q(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(graph_search_kernel<W, M, S, QREGS>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-          "cudaFuncSetAttribute(graph search)");
-  graph_search_kernel<W, M, S, QREGS><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, L, max_iter);
-}
-
 template <int W, Metric M, Rows S>
 void launch_as(const GraphSearchArgs& a, const Layout& L, std::size_t smem, int max_iter, cudaStream_t stream) {
-  if (L.qregs)
-    launch_as_q<W, M, S, true>(a, L, smem, max_iter, stream);
-  else
-    launch_as_q<W, M, S, false>(a, L, smem, max_iter, stream);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(graph_search_kernel<W, M, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+          "cudaFuncSetAttribute(graph search)");
+  graph_search_kernel<W, M, S><<<unsigned(a.nq), kGsThreads, smem, stream>>>(a, L, max_iter);
 }
 
 template <int W, Metric M>
