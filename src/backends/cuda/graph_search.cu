@@ -12,7 +12,6 @@
 // (a binary search in the old list and in each sorted run) and is written there. Three block
 // barriers per iteration instead of a bitonic network's dozens.
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -38,7 +37,6 @@ struct Layout {
   bool vec = false;    // 16-byte loads of the traversal rows
   bool vec32 = false;  // 16-byte loads of the fp32 rows
   int rescore = 0;     // entries re-scored from the fp32 rows at the end (0: traversal is fp32)
-  bool qregs = true;   // the query in registers (HIVE_GPU_GRAPH_QREGS=0: from shared memory)
 };
 
 // Inserts node into the visited hash; false when it was there already (or no slot was free
@@ -76,7 +74,7 @@ struct RowElem {
 };
 
 template <int W, Metric M, Rows R>
-__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, int T, bool vec, bool qregs,
+__device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs& a, int T, bool vec,
                                       const void* rows, const float* q, const uint32_t* cand, int count,
                                       uint64_t* out) {
   using E = Elem<RowElem<R>::S>;
@@ -90,7 +88,7 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
   // more (it read as many bytes of the query there as of the row from global memory).
   constexpr int QC = R == Rows::U8 ? 2 : 4;
   const std::size_t chunks = a.dim / V;
-  const bool regs = qregs && vec && chunks <= std::size_t(QC) * std::size_t(T);
+  const bool regs = vec && chunks <= std::size_t(QC) * std::size_t(T);
   float qr[QC][V];
   if (regs) {
 #pragma unroll
@@ -231,9 +229,9 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     auto absorb = [&](bool exact, int len) {
       const int runs = len / W;
       if (exact)
-        score<W, M, Rows::F32>(wv, a, L.team, L.vec32, L.qregs, a.base, q, cand, len, fresh);
+        score<W, M, Rows::F32>(wv, a, L.team, L.vec32, a.base, q, cand, len, fresh);
       else
-        score<W, M, R>(wv, a, L.team, L.vec, L.qregs, trav, qt, cand, len, fresh);
+        score<W, M, R>(wv, a, L.team, L.vec, trav, qt, cand, len, fresh);
       __syncthreads();
       for (int r = tid / W; r < runs; r += kGsThreads / W) {
         const uint64_t x = wave_sort(wv, fresh[r * W + wv.lane()]);
@@ -427,10 +425,6 @@ void launch_graph_search(const GraphSearchArgs& a, cudaStream_t stream) {
   if (smem > std::size_t(std::max(optin, 48 * 1024)))
     throw bad("dim " + std::to_string(a.dim) + " with itopk " + std::to_string(a.itopk) +
               " leaves no room in shared memory");
-  {
-    const char* e = std::getenv("HIVE_GPU_GRAPH_QREGS");
-    L.qregs = e == nullptr || *e == '\0' || std::string(e) != "0";
-  }
   const int max_iter = a.max_iterations > 0 ? a.max_iterations : std::max(kIterationCap, 4 * a.itopk);
   with_wave([&]<int WV>() {
     switch (a.metric) {
