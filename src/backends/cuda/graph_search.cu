@@ -83,47 +83,14 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
   const auto* base = static_cast<const Stored*>(rows);
   const int teams = kGsThreads / T;
   const int team = int(threadIdx.x) / T, tl = int(threadIdx.x) % T;
-  // A lane always takes the same chunks of a row (tl, tl + T, ...): its share of the query is
-  // held in registers when it is at most QC chunks, so scoring a row reads shared memory no
-  // more (it read as many bytes of the query there as of the row from global memory).
-  constexpr int QC = R == Rows::U8 ? 2 : 4;
-  const std::size_t chunks = a.dim / V;
-  const bool regs = vec && chunks <= std::size_t(QC) * std::size_t(T);
-  float qr[QC][V];
-  if (regs) {
-#pragma unroll
-    for (int i = 0; i < QC; ++i) {
-      const std::size_t c = std::size_t(tl) + std::size_t(i) * std::size_t(T);
-#pragma unroll
-      for (int e = 0; e < V; ++e) qr[i][e] = c < chunks ? q[c * V + std::size_t(e)] : 0.0f;
-    }
-  }
   for (int s0 = 0; s0 < count; s0 += teams) {
     const int s = s0 + team;
     const uint32_t node = s < count ? cand[s] : kNoNode;
     float acc = 0.0f;
-    if (node != kNoNode && regs) {
-      const auto* x = base + std::size_t(node) * a.dim;
-#pragma unroll
-      for (int i = 0; i < QC; ++i) {
-        const std::size_t c = std::size_t(tl) + std::size_t(i) * std::size_t(T);
-        if (c < chunks) {
-          float v[V];
-          if constexpr (R == Rows::U8) {
-            const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + c * V));
-            const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-            for (int e = 0; e < 16; ++e) v[e] = float((w[e / 4] >> (8 * (e % 4))) & 0xffu);
-          } else {
-            E::load16(x + c * V, v);
-          }
-#pragma unroll
-          for (int e = 0; e < V; ++e) acc = step<M>(acc, qr[i][e], v[e]);
-        }
-      }
-    } else if (node != kNoNode) {
+    if (node != kNoNode) {
       const auto* x = base + std::size_t(node) * a.dim;
       if (vec) {
+        const std::size_t chunks = a.dim / V;
         for (std::size_t c = std::size_t(tl); c < chunks; c += std::size_t(T)) {
           float v[V];
           if constexpr (R == Rows::U8) {
