@@ -6,9 +6,6 @@
 #include "hive_gpu/graph_index.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <mutex>
 #include <shared_mutex>
 
@@ -79,15 +76,9 @@ struct GraphIndex::State {
     return g;
   }
 
-  // Rows ready for the store: checked (pointer, finiteness) and, for Cosine, normalised into
-  // `scratch`; otherwise the caller's own (no copy: the upload reads them directly).
+  // Rows ready for the store (no copy unless Cosine normalises them): the upload reads them.
   const float* ready_rows(std::size_t n, const float* x, std::vector<float>& scratch) const {
-    detail::check_pointer(x, n, "vectors");
-    detail::check_finite(x, n, dim, "vectors");
-    if (metric != Metric::Cosine) return x;
-    scratch.resize(n * dim);
-    for (std::size_t i = 0; i < n; ++i) detail::normalise(dim, x + i * dim, scratch.data() + i * dim);
-    return scratch.data();
+    return detail::prepare_rows(dim, metric, n, x, scratch, "vectors", "vectors");
   }
 
   // Appends rows as new nodes, links them in (the first batch builds the graph) and gives them
@@ -132,19 +123,9 @@ struct GraphIndex::State {
     while (c.itopk < k) c.itopk <<= 1;
     c.search_width = p.search_width;
     c.max_iterations = p.max_iterations;
-    const auto t0 = std::chrono::steady_clock::now();
     store->search(nq, ready, k, c, dist, out);
-    const auto t1 = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < nq * std::size_t(k); ++i)
       if (out[i] != kNoId) out[i] = ids.id_at(std::size_t(out[i]));
-    static const bool timing = [] {
-      const char* e = std::getenv("HIVE_GPU_GRAPH_TIMING");
-      return e != nullptr && *e != '\0' && std::string(e) != "0";
-    }();
-    if (timing)
-      std::fprintf(stderr, "graph search: store %.3f ms, ids %.3f ms\n",
-                   std::chrono::duration<double, std::milli>(t1 - t0).count(),
-                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count());
   }
 
   // Every stored row (fp32) from the device.

@@ -68,14 +68,19 @@ std::vector<float> decode_row(std::size_t dim, ScalarType storage, const uint8_t
   return out;
 }
 
+const float* prepare_rows(std::size_t dim, Metric metric, std::size_t n, const float* x, std::vector<float>& scratch,
+                          const char* pointer_what, const char* value_what) {
+  check_pointer(x, n, pointer_what);
+  check_finite(x, n, dim, value_what);
+  if (metric != Metric::Cosine) return x;
+  scratch.resize(n * dim);
+  for (std::size_t i = 0; i < n; ++i) normalise(dim, x + i * dim, scratch.data() + i * dim);
+  return scratch.data();
+}
+
 const float* prepare_queries(std::size_t dim, Metric metric, std::size_t nq, const float* q,
                              std::vector<float>& scratch) {
-  check_pointer(q, nq, "queries");
-  check_finite(q, nq, dim, "query");
-  if (metric != Metric::Cosine) return q;
-  scratch.resize(nq * dim);
-  for (std::size_t i = 0; i < nq; ++i) normalise(dim, q + i * dim, scratch.data() + i * dim);
-  return scratch.data();
+  return prepare_rows(dim, metric, nq, q, scratch, "queries", "query");
 }
 
 }  // namespace hive::gpu::detail

@@ -20,8 +20,13 @@ std::vector<uint8_t> encode_rows(std::size_t dim, Metric metric, ScalarType stor
 // One stored row (F32 / F16 / BF16) decoded to floats.
 std::vector<float> decode_row(std::size_t dim, ScalarType storage, const uint8_t* raw);
 
-// Queries ready for a search: checked (pointer, finiteness) and, for Cosine, normalised into
-// `scratch` (the returned pointer is q or scratch.data()).
+// fp32 rows ready for use without a copy: checked (pointer, finiteness; errors name
+// pointer_what / value_what) and, for Cosine, normalised into `scratch` (the returned pointer is
+// x or scratch.data()).
+const float* prepare_rows(std::size_t dim, Metric metric, std::size_t n, const float* x, std::vector<float>& scratch,
+                          const char* pointer_what, const char* value_what);
+
+// Queries ready for a search: prepare_rows naming them "queries" / "query".
 const float* prepare_queries(std::size_t dim, Metric metric, std::size_t nq, const float* q,
                              std::vector<float>& scratch);
 
