@@ -1,6 +1,9 @@
 #include "backends/cuda/cuda_common.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 
@@ -9,6 +12,27 @@ void throw_cuda_error(cudaError_t e, const char* what) {
   const std::string msg = std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
   if (e == cudaErrorMemoryAllocation) throw Error(ErrorCode::OutOfMemory, msg);
   throw Error(ErrorCode::Internal, "CUDA " + msg);
+}
+
+const uint32_t* RowBitmap::device(const Stream& s) const {
+  if (count_ == 0) return nullptr;
+  if (dirty_) {
+    dev_.ensure(std::max<std::size_t>(words_.size(), 1) * sizeof(uint32_t));
+    check(cudaMemcpyAsync(dev_.get(), words_.data(), words_.size() * sizeof(uint32_t), cudaMemcpyHostToDevice, s.get()),
+          "upload removed-rows bitmap");
+    s.sync("upload removed-rows bitmap");
+    dirty_ = false;
+  }
+  return dev_.as<uint32_t>();
+}
+
+bool portable_paths() {
+#if defined(HIVE_GPU_HIP)
+  return true;
+#else
+  const char* v = std::getenv("HIVE_GPU_CUDA_PORTABLE");
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+#endif
 }
 
 void DeviceBuffer::allocate(std::size_t bytes) {

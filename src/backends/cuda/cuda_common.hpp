@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "hive_gpu/error.hpp"
 
@@ -92,6 +93,46 @@ class Stream {
   cudaStream_t s_ = nullptr;
   bool owned_ = true;
 };
+
+// Deleted rows of a store: a host bitmap (authoritative) and its device copy, uploaded before
+// the first search that needs it after a change.
+class RowBitmap {
+ public:
+  // Rows [0, rows): new ones not deleted. May throw (memory) before changing anything.
+  void resize(std::size_t rows) {
+    words_.resize((rows + 31) / 32, 0);
+    dirty_ = true;
+  }
+  // Rows [0, rows), none deleted.
+  void reset(std::size_t rows) {
+    words_.assign((rows + 31) / 32, 0);
+    count_ = 0;
+    dirty_ = true;
+  }
+  void set(std::size_t row, bool deleted) {
+    uint32_t& word = words_[row / 32];
+    const uint32_t bit = uint32_t(1) << (row % 32);
+    if (((word & bit) != 0) == deleted) return;
+    word ^= bit;
+    count_ += deleted ? 1 : std::size_t(-1);
+    dirty_ = true;
+  }
+  bool test(std::size_t row) const { return ((words_[row / 32] >> (row % 32)) & 1u) != 0; }
+  std::size_t count() const { return count_; }
+  // The device copy, null when no row is deleted; uploaded on `s` (and waited for: the host
+  // bitmap may change once this returns) when it changed since the last call.
+  const uint32_t* device(const Stream& s) const;
+
+ private:
+  std::vector<uint32_t> words_;
+  std::size_t count_ = 0;
+  mutable bool dirty_ = true;
+  mutable DeviceBuffer dev_;
+};
+
+// Whether searches take the paths a HIP build takes: always on HIP; on CUDA when
+// HIVE_GPU_CUDA_PORTABLE is set (read per call), so they can be tested on an NVIDIA GPU.
+bool portable_paths();
 
 // Makes `ordinal` the calling thread's current device (cheap when it already is).
 void use_device(int ordinal);

@@ -130,14 +130,13 @@ class CudaFlatStore final : public detail::FlatStore {
       throw Error(ErrorCode::Unsupported, "the CUDA backend holds at most " + std::to_string(kMaxRows) + " rows");
     use_device(ordinal_);
     if (rows_ + n > capacity_) reallocate(std::max(rows_ + n, capacity_ * 2));
-    deleted_.resize(ceil_div(rows_ + n, 32), 0);  // may throw: before any change to the rows
+    deleted_.resize(rows_ + n);  // may throw: before any change to the rows
     check(cudaMemcpyAsync(data_.as<uint8_t>() + rows_ * row_bytes_, encoded, n * row_bytes_, cudaMemcpyHostToDevice,
                           stream_->get()),
           "upload rows");
     if (uses_norms()) launch_norms(data_.get(), rows_, n, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("append");
     rows_ += n;
-    deleted_dirty_ = true;
   }
 
   void write_row(std::size_t row, const void* encoded) override {
@@ -160,14 +159,7 @@ class CudaFlatStore final : public detail::FlatStore {
     stream_->sync("read_rows");
   }
 
-  void set_deleted(std::size_t row, bool deleted) override {
-    uint32_t& word = deleted_[row / 32];
-    const uint32_t bit = uint32_t(1) << (row % 32);
-    if (((word & bit) != 0) == deleted) return;
-    word ^= bit;
-    deleted_count_ += deleted ? 1 : std::size_t(-1);
-    deleted_dirty_ = true;
-  }
+  void set_deleted(std::size_t row, bool deleted) override { deleted_.set(row, deleted); }
 
   void compact(const std::vector<std::size_t>& keep) override {
     use_device(ordinal_);
@@ -184,9 +176,7 @@ class CudaFlatStore final : public detail::FlatStore {
       data_ = std::move(fresh);
     }
     rows_ = n;
-    deleted_.assign(ceil_div(rows_, 32), 0);
-    deleted_count_ = 0;
-    deleted_dirty_ = true;
+    deleted_.reset(rows_);
   }
 
   void reserve(std::size_t rows) override {
@@ -199,9 +189,7 @@ class CudaFlatStore final : public detail::FlatStore {
 
   void clear() override {
     rows_ = 0;
-    deleted_.clear();
-    deleted_count_ = 0;
-    deleted_dirty_ = true;
+    deleted_.reset(0);
   }
 
   std::size_t rows() const override { return rows_; }
@@ -238,18 +226,7 @@ class CudaFlatStore final : public detail::FlatStore {
   }
 
   // Under mu_: the removed-rows bitmap on the device (null when nothing is removed).
-  const uint32_t* device_bitmap() const {
-    if (deleted_count_ == 0) return nullptr;
-    if (deleted_dirty_) {
-      deleted_dev_.ensure(std::max<std::size_t>(deleted_.size(), 1) * sizeof(uint32_t));
-      check(cudaMemcpyAsync(deleted_dev_.get(), deleted_.data(), deleted_.size() * sizeof(uint32_t),
-                            cudaMemcpyHostToDevice, stream_->get()),
-            "upload removed-rows bitmap");
-      stream_->sync("upload removed-rows bitmap");  // deleted_ may change after we return
-      deleted_dirty_ = false;
-    }
-    return deleted_dev_.as<uint32_t>();
-  }
+  const uint32_t* device_bitmap() const { return deleted_.device(*stream_); }
 
   bool use_gemm(std::size_t nq) const {
     if (nq < kGemmMinQueries) return false;
@@ -271,13 +248,7 @@ class CudaFlatStore final : public detail::FlatStore {
     return blas_ != nullptr;
 #endif
   }
-  static bool portable() {
-#if defined(HIVE_GPU_HIP)
-    return true;
-#else
-    return env_set("HIVE_GPU_CUDA_PORTABLE");
-#endif
-  }
+  static bool portable() { return portable_paths(); }
 
   // Rows a GEMM-path search covers: the store's own, or a gathered sample of them.
   struct RowsView {
@@ -324,13 +295,10 @@ class CudaFlatStore final : public detail::FlatStore {
   std::unique_ptr<Stream> stream_;
   DeviceBuffer data_, norms_;
   std::size_t rows_ = 0, capacity_ = 0;
-  std::vector<uint32_t> deleted_;  // host mirror, authoritative
-  std::size_t deleted_count_ = 0;
+  RowBitmap deleted_;
 
   // Search state: one search at a time per store (they share the stream and the workspace).
   mutable std::mutex mu_;
-  mutable bool deleted_dirty_ = false;
-  mutable DeviceBuffer deleted_dev_;
   mutable DeviceBuffer ws_tickets_, ws_radix_, ws_idx_, ws_sample_, ws_sample_norms_, ws_thr_, ws_qnorm_, ws_scand_,
       ws_count_;
   mutable PinnedBuffer pin_idx_, pin_count_;
@@ -499,7 +467,7 @@ bool CudaFlatStore::use_screen(std::size_t nq, int k) const {
   // Read per search (like HIVE_GPU_CUDA_TF32), so one benchmark can time both paths.
   return !env_set("HIVE_GPU_CUDA_NO_SCREEN") && !portable() && use_gemm(nq) && use_blas() &&
          rows_ >= kScreenMinRows && k <= kScreenMaxK &&
-         screen_supported(cfg_.metric, cfg_.storage, cfg_.dim) && rows_ - deleted_count_ >= 64 * std::size_t(k);
+         screen_supported(cfg_.metric, cfg_.storage, cfg_.dim) && rows_ - deleted_.count() >= 64 * std::size_t(k);
 }
 
 // Live rows spread evenly over the store, at most `m` of them.
@@ -510,7 +478,7 @@ std::vector<uint32_t> CudaFlatStore::sample_rows(std::size_t m) const {
   for (std::size_t i = 0; i < m; ++i) {
     std::size_t r = i * n / m;
     const std::size_t end = (i + 1) * n / m;
-    while (r < end && ((deleted_[r / 32] >> (r % 32)) & 1u) != 0) ++r;  // the next live row of this stride
+    while (r < end && deleted_.test(r)) ++r;  // the next live row of this stride
     if (r < end) idx.push_back(uint32_t(r));
   }
   return idx;
@@ -610,7 +578,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
 void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* distances, int64_t* rows) const {
   if (nq == 0) return;
   const std::size_t kk = std::size_t(k);
-  if (rows_ == 0 || deleted_count_ == rows_) {
+  if (rows_ == 0 || deleted_.count() == rows_) {
     const float worst = cfg_.metric == Metric::InnerProduct ? -std::numeric_limits<float>::infinity()
                                                             : std::numeric_limits<float>::infinity();
     std::fill(distances, distances + nq * kk, worst);

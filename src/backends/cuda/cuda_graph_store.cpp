@@ -55,15 +55,6 @@ constexpr const char* kDefaultRows = "f16";
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
-[[maybe_unused]] bool portable_env() {
-#if defined(HIVE_GPU_HIP)
-  return true;
-#else
-  const char* e = std::getenv("HIVE_GPU_CUDA_PORTABLE");
-  return e != nullptr && *e != '\0' && std::string(e) != "0";
-#endif
-}
-
 class CudaGraphStore final : public detail::GraphStore {
  public:
   CudaGraphStore(const detail::GraphConfig& cfg, int ordinal) : GraphStore(cfg), ordinal_(ordinal) {
@@ -83,7 +74,7 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     phase(nullptr);
     if (rows_ + n > capacity_) reallocate(std::max(rows_ + n, capacity_ * 2));
-    deleted_.resize(ceil_div(rows_ + n, 32), 0);
+    deleted_.resize(rows_ + n);
     check(cudaMemcpyAsync(base_.as<float>() + rows_ * dim(), rows, n * dim() * sizeof(float), cudaMemcpyHostToDevice,
                           s()),
           "upload rows");
@@ -97,7 +88,6 @@ class CudaGraphStore final : public detail::GraphStore {
                        base8_.as<uint8_t>() + rows_ * dim(), s());
     stream_->sync("append");
     rows_ += n;
-    deleted_dirty_ = true;
     phase("allocation and upload");
   }
 
@@ -129,14 +119,7 @@ class CudaGraphStore final : public detail::GraphStore {
     }
   }
 
-  void set_deleted(std::size_t row, bool deleted) override {
-    uint32_t& word = deleted_[row / 32];
-    const uint32_t bit = uint32_t(1) << (row % 32);
-    if (((word & bit) != 0) == deleted) return;
-    word ^= bit;
-    deleted_count_ += deleted ? 1 : std::size_t(-1);
-    deleted_dirty_ = true;
-  }
+  void set_deleted(std::size_t row, bool deleted) override { deleted_.set(row, deleted); }
 
   void read_rows(std::size_t first, std::size_t n, float* out) const override {
     if (n == 0) return;
@@ -189,18 +172,14 @@ class CudaGraphStore final : public detail::GraphStore {
     stream_->sync("load");
     rows_ = linked_ = n;
     choose_entries();
-    deleted_.assign(ceil_div(n, 32), 0);
-    deleted_count_ = 0;
-    deleted_dirty_ = true;
+    deleted_.reset(n);
   }
 
   void clear() override {
     rows_ = linked_ = 0;
     u8_ready_ = false;
     n_entries_ = 0;
-    deleted_.clear();
-    deleted_count_ = 0;
-    deleted_dirty_ = true;
+    deleted_.reset(0);
   }
 
   void search(std::size_t nq, const float* queries, int k, const detail::GraphSearchConfig& p, float* distances,
@@ -218,7 +197,7 @@ class CudaGraphStore final : public detail::GraphStore {
     pinned_.ensure(2 * obytes);
     pinned_q_.ensure(qbytes);
     GraphSearchArgs a = search_args(p, k);
-    a.deleted = device_bitmap();
+    a.deleted = deleted_.device(*stream_);
     // Large batches in four pieces, each uploaded on a copy stream while the search of the one
     // before runs (a 10 000 x 784 batch is 31 MB from pageable memory: milliseconds).
     const std::size_t pieces = nq >= 4096 ? 4 : 1, per = ceil_div(nq, pieces);
@@ -490,23 +469,10 @@ class CudaGraphStore final : public detail::GraphStore {
     return 32;
   }
 
-  const uint32_t* device_bitmap() const {
-    if (deleted_count_ == 0) return nullptr;
-    if (deleted_dirty_) {
-      deleted_dev_.ensure(std::max<std::size_t>(deleted_.size(), 1) * sizeof(uint32_t));
-      check(cudaMemcpyAsync(deleted_dev_.get(), deleted_.data(), deleted_.size() * sizeof(uint32_t),
-                            cudaMemcpyHostToDevice, s()),
-            "upload deleted bitmap");
-      stream_->sync("upload deleted bitmap");
-      deleted_dirty_ = false;
-    }
-    return deleted_dev_.as<uint32_t>();
-  }
-
 #if !defined(HIVE_GPU_HIP)
   // cuBLAS where it loads (not on HIP, nor with HIVE_GPU_CUDA_PORTABLE=1).
   BlasHandle* blas() {
-    if (portable_env()) return nullptr;
+    if (portable_paths()) return nullptr;
     if (!blas_tried_) {
       blas_tried_ = true;
       auto h = std::make_unique<BlasHandle>(s());
@@ -789,10 +755,8 @@ class CudaGraphStore final : public detail::GraphStore {
   bool half_ok_ = true;
   int n_entries_ = 0;
   std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;
-  std::vector<uint32_t> deleted_;  // host mirror, authoritative
-  std::size_t deleted_count_ = 0;
-  mutable bool deleted_dirty_ = true;
-  mutable DeviceBuffer deleted_dev_, search_q_, search_out_;
+  RowBitmap deleted_;
+  mutable DeviceBuffer search_q_, search_out_;
   mutable PinnedBuffer pinned_, pinned_q_;
   mutable std::unique_ptr<Stream> copy_stream_;  // query uploads, overlapping the searches
   mutable std::vector<cudaEvent_t> events_;
