@@ -98,7 +98,7 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     build_all();
     linked_ = rows_;
-    encode_all_u8();
+    u8_ready_ = false;  // codes are made when a search first asks for them (traversal())
     choose_entries();
     link_entries();
     phase("entry points");
@@ -154,10 +154,9 @@ class CudaGraphStore final : public detail::GraphStore {
     use_device(ordinal_);
     if (n > kMaxNodes) throw Error(ErrorCode::Unsupported, "a GPU graph holds at most 2^31 - 1 nodes");
     if (n > capacity_) {
-      DeviceBuffer b(n * dim() * sizeof(float)), h(n * dim() * 2), c(n * dim()), g(n * degree() * sizeof(uint32_t));
+      DeviceBuffer b(n * dim() * sizeof(float)), h(n * dim() * 2), g(n * degree() * sizeof(uint32_t));
       base_ = std::move(b);
       base16_ = std::move(h);
-      base8_ = std::move(c);
       graph_ = std::move(g);
       capacity_ = n;
     }
@@ -165,8 +164,7 @@ class CudaGraphStore final : public detail::GraphStore {
     half_ok_ = true;
     note_range(n, rows);
     launch_encode_half(base_.as<float>(), n * dim(), ScalarType::F16, base16_.get(), s());
-    rows_ = n;
-    encode_all_u8();
+    u8_ready_ = false;
     check(cudaMemcpyAsync(graph_.get(), graph, n * degree() * sizeof(uint32_t), cudaMemcpyHostToDevice, s()),
           "upload graph");
     stream_->sync("load");
@@ -400,15 +398,16 @@ class CudaGraphStore final : public detail::GraphStore {
   }
 
   void reallocate(std::size_t capacity) {
-    DeviceBuffer b(capacity * dim() * sizeof(float)), h(capacity * dim() * 2), c(capacity * dim()),
+    DeviceBuffer b(capacity * dim() * sizeof(float)), h(capacity * dim() * 2), c(u8_ready_ ? capacity * dim() : 0),
         g(capacity * degree() * sizeof(uint32_t));
     if (rows_) {
       check(cudaMemcpyAsync(b.get(), base_.get(), rows_ * dim() * sizeof(float), cudaMemcpyDeviceToDevice, s()),
             "copy rows on growth");
       check(cudaMemcpyAsync(h.get(), base16_.get(), rows_ * dim() * 2, cudaMemcpyDeviceToDevice, s()),
             "copy fp16 rows on growth");
-      check(cudaMemcpyAsync(c.get(), base8_.get(), rows_ * dim(), cudaMemcpyDeviceToDevice, s()),
-            "copy uint8 rows on growth");
+      if (u8_ready_)
+        check(cudaMemcpyAsync(c.get(), base8_.get(), rows_ * dim(), cudaMemcpyDeviceToDevice, s()),
+              "copy uint8 rows on growth");
       check(cudaMemcpyAsync(g.get(), graph_.get(), linked_ * degree() * sizeof(uint32_t), cudaMemcpyDeviceToDevice,
                             s()),
             "copy links on growth");
@@ -423,7 +422,9 @@ class CudaGraphStore final : public detail::GraphStore {
 
   // uint8 codes of every row: per-dimension offsets (the minimum) and one scale for all
   // dimensions (the widest range / 255), so that distances in code space rank as the true ones.
-  void encode_all_u8() {
+  // Made on first use (under the search lock, or the index's exclusive one); later appends
+  // encode their rows with the same offsets and scale.
+  void encode_all_u8() const {
     u8_ready_ = false;
     const std::size_t n = rows_, d = dim();
     if (n == 0) return;
@@ -445,6 +446,7 @@ class CudaGraphStore final : public detail::GraphStore {
     inv_scale_ = 1.0f / scale_;
     lo_.ensure(d * 4);
     check(cudaMemcpyAsync(lo_.get(), lo.data(), d * 4, cudaMemcpyHostToDevice, s()), "upload offsets");
+    base8_.ensure(capacity_ * d);
     launch_encode_u8(base_.as<float>(), n, d, lo_.as<float>(), inv_scale_, base8_.as<uint8_t>(), s());
     stream_->sync("uint8 codes");
     u8_ready_ = true;
@@ -460,11 +462,14 @@ class CudaGraphStore final : public detail::GraphStore {
   }
   // The rows searches traverse, as bits per value: 8 (uint8 codes), 16 (fp16) or 32; the
   // compact ones re-score their best entries from fp32. HIVE_GPU_GRAPH_ROWS=u8|f16|f32 (read
-  // per search) picks one; codes need their ranges (set at build), fp16 values within 2^14.
+  // per search) picks one; codes are made on first use, fp16 needs values within 2^14.
   int traversal() const {
     const char* e = std::getenv("HIVE_GPU_GRAPH_ROWS");
     const std::string want = e != nullptr && *e != '\0' ? e : kDefaultRows;
-    if (want == "u8" && u8_ready_) return 8;
+    if (want == "u8" && rows_ > 0) {
+      if (!u8_ready_) encode_all_u8();
+      return 8;
+    }
     if ((want == "u8" || want == "f16") && half_ok_) return 16;
     return 32;
   }
@@ -749,9 +754,10 @@ class CudaGraphStore final : public detail::GraphStore {
   int ordinal_;
   std::unique_ptr<Stream> stream_;
   // base16_ / base8_: the fp16 and uint8 traversal copies of base_; lo_: the codes' offsets.
-  DeviceBuffer base_, base16_, base8_, lo_, graph_, entries_;
-  float scale_ = 1.0f, inv_scale_ = 1.0f;
-  bool u8_ready_ = false;
+  DeviceBuffer base_, base16_, graph_, entries_;
+  mutable DeviceBuffer base8_, lo_;  // made on first use: see encode_all_u8()
+  mutable float scale_ = 1.0f, inv_scale_ = 1.0f;
+  mutable bool u8_ready_ = false;
   bool half_ok_ = true;
   int n_entries_ = 0;
   std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;
