@@ -130,6 +130,24 @@ __device__ __forceinline__ void score(const HwWave<W>& wv, const GraphSearchArgs
 
 __device__ __forceinline__ int round_up(int x, int w) { return (x + w - 1) / w * w; }
 
+// One wave: calls put(position, key) for the first `limit` live entries of the sorted list
+// (non-empty, not deleted), in order, by ballots over W entries at a time. Returns the live
+// entries counted, at least min(limit, live entries) (whole ballots, so it may pass limit).
+template <int W, class Put>
+__device__ __forceinline__ int first_live(const HwWave<W>& wv, const uint64_t* list, int len, int limit,
+                                          const uint32_t* deleted, Put&& put) {
+  int seen = 0;
+  for (int b0 = 0; b0 < len && seen < limit; b0 += W) {
+    const uint64_t key = b0 + wv.lane() < len ? list[b0 + wv.lane()] : kEmptyKey;
+    const bool live = key != kEmptyKey && !is_deleted(deleted, uint32_t(key) & kNodeMask);
+    const auto m = wv.ballot(live);
+    const int pos = seen + __popcll(static_cast<unsigned long long>(m & wv.lanes_below()));
+    if (live && pos < limit) put(pos, key);
+    seen += __popcll(static_cast<unsigned long long>(m));
+  }
+  return seen;
+}
+
 // Ascending bitonic sort of one key per lane across the wave.
 template <int W>
 __device__ __forceinline__ uint64_t wave_sort(const HwWave<W>& wv, uint64_t x) {
@@ -281,16 +299,8 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
       // Traversal scores came from fp16 rows: the first `rescore` live entries are scored again
       // from the fp32 rows and re-ranked, so results carry exact distances in exact order.
       if (tid < W) {
-        int taken = 0;
-        for (int b0 = 0; b0 < L.itopk && taken < L.rescore; b0 += W) {
-          const uint64_t key = b0 + wv.lane() < L.itopk ? list[b0 + wv.lane()] : kEmptyKey;
-          const uint32_t node = uint32_t(key) & kNodeMask;
-          const bool live = key != kEmptyKey && !is_deleted(a.deleted, node);
-          const auto m = wv.ballot(live);
-          const int pos = taken + __popcll(static_cast<unsigned long long>(m & wv.lanes_below()));
-          if (live && pos < L.rescore) cand[pos] = node;
-          taken += __popcll(static_cast<unsigned long long>(m));
-        }
+        const int taken = first_live(wv, list, L.itopk, L.rescore, a.deleted,
+                                     [&](int pos, uint64_t key) { cand[pos] = uint32_t(key) & kNodeMask; });
         for (int j = min(taken, L.rescore) + wv.lane(); j < round_up(L.rescore, W); j += W) cand[j] = kNoNode;
       }
       __syncthreads();
@@ -300,20 +310,11 @@ __global__ void __launch_bounds__(kGsThreads) graph_search_kernel(const GraphSea
     }
     // Results: the first k live entries (wave 0, ballots keep the order).
     if (tid < W) {
-      int written = 0;
-      for (int b0 = 0; b0 < L.itopk && written < a.k; b0 += W) {
-        const uint64_t key = b0 + wv.lane() < L.itopk ? list[b0 + wv.lane()] : kEmptyKey;
-        const uint32_t node = uint32_t(key) & kNodeMask;
-        const bool live = key != kEmptyKey && !is_deleted(a.deleted, node);
-        const auto m = wv.ballot(live);
-        const int pos = written + __popcll(static_cast<unsigned long long>(m & wv.lanes_below()));
-        if (live && pos < a.k) {
-          const std::size_t o = qi * std::size_t(a.k) + std::size_t(pos);
-          a.nodes[o] = node;
-          a.distances[o] = key_score(key & ~kExpanded);
-        }
-        written += __popcll(static_cast<unsigned long long>(m));
-      }
+      const int written = first_live(wv, list, L.itopk, a.k, a.deleted, [&](int pos, uint64_t key) {
+        const std::size_t o = qi * std::size_t(a.k) + std::size_t(pos);
+        a.nodes[o] = uint32_t(key) & kNodeMask;
+        a.distances[o] = key_score(key & ~kExpanded);
+      });
       for (int j = written + wv.lane(); j < a.k; j += W) {
         const std::size_t o = qi * std::size_t(a.k) + std::size_t(j);
         a.nodes[o] = kNoNode;
