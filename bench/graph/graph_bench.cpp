@@ -6,7 +6,8 @@
 // ground truth comes from FlatIndex on the best device (exact on every backend).
 //   hive_gpu_bench_graph [--dataset fashion-mnist|clustered:N:D|random:N:D] [--queries 10000]
 //                        [--threads T] [--M 16] [--ef-construction 200] [--ef 10,20,...] [--k 10]
-//                        [--skip hnswlib|hive-gpu|flat|graph] [--itopk 16,32,...] [--width 1,4] [--max-iter 0,12]
+//                        [--skip hnswlib|hive-gpu|flat|graph] [--itopk 16,32,...] [--width 1,2,4] [--max-iter 0,10,12,14]
+//                        [--rows u8,f16,f32]
 // HIVE_GPU_NUM_THREADS must equal --threads for a fair build (gpu-check sets both).
 #include <hnswlib/hnswlib.h>
 
@@ -109,7 +110,7 @@ std::vector<int> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string dataset = "fashion-mnist", skip, ef_list = "10,16,20,32,40,64,80,128,256", itopk_list = "16,32,64,128",
-              width_list = "1,4", max_iter_list = "0,12";
+              width_list = "1,2,4", max_iter_list = "0,10,12,14", rows_list = "u8,f16,f32";
   std::size_t nq = 10000;
   int threads = int(std::thread::hardware_concurrency()), M = 16, efc = 200, k = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -125,6 +126,7 @@ int main(int argc, char** argv) {
     else if (a == "--itopk") itopk_list = v;
     else if (a == "--width") width_list = v;
     else if (a == "--max-iter") max_iter_list = v;
+    else if (a == "--rows") rows_list = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -201,12 +203,18 @@ int main(int argc, char** argv) {
     auto t0 = clock_type::now();
     g.add(n, ds.base.data());
     const double build_s = since(t0);
-    for (const char* rows : {"u8", "f16", "f32"})
+    std::vector<std::string> encodings;
+    for (std::size_t p = 0; p <= rows_list.size();) {
+      const std::size_t e = std::min(rows_list.find(',', p), rows_list.size());
+      encodings.push_back(rows_list.substr(p, e - p));
+      p = e + 1;
+    }
+    for (const std::string& rows : encodings)
     for (int width : parse_list(width_list))
     for (int max_iter : parse_list(max_iter_list)) {
       // The traversal rows: uint8 codes or fp16 (the default), the best entries re-scored in
       // fp32; or fp32 throughout.
-      setenv("HIVE_GPU_GRAPH_ROWS", rows, 1);
+      setenv("HIVE_GPU_GRAPH_ROWS", rows.c_str(), 1);
       Result r{"hive-gpu GraphIndex (" + best.info().id() + ", " + rows + " traversal, width " + std::to_string(width) +
                    (max_iter > 0 ? ", max_iterations " + std::to_string(max_iter) : std::string()) + ")",
                build_s, {}};

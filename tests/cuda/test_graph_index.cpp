@@ -132,11 +132,18 @@ TEST(GraphIndex, EveryMetric) {
     index.add(n, x.data());
     GraphSearchParams p;
     p.itopk = 128;
-    Results r{std::vector<float>(100 * 10), std::vector<int64_t>(100 * 10)};
-    index.search(100, q.data(), 10, r.d.data(), r.ids.data(), p);
-    check_results(m, x, q, d, 10, r);
-    // Inner product is not a metric: a proximity graph serves it less well.
-    EXPECT_GE(recall_at(truth_of(m, x, q, d, 10), r.ids, 10), m == Metric::InnerProduct ? 0.8 : 0.93);
+    // Every traversal encoding (uint8 codes serve L2 and the dot products; L1 and Linf take
+    // fp16 when asked for them). d = 24: the codes' scalar path.
+    for (const char* rows : {"f16", "u8", "f32"}) {
+      SCOPED_TRACE(rows);
+      setenv("HIVE_GPU_GRAPH_ROWS", rows, 1);
+      Results r{std::vector<float>(100 * 10), std::vector<int64_t>(100 * 10)};
+      index.search(100, q.data(), 10, r.d.data(), r.ids.data(), p);
+      check_results(m, x, q, d, 10, r);
+      // Inner product is not a metric: a proximity graph serves it less well.
+      EXPECT_GE(recall_at(truth_of(m, x, q, d, 10), r.ids, 10), m == Metric::InnerProduct ? 0.8 : 0.93);
+    }
+    unsetenv("HIVE_GPU_GRAPH_ROWS");
   }
 }
 

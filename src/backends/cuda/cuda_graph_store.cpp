@@ -48,10 +48,12 @@ constexpr std::size_t kSamplePerCluster = 128;        // k-means sample
 constexpr int kKmeansIterations = 10;
 constexpr std::size_t kScoreBudget = std::size_t(32) << 20;  // floats of one score tile (128 MiB)
 constexpr std::size_t kMaxNodes = std::size_t(0x7fffffff);
-// The traversal encoding (HIVE_GPU_GRAPH_ROWS). fp16: uint8 codes measured no faster (the
-// search is not bound by row bytes alone), and one scale for all dimensions serves data whose
-// ranges differ widely less well.
-constexpr const char* kDefaultRows = "f16";
+// The traversal encoding (HIVE_GPU_GRAPH_ROWS): uint8 codes (per-dimension offset and step,
+// scored by integer dot products) for L2 and the dot products, fp16 for L1 and Linf. On the
+// H100 the codes gave 1.3-1.6x fp16's QPS on Fashion-MNIST and the same on 1M x 128, at the
+// same recall (docs/benchmarks.md).
+constexpr const char* kDefaultRows = "u8";
+constexpr int kFewestEntries = 16;  // entry points a search scores at least (calibrate_entries)
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
@@ -84,8 +86,8 @@ class CudaGraphStore final : public detail::GraphStore {
     // Rows added after the codes' ranges were set take them as they are (clamped codes: the
     // traversal is approximate anyway, and the best entries are re-scored from fp32).
     if (u8_ready_)
-      launch_encode_u8(base_.as<float>() + rows_ * dim(), n, dim(), lo_.as<float>(), inv_scale_,
-                       base8_.as<uint8_t>() + rows_ * dim(), s());
+      launch_encode_u8(base_.as<float>() + rows_ * dim(), n, dim(), lo_.as<float>(), scale_.as<float>(),
+                       base8_.as<uint8_t>() + rows_ * dim(), code_norms_.as<float>() + rows_, s());
     stream_->sync("append");
     rows_ += n;
     phase("allocation and upload");
@@ -101,6 +103,7 @@ class CudaGraphStore final : public detail::GraphStore {
     u8_ready_ = false;  // codes are made when a search first asks for them (traversal())
     choose_entries();
     link_entries();
+    calibrate_entries();
     phase("entry points");
   }
 
@@ -117,6 +120,7 @@ class CudaGraphStore final : public detail::GraphStore {
       insert_chunk(linked_, m);
       linked_ += m;
     }
+    calibrate_entries();
   }
 
   void set_deleted(std::size_t row, bool deleted) override { deleted_.set(row, deleted); }
@@ -170,13 +174,14 @@ class CudaGraphStore final : public detail::GraphStore {
     stream_->sync("load");
     rows_ = linked_ = n;
     choose_entries();
+    calibrate_entries();
     deleted_.reset(n);
   }
 
   void clear() override {
     rows_ = linked_ = 0;
     u8_ready_ = false;
-    n_entries_ = 0;
+    n_entries_ = entries_used_ = 0;
     deleted_.reset(0);
   }
 
@@ -287,12 +292,20 @@ class CudaGraphStore final : public detail::GraphStore {
     a.search_width = p.search_width;
     a.max_iterations = p.max_iterations;
     // With entry points, a few random starts are enough (they vary the start per query).
-    a.seeds = n_entries_ > 0 ? 8 : std::min(32, p.itopk);
-    a.entries = n_entries_ > 0 ? entries_.as<uint32_t>() : nullptr;
-    a.n_entries = n_entries_;
+    // The first entries_used_ entry points (farthest-first order: the most spread), and a few
+    // random starts that vary the start per query (more where the entry points are few).
+    const int entries = std::min(n_entries_, entries_used_ > 0 ? entries_used_ : n_entries_);
+    a.entries = entries > 0 ? entries_.as<uint32_t>() : nullptr;
+    a.n_entries = entries;
+    a.seeds = std::min(p.itopk, entries == 0 ? 32 : entries < 32 ? 16 : 8);
     a.seed = cfg_.seed;
     switch (traversal()) {
-      case 8: a.rows8 = base8_.as<uint8_t>(); a.lo = lo_.as<float>(); a.inv_scale = inv_scale_; break;
+      case 8:
+        a.rows8 = base8_.as<uint8_t>();
+        a.lo = lo_.as<float>();
+        a.scale = scale_.as<float>();
+        a.code_norms = code_norms_.as<float>();
+        break;
       case 16: a.rows16 = base16_.get(); break;
       default: break;
     }
@@ -375,7 +388,7 @@ class CudaGraphStore final : public detail::GraphStore {
   // unconnected (well-separated clusters). Their number: up to 1024, and at most 128K floats of
   // rows (each query reads them all).
   void choose_entries() {
-    n_entries_ = 0;
+    n_entries_ = entries_used_ = 0;
     const std::size_t n = linked_, d = dim();
     if (n == 0) return;
     const std::size_t want = std::min<std::size_t>({n, 1024, std::max<std::size_t>(32, (std::size_t(128) << 10) / d)});
@@ -397,17 +410,72 @@ class CudaGraphStore final : public detail::GraphStore {
     n_entries_ = int(entries.size());
   }
 
+  // How many entry points a search scores first. Every one costs each query a row read; on data
+  // whose graph is one connected region a few suffice, separated clusters need one near each.
+  // So: a sample of queries (indexed rows, and midpoints of random pairs of them, which fall
+  // between clusters) is searched with all the entry points, then with the first 16, 32, ...
+  // (default list length); the fewest whose nearest result agrees with all of them' for at
+  // least 99 % of the sample are kept.
+  void calibrate_entries() {
+    entries_used_ = n_entries_;
+    const std::size_t n = linked_, d = dim();
+    if (n_entries_ <= kFewestEntries || n < 1000) return;
+    const std::size_t m = 512, half = m / 2;
+    std::vector<uint32_t> pick(m + half);
+    std::mt19937_64 rng(cfg_.seed ^ 0xca1bull);
+    for (auto& r : pick) r = uint32_t(rng() % n);
+    DeviceBuffer dpick(pick.size() * 4), rows(pick.size() * d * 4), q(m * d * 4), dist(m * 4), nodes(m * 4);
+    check(cudaMemcpyAsync(dpick.get(), pick.data(), pick.size() * 4, cudaMemcpyHostToDevice, s()), "upload sample");
+    launch_gather(base_.get(), rows.get(), dpick.as<uint32_t>(), pick.size(), d * 4, s());
+    std::vector<float> host(pick.size() * d);
+    check(cudaMemcpyAsync(host.data(), rows.get(), host.size() * 4, cudaMemcpyDeviceToHost, s()), "download sample");
+    stream_->sync("entry calibration");
+    // Queries half..m: midpoints of rows (i, m + i - half).
+    for (std::size_t i = half; i < m; ++i)
+      for (std::size_t j = 0; j < d; ++j) host[i * d + j] = 0.5f * (host[i * d + j] + host[(m + i - half) * d + j]);
+    check(cudaMemcpyAsync(q.get(), host.data(), m * d * 4, cudaMemcpyHostToDevice, s()), "upload calibration queries");
+    detail::GraphSearchConfig p;  // the default list length and width
+    auto nearest = [&](int entries, std::vector<uint32_t>& found, std::vector<float>& score) {
+      entries_used_ = entries;
+      GraphSearchArgs a = search_args(p, 1);
+      a.queries = q.as<float>();
+      a.nq = m;
+      a.distances = dist.as<float>();
+      a.nodes = nodes.as<uint32_t>();
+      launch_graph_search(a, s());
+      found.resize(m);
+      score.resize(m);
+      check(cudaMemcpyAsync(found.data(), nodes.get(), m * 4, cudaMemcpyDeviceToHost, s()), "download calibration");
+      check(cudaMemcpyAsync(score.data(), dist.get(), m * 4, cudaMemcpyDeviceToHost, s()), "download calibration");
+      stream_->sync("entry calibration");
+    };
+    std::vector<uint32_t> ref, found;
+    std::vector<float> ref_d, d_found;
+    nearest(n_entries_, ref, ref_d);
+    for (int e = kFewestEntries; e < n_entries_; e *= 2) {
+      nearest(e, found, d_found);
+      std::size_t same = 0;
+      for (std::size_t i = 0; i < m; ++i) same += found[i] == ref[i] || d_found[i] <= ref_d[i];  // ties count
+      if (timing()) std::fprintf(stderr, "graph build: %d entry points: %zu of %zu nearest as with all %d\n", e, same, m, n_entries_);
+      if (same * 100 >= m * 99) return;
+    }
+    entries_used_ = n_entries_;
+  }
+
   void reallocate(std::size_t capacity) {
     DeviceBuffer b(capacity * dim() * sizeof(float)), h(capacity * dim() * 2), c(u8_ready_ ? capacity * dim() : 0),
-        g(capacity * degree() * sizeof(uint32_t));
+        cn(u8_ready_ ? capacity * sizeof(float) : 0), g(capacity * degree() * sizeof(uint32_t));
     if (rows_) {
       check(cudaMemcpyAsync(b.get(), base_.get(), rows_ * dim() * sizeof(float), cudaMemcpyDeviceToDevice, s()),
             "copy rows on growth");
       check(cudaMemcpyAsync(h.get(), base16_.get(), rows_ * dim() * 2, cudaMemcpyDeviceToDevice, s()),
             "copy fp16 rows on growth");
-      if (u8_ready_)
+      if (u8_ready_) {
         check(cudaMemcpyAsync(c.get(), base8_.get(), rows_ * dim(), cudaMemcpyDeviceToDevice, s()),
               "copy uint8 rows on growth");
+        check(cudaMemcpyAsync(cn.get(), code_norms_.get(), rows_ * sizeof(float), cudaMemcpyDeviceToDevice, s()),
+              "copy code norms on growth");
+      }
       check(cudaMemcpyAsync(g.get(), graph_.get(), linked_ * degree() * sizeof(uint32_t), cudaMemcpyDeviceToDevice,
                             s()),
             "copy links on growth");
@@ -416,6 +484,7 @@ class CudaGraphStore final : public detail::GraphStore {
     base_ = std::move(b);
     base16_ = std::move(h);
     base8_ = std::move(c);
+    code_norms_ = std::move(cn);
     graph_ = std::move(g);
     capacity_ = capacity;
   }
@@ -436,18 +505,21 @@ class CudaGraphStore final : public detail::GraphStore {
     check(cudaMemcpyAsync(mn.data(), mins.get(), d * 4, cudaMemcpyDeviceToHost, s()), "download minima");
     check(cudaMemcpyAsync(mx.data(), maxs.get(), d * 4, cudaMemcpyDeviceToHost, s()), "download maxima");
     stream_->sync("row ranges");
-    std::vector<float> lo(d);
-    float widest = 0.0f;
+    // Each dimension's range in 255 steps (a constant dimension: step 1, every code 0).
+    std::vector<float> lo(d), scale(d);
     for (std::size_t j = 0; j < d; ++j) {
       lo[j] = order_to_float(mn[j]);
-      widest = std::max(widest, order_to_float(mx[j]) - lo[j]);
+      const float range = order_to_float(mx[j]) - lo[j];
+      scale[j] = range > 0.0f && std::isfinite(range) ? range / 255.0f : 1.0f;
     }
-    scale_ = widest > 0.0f ? widest / 255.0f : 1.0f;
-    inv_scale_ = 1.0f / scale_;
     lo_.ensure(d * 4);
+    scale_.ensure(d * 4);
     check(cudaMemcpyAsync(lo_.get(), lo.data(), d * 4, cudaMemcpyHostToDevice, s()), "upload offsets");
+    check(cudaMemcpyAsync(scale_.get(), scale.data(), d * 4, cudaMemcpyHostToDevice, s()), "upload scales");
     base8_.ensure(capacity_ * d);
-    launch_encode_u8(base_.as<float>(), n, d, lo_.as<float>(), inv_scale_, base8_.as<uint8_t>(), s());
+    code_norms_.ensure(capacity_ * sizeof(float));
+    launch_encode_u8(base_.as<float>(), n, d, lo_.as<float>(), scale_.as<float>(), base8_.as<uint8_t>(),
+                     code_norms_.as<float>(), s());
     stream_->sync("uint8 codes");
     u8_ready_ = true;
   }
@@ -462,11 +534,13 @@ class CudaGraphStore final : public detail::GraphStore {
   }
   // The rows searches traverse, as bits per value: 8 (uint8 codes), 16 (fp16) or 32; the
   // compact ones re-score their best entries from fp32. HIVE_GPU_GRAPH_ROWS=u8|f16|f32 (read
-  // per search) picks one; codes are made on first use, fp16 needs values within 2^14.
+  // per search) picks one; codes are made on first use and serve L2, inner product and cosine
+  // (L1 and Linf take fp16 instead); fp16 needs values within 2^14.
   int traversal() const {
     const char* e = std::getenv("HIVE_GPU_GRAPH_ROWS");
     const std::string want = e != nullptr && *e != '\0' ? e : kDefaultRows;
-    if (want == "u8" && rows_ > 0) {
+    const bool dot_metric = cfg_.metric == Metric::L2 || cfg_.metric == Metric::InnerProduct || cfg_.metric == Metric::Cosine;
+    if (want == "u8" && rows_ > 0 && dot_metric) {
       if (!u8_ready_) encode_all_u8();
       return 8;
     }
@@ -737,6 +811,8 @@ class CudaGraphStore final : public detail::GraphStore {
     p.itopk = 64;
     while (p.itopk < 2 * K) p.itopk <<= 1;
     GraphSearchArgs a = search_args(p, K);
+    a.n_entries = n_entries_;  // every entry point: a new node's links matter more than the time
+    a.seeds = 8;
     a.n = first;
     a.queries = base_.as<float>() + first * dim();
     a.nq = m;
@@ -755,11 +831,13 @@ class CudaGraphStore final : public detail::GraphStore {
   std::unique_ptr<Stream> stream_;
   // base16_ / base8_: the fp16 and uint8 traversal copies of base_; lo_: the codes' offsets.
   DeviceBuffer base_, base16_, graph_, entries_;
-  mutable DeviceBuffer base8_, lo_;  // made on first use: see encode_all_u8()
-  mutable float scale_ = 1.0f, inv_scale_ = 1.0f;
+  // Made on first use (encode_all_u8()): the codes, each dimension's offset and step, and each
+  // row's norm in code space.
+  mutable DeviceBuffer base8_, lo_, scale_, code_norms_;
   mutable bool u8_ready_ = false;
   bool half_ok_ = true;
   int n_entries_ = 0;
+  int entries_used_ = 0;  // of them, scored by each search (calibrate_entries)
   std::size_t rows_ = 0, linked_ = 0, capacity_ = 0;
   RowBitmap deleted_;
   mutable DeviceBuffer search_q_, search_out_;

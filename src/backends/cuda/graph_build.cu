@@ -315,12 +315,24 @@ __global__ void row_ranges_kernel(const float* rows, std::size_t n, std::size_t 
   }
 }
 
-__global__ void encode_u8_kernel(const float* rows, std::size_t total, std::size_t dim, const float* lo,
-                                 float inv_scale, uint8_t* out) {
-  const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
-  for (std::size_t t = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += stride) {
-    const float c = rintf((rows[t] - lo[t % dim]) * inv_scale);
-    out[t] = uint8_t(fminf(fmaxf(c, 0.0f), 255.0f));
+// One wave per row.
+template <int W>
+__global__ void encode_u8_kernel(const float* rows, std::size_t n, std::size_t dim, const float* lo, const float* scale,
+                                 uint8_t* out, float* norms) {
+  if constexpr (wave_compiled<W>()) {
+    const HwWave<W> wv;
+    const std::size_t waves = std::size_t(gridDim.x) * blockDim.x / W;
+    for (std::size_t r = (std::size_t(blockIdx.x) * blockDim.x + threadIdx.x) / W; r < n; r += waves) {
+      float acc = 0.0f;
+      for (std::size_t j = std::size_t(wv.lane()); j < dim; j += W) {
+        const float c = fminf(fmaxf(rintf((rows[r * dim + j] - lo[j]) / scale[j]), 0.0f), 255.0f);
+        out[r * dim + j] = uint8_t(c);
+        const float v = scale[j] * c;
+        acc = __fmaf_rn(v, v, acc);
+      }
+      acc = wave_reduce<Metric::L2>(wv, acc);
+      if (wv.lane() == 0) norms[r] = acc;
+    }
   }
 }
 
@@ -334,10 +346,12 @@ void launch_row_ranges(const float* rows, std::size_t n, std::size_t dim, uint32
   check(cudaGetLastError(), "row ranges kernel launch");
 }
 
-void launch_encode_u8(const float* rows, std::size_t n, std::size_t dim, const float* lo, float inv_scale,
-                      uint8_t* out, cudaStream_t stream) {
+void launch_encode_u8(const float* rows, std::size_t n, std::size_t dim, const float* lo, const float* scale,
+                      uint8_t* out, float* norms, cudaStream_t stream) {
   if (n == 0) return;
-  encode_u8_kernel<<<blocks_for(n * dim, 256), 256, 0, stream>>>(rows, n * dim, dim, lo, inv_scale, out);
+  with_wave([&]<int W>() {
+    encode_u8_kernel<W><<<blocks_for(n * W, 256), 256, 0, stream>>>(rows, n, dim, lo, scale, out, norms);
+  });
   check(cudaGetLastError(), "uint8 encode kernel launch");
 }
 

@@ -86,9 +86,10 @@ inline float order_to_float(uint32_t o) {
   __builtin_memcpy(&f, &u, sizeof f);
   return f;
 }
-// uint8 codes of n rows: out = clamp(round((x - lo[j]) * inv_scale), 0, 255).
-void launch_encode_u8(const float* rows, std::size_t n, std::size_t dim, const float* lo, float inv_scale,
-                      uint8_t* out, cudaStream_t stream);
+// uint8 codes of n rows: out = clamp(round((x - lo[j]) / scale[j]), 0, 255), and each row's
+// norms[r] = sum_j (scale[j] code_j)^2 (graph search's uint8 traversal scores L2 with it).
+void launch_encode_u8(const float* rows, std::size_t n, std::size_t dim, const float* lo, const float* scale,
+                      uint8_t* out, float* norms, cudaStream_t stream);
 
 // Batch insertion: new nodes first .. first + m - 1 already have their lists in graph; each of
 // the first half of a new node's neighbours y < first gets the new node written over the back

@@ -35,11 +35,14 @@ struct GraphSearchArgs {
   // An fp16 copy of base (n x dim, IEEE binary16) to traverse with, or null: fp32 throughout.
   // With it, the best min(itopk, max(2 k, 32)) entries are re-scored from base at the end.
   const void* rows16 = nullptr;
-  // Or uint8 codes of base (n x dim; code = (x - lo[j]) / scale, clamped to 0..255) with lo
-  // (dim floats, device) and 1 / scale: traversal in code space, the same re-scoring at the end.
+  // Or uint8 codes of base (n x dim; code = (x - lo[j]) / scale[j], clamped to 0..255) with lo
+  // and scale (dim floats each, device) and, for L2, code_norms (n floats: sum_j (scale[j] c_j)^2):
+  // the same re-scoring at the end. L2, InnerProduct and Cosine only: each block turns its query
+  // into 16-bit integer weights and scores a row by integer dot products with its codes (dp4a).
   const uint8_t* rows8 = nullptr;
   const float* lo = nullptr;
-  float inv_scale = 1.0f;
+  const float* scale = nullptr;
+  const float* code_norms = nullptr;
   int n_entries = 0;
   uint64_t seed = 1;           // of the start nodes (the same seed, the same results)
   const uint32_t* deleted = nullptr;  // bitmap over nodes (may be null): routed through, never returned
