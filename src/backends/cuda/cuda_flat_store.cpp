@@ -99,13 +99,21 @@ std::size_t env_size(const char* name, std::size_t fallback) {
 // allowing for the tensor cores' truncating adds), the scan's own d-step fp32 error, and the
 // epilogue's few fp32 operations; then doubled. fp16 queries are scaled by a power of two in
 // the kernel so that neither overflow nor subnormals occur (screen_tile checks their range).
+//
+// shadow_scale > 0: fp32 rows screened through their fp16 copy times that power of two (the
+// largest |value| scaled into [2^14, 2^15)): each row value rounds within 2^-11 of itself, or,
+// among fp16's subnormals, within 2^-25 / shadow_scale. The latter adds at most
+// sqrt(d) 2^-25 / shadow_scale |q| to the dot product: the term c |q|.
 struct ScreenBound {
-  float a, b;
+  float a, b, c = 0.0f;
 };
-ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim) {
+ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim, double shadow_scale = 0.0) {
   const double d = double(dim);
-  const double uq = storage == ScalarType::F32 ? 0x1p-10 : storage == ScalarType::F16 ? 0x1p-11 : 0x1p-8;
-  const double ur = storage == ScalarType::F32 ? 0x1p-10 : 0.0;
+  const bool shadow = shadow_scale > 0.0;
+  const double uq = storage == ScalarType::F32 && !shadow ? 0x1p-10
+                    : storage == ScalarType::F16 || shadow ? 0x1p-11
+                                                           : 0x1p-8;
+  const double ur = shadow ? 0x1p-11 : storage == ScalarType::F32 ? 0x1p-10 : 0.0;
   double dot = uq + ur + uq * ur + d * 0x1p-22;
   double a = 0, b = 0;
   if (metric == Metric::L2) {
@@ -115,7 +123,8 @@ ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim) {
     a = dot + d * 0x1p-21;       // the scan's own dot product
     b = 0x1p-21;                 // 1 - dot (cosine), the epilogue
   }
-  return ScreenBound{float(2 * a), float(2 * b)};
+  const double c = shadow ? (metric == Metric::L2 ? 2.0 : 1.0) * std::sqrt(d) * 0x1p-25 / shadow_scale : 0.0;
+  return ScreenBound{float(2 * a), float(2 * b), float(2 * c)};
 }
 #endif
 
@@ -137,6 +146,7 @@ class CudaFlatStore final : public detail::FlatStore {
     if (uses_norms()) launch_norms(data_.get(), rows_, n, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("append");
     rows_ += n;
+    shadow_ok_ = false;
   }
 
   void write_row(std::size_t row, const void* encoded) override {
@@ -146,6 +156,7 @@ class CudaFlatStore final : public detail::FlatStore {
           "upload row");
     if (uses_norms()) launch_norms(data_.get(), row, 1, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("write_row");
+    shadow_ok_ = false;
     set_deleted(row, false);
   }
 
@@ -176,6 +187,7 @@ class CudaFlatStore final : public detail::FlatStore {
       data_ = std::move(fresh);
     }
     rows_ = n;
+    shadow_ok_ = false;
     deleted_.reset(rows_);
   }
 
@@ -189,6 +201,7 @@ class CudaFlatStore final : public detail::FlatStore {
 
   void clear() override {
     rows_ = 0;
+    shadow_ok_ = false;
     deleted_.reset(0);
   }
 
@@ -288,6 +301,9 @@ class CudaFlatStore final : public detail::FlatStore {
   // hq: the same queries on the host (their range decides whether fp16 screening is sound).
   bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
                    int64_t* drows) const;
+  // The fp16 copy of fp32 rows the screen reads (made on demand, dropped by any change to the
+  // rows); false where the rows' range does not allow it.
+  bool ensure_shadow() const;
 #endif
 
   int ordinal_;
@@ -309,6 +325,11 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
 #endif
+  // fp32 storage: an fp16 copy of the rows times shadow_scale_ (a power of two putting the
+  // largest |value| shadow_max_ into [2^14, 2^15)), for the batch screen.
+  mutable DeviceBuffer shadow_, ws_max_;
+  mutable bool shadow_ok_ = false, shadow_usable_ = false;
+  mutable float shadow_scale_ = 1.0f, shadow_max_ = 0.0f;
 };
 
 void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
@@ -484,19 +505,53 @@ std::vector<uint32_t> CudaFlatStore::sample_rows(std::size_t m) const {
   return idx;
 }
 
+bool CudaFlatStore::ensure_shadow() const {
+  if (shadow_ok_) return shadow_usable_;
+  cudaStream_t s = stream_->get();
+  const std::size_t count = rows_ * cfg_.dim;
+  ws_max_.ensure(sizeof(uint32_t));
+  check(cudaMemsetAsync(ws_max_.get(), 0, sizeof(uint32_t), s), "clear maximum");
+  launch_max_abs(data_.as<float>(), count, ws_max_.as<uint32_t>(), s);
+  uint32_t bits = 0;
+  check(cudaMemcpyAsync(&bits, ws_max_.get(), sizeof bits, cudaMemcpyDeviceToHost, s), "download maximum");
+  stream_->sync("row maximum");
+  float mx;
+  std::memcpy(&mx, &bits, sizeof mx);
+  shadow_ok_ = true;
+  shadow_usable_ = false;
+  // A NaN or infinity fails the range test (so does an all-zero store: nothing to gain).
+  if (!(mx >= 0x1p-24f && mx <= 0x1p100f)) return false;
+  int ex = 0;
+  (void)std::frexp(mx, &ex);  // mx = m 2^ex, m in [0.5, 1): mx 2^(15 - ex) in [2^14, 2^15)
+  shadow_scale_ = std::ldexp(1.0f, 15 - ex);
+  shadow_max_ = mx;
+  shadow_.ensure(count * sizeof(uint16_t));
+  launch_encode_f16_scaled(data_.as<float>(), count, shadow_scale_, shadow_.as<uint16_t>(), s);
+  shadow_usable_ = true;
+  return true;
+}
+
 bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap,
                                 float* ddist, int64_t* drows) const {
   cudaStream_t s = stream_->get();
   const std::size_t n = rows_, dim = cfg_.dim;
   const int cap_k = select_capacity(k);
   // fp16 queries: the kernel's power-of-two scaling keeps the rounding relative while each
-  // query's largest component lies in [2^-24, 2^100]; others take the cuBLAS path.
-  if (cfg_.storage == ScalarType::F16) {
-    for (std::size_t q = 0; q < nq; ++q) {
+  // query's largest component lies in [2^-24, 2^100]; others take the cuBLAS path (fp16
+  // storage) or the TF32 screen (fp32 storage).
+  // fp32 storage screens through an fp16 copy of the rows where their range allows (fp16
+  // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32).
+  static const bool no_f16_screen = env_set("HIVE_GPU_CUDA_NO_F16_SCREEN");
+  bool shadow = cfg_.storage == ScalarType::F32 && !no_f16_screen && screen_supported(cfg_.metric, ScalarType::F16, dim);
+  if (cfg_.storage == ScalarType::F16 || shadow) {
+    bool in_range = true;
+    for (std::size_t q = 0; q < nq && in_range; ++q) {
       float mx = 0;
       for (std::size_t j = 0; j < dim; ++j) mx = std::max(mx, std::fabs(hq[q * dim + j]));
-      if (mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f)) return false;
+      in_range = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
     }
+    if (!in_range && cfg_.storage == ScalarType::F16) return false;
+    shadow = shadow && in_range && ensure_shadow();
   }
   // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
   //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
@@ -535,19 +590,21 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   check(cudaMemsetAsync(ws_scand_.get(), 0xff, nq * cap * sizeof(uint64_t), s), "clear candidates");
   check(cudaMemsetAsync(ws_count_.get(), 0, nq * sizeof(uint32_t), s), "clear candidate counts");
   ScreenArgs sa;
-  sa.base = data_.get();
+  sa.base = shadow ? shadow_.get() : data_.get();
   sa.n = n;
   sa.dim = dim;
-  sa.storage = cfg_.storage;
+  sa.storage = shadow ? ScalarType::F16 : cfg_.storage;
+  sa.row_scale = shadow ? shadow_scale_ : 1.0f;
   sa.metric = cfg_.metric;
   sa.queries = dq;
   sa.nq = nq;
   sa.row_sq_norms = norms_.as<float>();
   sa.query_sq_norms = ws_qnorm_.as<float>();
   sa.thresholds = ws_thr_.as<float>();
-  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, dim);
+  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, dim, shadow ? double(shadow_scale_) : 0.0);
   sa.a = eb.a;
   sa.b = eb.b;
+  sa.c = eb.c;
   sa.deleted = bitmap;
   sa.cand = ws_scand_.as<uint64_t>();
   sa.count = ws_count_.as<uint32_t>();

@@ -113,6 +113,11 @@ void launch_decode(const void* base, std::size_t first, std::size_t n, std::size
                    float* out, cudaStream_t stream);
 // fp32 values to fp16 / bf16 (storage F16 or BF16), rounding to nearest even.
 void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream);
+// fp32 values times scale (a power of two: exact) to fp16, rounding to nearest even.
+void launch_encode_f16_scaled(const float* in, std::size_t count, float scale, uint16_t* out, cudaStream_t stream);
+// *out (zeroed by the caller) = the float bits of the largest |in[i]| (NaN wins: its bits are
+// larger than every finite value's).
+void launch_max_abs(const float* in, std::size_t count, uint32_t* out, cudaStream_t stream);
 // dst row i = src row keep[i], for i < n (rows of row_bytes bytes).
 void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t n, std::size_t row_bytes,
                    cudaStream_t stream);

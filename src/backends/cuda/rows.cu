@@ -35,6 +35,25 @@ __global__ void decode_kernel(const void* base, std::size_t first, std::size_t c
     out[i] = E::get(x[i]);
 }
 
+__global__ void encode_f16_scaled_kernel(const float* in, std::size_t count, float scale, uint16_t* out) {
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    out[i] = __half_as_ushort(__float2half_rn(in[i] * scale));
+}
+
+__global__ void max_abs_kernel(const float* in, std::size_t count, uint32_t* out) {
+  uint32_t mine = 0;
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += std::size_t(gridDim.x) * blockDim.x)
+    mine = max(mine, __float_as_uint(fabsf(in[i])));
+  __shared__ uint32_t block;
+  if (threadIdx.x == 0) block = 0;
+  __syncthreads();
+  atomicMax(&block, mine);
+  __syncthreads();
+  if (threadIdx.x == 0) atomicMax(out, block);
+}
+
 // fp32 -> fp16 / bf16 (round to nearest even), for half-precision GEMM inputs.
 template <bool BF16>
 __global__ void encode_half_kernel(const float* in, std::size_t count, uint16_t* out) {
@@ -98,6 +117,18 @@ void launch_encode_half(const float* in, std::size_t count, ScalarType storage, 
   else
     throw Error(ErrorCode::Internal, "CUDA encode: not a half-precision storage");
   check(cudaGetLastError(), "encode kernel launch");
+}
+
+void launch_encode_f16_scaled(const float* in, std::size_t count, float scale, uint16_t* out, cudaStream_t stream) {
+  if (count == 0) return;
+  encode_f16_scaled_kernel<<<blocks_for(count), 256, 0, stream>>>(in, count, scale, out);
+  check(cudaGetLastError(), "scaled fp16 encode kernel launch");
+}
+
+void launch_max_abs(const float* in, std::size_t count, uint32_t* out, cudaStream_t stream) {
+  if (count == 0) return;
+  max_abs_kernel<<<blocks_for(count), 256, 0, stream>>>(in, count, out);
+  check(cudaGetLastError(), "max-abs kernel launch");
 }
 
 void launch_gather(const void* src, void* dst, const uint32_t* keep, std::size_t n, std::size_t row_bytes,

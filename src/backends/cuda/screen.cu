@@ -64,7 +64,8 @@ struct Params {
   int kp;                 // row_bytes rounded up to kSlice (the tail is zeros on both sides)
   int tiles_per_cta;
   int metric;  // 0 L2, 1 InnerProduct, 2 Cosine
-  float a, b;
+  float a, b, c;
+  float row_scale;  // the rows are stored times this power of two (1: as they are)
 };
 
 std::size_t smem_bytes(int kp) {
@@ -278,8 +279,9 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
     if (lane == 0) {
       float A = 0.0f, T = -INFINITY;
       if (q < p.nq) {
-        const float qn2 = p.qn2[q], tau = p.tau[q];
+        const float qn2 = p.qn2[q];
         const float qn = sqrtf(qn2);
+        const float tau = p.tau[q] + p.c * qn;  // the bound's term in |q| alone
         if (p.metric == 0) {
           A = 0.5f * (p.a * qn);
           T = 0.5f * (tau - (1.0f - p.b) * qn2);
@@ -288,7 +290,10 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
           T = (p.metric == 2 ? tau - 1.0f : tau) + p.b * qn2;
         }
       }
-      qvals[qr] = make_float4(sc * A, sc, -(sc * T), 0.0f);
+      // The accumulator holds sc row_scale dot: the test's scale (both powers of two, exact);
+      // .w keeps the query's own scale for its conversion below.
+      const float st = sc * p.row_scale;
+      qvals[qr] = make_float4(st * A, st, -(st * T), sc);
     }
   }
   if constexpr (S == ScalarType::F16) __syncthreads();  // the scales, for the conversion below
@@ -311,7 +316,7 @@ __global__ void __launch_bounds__(kThreads, 1) screen_kernel(Params p) {
           v = make_uint4(to_tf32(x.x), to_tf32(x.y), to_tf32(x.z), to_tf32(x.w));
         } else {
           const float4 y = __ldg(src + 1);
-          const float sc = S == ScalarType::F16 ? qvals[qr].y : 1.0f;
+          const float sc = S == ScalarType::F16 ? qvals[qr].w : 1.0f;
           v = make_uint4(pack_half2<S>(sc * x.x, sc * x.y), pack_half2<S>(sc * x.z, sc * x.w),
                          pack_half2<S>(sc * y.x, sc * y.y), pack_half2<S>(sc * y.z, sc * y.w));
         }
@@ -506,6 +511,8 @@ void launch_screen(const ScreenArgs& a, cudaStream_t stream) {
   prm.base = a.base;
   prm.queries = a.queries;
   prm.rn2 = a.row_sq_norms;
+  prm.c = a.c;
+  prm.row_scale = a.row_scale;
   prm.qn2 = a.query_sq_norms;
   prm.tau = a.thresholds;
   prm.deleted = a.deleted;

@@ -23,7 +23,10 @@ struct ScreenArgs {
   const float* row_sq_norms = nullptr;    // n: fp32 sum of squares of each decoded row
   const float* query_sq_norms = nullptr;  // nq: fp32 sum of squares of each query
   const float* thresholds = nullptr;      // nq: tau_q, internal convention (smaller is better); may be +inf
-  float a = 0, b = 0;                     // error-bound coefficients
+  float a = 0, b = 0, c = 0;              // error-bound coefficients
+  // base holds the rows times row_scale (a power of two; F16 only, e.g. an fp16 copy of fp32
+  // rows scaled into fp16's range): the test divides it back out exactly.
+  float row_scale = 1.0f;
   const uint32_t* deleted = nullptr;      // bitmap over rows (bit r % 32 of word r / 32), may be null
   uint64_t* cand = nullptr;               // nq x cap; the caller pre-fills with kEmptyKey
   uint32_t* count = nullptr;              // nq; the caller zeroes
@@ -36,7 +39,7 @@ struct ScreenArgs {
 // Scores, with dot the tensor-core dot product of query q and row r, qn2 / rn2 the squared norms:
 //   L2: s = qn2 + rn2 - 2 dot;  InnerProduct: s = -dot;  Cosine: s = 1 - dot.
 // Row r is emitted for query q iff it is not deleted and
-//   NOT (s - (a sqrt(qn2) sqrt(rn2) + b (qn2 + rn2)) > tau_q)      (so a NaN emits),
+//   NOT (s - (a sqrt(qn2) sqrt(rn2) + b (qn2 + rn2) + c sqrt(qn2)) > tau_q)   (so a NaN emits),
 // evaluated in fp32 after a rearrangement that is exact in real arithmetic (see screen.cu); its
 // fp32 rounding moves the test by at most about 2^-22 (qn2 + rn2) + 2^-23 |tau_q| (+ 2^-23 for
 // Cosine's 1) on the scale of s, which b must cover along with the norms' own rounding.

@@ -1,0 +1,75 @@
+// fp32 stores screen large batches through an fp16 copy of their rows, scaled by one power of
+// two (cuda_flat_store.cpp, ensure_shadow). Rows whose magnitudes span nine decades put the
+// small ones among fp16's subnormals after that scaling, where the bound's |q| term must cover
+// them. Results must still be exact: checked against float64 on every metric the screen
+// serves, with ties allowed (a returned row must score within the k-th exact score).
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "hive_gpu/hive_gpu.hpp"
+
+namespace {
+
+using namespace hive::gpu;
+
+double exact(Metric m, const float* a, const float* b, std::size_t dim) {
+  double s = 0, na = 0, nb = 0;
+  for (std::size_t j = 0; j < dim; ++j) {
+    const double x = a[j], y = b[j];
+    if (m == Metric::L2) s += (x - y) * (x - y);
+    else s += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  if (m == Metric::L2) return s;
+  if (m == Metric::InnerProduct) return -s;
+  return 1.0 - s / std::sqrt(na * nb);  // cosine distance
+}
+
+TEST(CudaScreenShadow, WideRangeRowsStayExact) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) GTEST_SKIP() << "CUDA has no device";
+  const std::size_t n = 70000, dim = 64, nq = 256;
+  const int k = 10;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::uniform_real_distribution<float> decade(-6.0f, 3.0f);
+  std::vector<float> x(n * dim), q(nq * dim);
+  for (std::size_t r = 0; r < n; ++r) {
+    const float scale = std::pow(10.0f, decade(rng));
+    for (std::size_t j = 0; j < dim; ++j) x[r * dim + j] = scale * g(rng);
+  }
+  for (std::size_t i = 0; i < nq; ++i) {
+    const float scale = std::pow(10.0f, decade(rng));
+    for (std::size_t j = 0; j < dim; ++j) q[i * dim + j] = scale * g(rng);
+  }
+  for (Metric m : {Metric::L2, Metric::InnerProduct, Metric::Cosine}) {
+    SCOPED_TRACE(to_string(m));
+    FlatIndex index(Context::open("cuda"), dim, m);
+    index.add(n, x.data());
+    const SearchResult res = index.search(nq, q.data(), k);
+    std::vector<double> s(n);
+    for (std::size_t i = 0; i < nq; ++i) {
+      for (std::size_t r = 0; r < n; ++r) s[r] = exact(m, q.data() + i * dim, x.data() + r * dim, dim);
+      std::vector<double> sorted = s;
+      std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
+      const double kth = sorted[std::size_t(k - 1)];
+      for (int j = 0; j < k; ++j) {
+        const int64_t id = res.id(i, j);
+        ASSERT_GE(id, 0);
+        const double got = s[std::size_t(id)];
+        EXPECT_LE(got, kth + 1e-5 * (1.0 + std::fabs(kth))) << "query " << i << " rank " << j;
+        const double reported = m == Metric::InnerProduct ? -double(res.distance(i, j)) : double(res.distance(i, j));
+        EXPECT_NEAR(reported, got, 1e-4 * (1.0 + std::fabs(got))) << "query " << i << " rank " << j;
+      }
+    }
+  }
+}
+
+}  // namespace
