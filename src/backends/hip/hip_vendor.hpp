@@ -67,6 +67,7 @@ inline hipError_t hive_hip_malloc_host(void** p, size_t bytes) { return hipHostM
 #define cudaEventCreateWithFlags hipEventCreateWithFlags
 #define cudaEventDisableTiming hipEventDisableTiming
 #define cudaEventRecord hipEventRecord
+#define cudaEventSynchronize hipEventSynchronize
 #define cudaEventDestroy hipEventDestroy
 #define cudaFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
 // hipFuncSetAttribute takes the kernel as const void*.
