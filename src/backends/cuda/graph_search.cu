@@ -433,8 +433,9 @@ __global__ void __launch_bounds__(kGsThreads, kGsMinBlocks) graph_search_kernel(
       __syncthreads();
     }
     if (L.rescore > 0) {
-      // Traversal scores came from fp16 rows: the first `rescore` live entries are scored again
-      // from the fp32 rows and re-ranked, so results carry exact distances in exact order.
+      // Traversal scores came from compact rows (fp16 or uint8 codes): the first `rescore` live
+      // entries are scored again from the fp32 rows and re-ranked, so results carry exact
+      // distances in exact order.
       if (tid < W) {
         const int taken = first_live(wv, list, L.itopk, L.rescore, a.deleted,
                                      [&](int pos, uint64_t key) { cand[pos] = uint32_t(key) & kNodeMask; });
