@@ -220,14 +220,7 @@ void GraphIndex::search(std::size_t nq, const float* q, int k, float* distances,
 std::size_t GraphIndex::remove(std::size_t n, const int64_t* ids) {
   std::unique_lock lock(s_->mu);
   detail::check_pointer(ids, n, "ids");
-  std::size_t removed = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t row = s_->ids.remove(ids[i]);
-    if (row == detail::IdMap::npos) continue;
-    s_->store->set_deleted(row, true);
-    ++removed;
-  }
-  return removed;
+  return s_->ids.remove_all(n, ids, [&](std::size_t row) { s_->store->set_deleted(row, true); });
 }
 
 bool GraphIndex::contains(int64_t id) const {

@@ -269,14 +269,7 @@ void HnswIndex::search(std::size_t nq, const uint8_t* q, int k, float* distances
 std::size_t HnswIndex::remove(std::size_t n, const int64_t* ids) {
   std::unique_lock lock(s_->mu);
   detail::check_pointer(ids, n, "ids");
-  std::size_t removed = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t row = s_->ids.remove(ids[i]);
-    if (row == detail::IdMap::npos) continue;
-    s_->deleted[row] = 1;
-    ++removed;
-  }
-  return removed;
+  return s_->ids.remove_all(n, ids, [&](std::size_t row) { s_->deleted[row] = 1; });
 }
 
 bool HnswIndex::contains(int64_t id) const {

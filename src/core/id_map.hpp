@@ -99,6 +99,20 @@ class IdMap {
     return row;
   }
 
+  // Deletes each live id of ids[0 .. n) and calls on_row(its row); unknown ids are skipped.
+  // Returns how many were deleted.
+  template <class OnRow>
+  std::size_t remove_all(std::size_t n, const int64_t* ids, OnRow&& on_row) {
+    std::size_t removed = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t row = remove(ids[i]);
+      if (row == npos) continue;
+      on_row(row);
+      ++removed;
+    }
+    return removed;
+  }
+
   // Ids of live rows, in storage order.
   std::vector<int64_t> live_ids() const {
     std::vector<int64_t> out;
