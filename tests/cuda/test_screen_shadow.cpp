@@ -3,15 +3,14 @@
 // small ones among fp16's subnormals after that scaling, where the bound's |q| term must cover
 // them. Results must still be exact: checked against float64 on every metric the screen
 // serves, with ties allowed (a returned row must score within the k-th exact score).
-#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <random>
 #include <vector>
 
+#include "cuda_test_util.hpp"
 #include "hive_gpu/hive_gpu.hpp"
 
 namespace {
@@ -33,8 +32,7 @@ double exact(Metric m, const float* a, const float* b, std::size_t dim) {
 }
 
 TEST(CudaScreenShadow, WideRangeRowsStayExact) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) GTEST_SKIP() << "CUDA has no device";
+  REQUIRE_DEVICE();
   const std::size_t n = 70000, dim = 64, nq = 256;
   const int k = 10;
   std::mt19937 rng(23);

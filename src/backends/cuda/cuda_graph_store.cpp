@@ -411,8 +411,8 @@ class CudaGraphStore final : public detail::GraphStore {
   // whose graph is one connected region a few suffice, separated clusters need one near each.
   // So: a sample of queries (indexed rows, and midpoints of random pairs of them, which fall
   // between clusters) is searched with all the entry points, then with the first 16, 32, ...
-  // (default list length); the fewest whose nearest result agrees with all of them' for at
-  // least 99 % of the sample are kept.
+  // (default list length); the fewest whose nearest result agrees with that of all of them for
+  // at least 99 % of the sample are kept.
   void calibrate_entries() {
     entries_used_ = n_entries_;
     const std::size_t n = linked_, d = dim();
@@ -486,8 +486,8 @@ class CudaGraphStore final : public detail::GraphStore {
     capacity_ = capacity;
   }
 
-  // uint8 codes of every row: per-dimension offsets (the minimum) and one scale for all
-  // dimensions (the widest range / 255), so that distances in code space rank as the true ones.
+  // uint8 codes of every row: per dimension an offset (the minimum) and a step (the range /
+  // 255), and each row's norm in code space (score_codes in graph_search.cu uses both).
   // Made on first use (under the search lock, or the index's exclusive one); later appends
   // encode their rows with the same offsets and scale.
   void encode_all_u8() const {
@@ -855,7 +855,7 @@ class CudaGraphStore final : public detail::GraphStore {
 
   int ordinal_;
   std::unique_ptr<Stream> stream_;
-  // base16_ / base8_: the fp16 and uint8 traversal copies of base_; lo_: the codes' offsets.
+  // base16_: the fp16 traversal copy of base_.
   DeviceBuffer base_, base16_, graph_, entries_;
   // Made on first use (encode_all_u8()): the codes, each dimension's offset and step, and each
   // row's norm in code space.
