@@ -196,17 +196,13 @@ class CudaGraphStore final : public detail::GraphStore {
     search_out_.ensure(2 * obytes);
     pinned_.ensure(2 * obytes);
     pinned_q_.ensure(qbytes);
-    GraphSearchArgs a = search_args(p, k);
+    GraphSearchArgs a = search_args(p, k, entries_used_ > 0 ? entries_used_ : n_entries_);
     a.deleted = deleted_.device(*stream_);
     // Large batches in four pieces, each uploaded on a copy stream while the search of the one
     // before runs (a 10 000 x 784 batch is 31 MB from pageable memory: milliseconds).
     const std::size_t pieces = nq >= 4096 ? 4 : 1, per = ceil_div(nq, pieces);
     if (!copy_stream_) copy_stream_ = std::make_unique<Stream>();
-    while (events_.size() < pieces) {
-      cudaEvent_t e = nullptr;
-      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-      events_.push_back(e);
-    }
+    ensure_events(events_, pieces);
     using clk = std::chrono::steady_clock;
     const auto t0 = clk::now();
     for (std::size_t c = 0; c < pieces; ++c) {
@@ -215,11 +211,8 @@ class CudaGraphStore final : public detail::GraphStore {
       // Staged into pinned memory by the CPU pool (a pageable upload is one core's memcpy), then
       // one DMA; the staging of the next piece overlaps this piece's transfer and search.
       float* staged = pinned_q_.as<float>() + q0 * dim();
-      const std::size_t floats = qn * dim(), chunk = std::size_t(1) << 18;
-      cpu::ThreadPool::instance().parallel_for((floats + chunk - 1) / chunk, [&](std::size_t i) {
-        const std::size_t f0 = i * chunk;
-        std::memcpy(staged + f0, queries + q0 * dim() + f0, std::min(chunk, floats - f0) * sizeof(float));
-      });
+      const std::size_t floats = qn * dim();
+      (void)stage_floats(staged, queries + q0 * dim(), floats, false);
       check(cudaMemcpyAsync(search_q_.as<float>() + q0 * dim(), staged, floats * sizeof(float), cudaMemcpyHostToDevice,
                             copy_stream_->get()),
             "upload queries");
@@ -276,7 +269,10 @@ class CudaGraphStore final : public detail::GraphStore {
     }
   }
 
-  GraphSearchArgs search_args(const detail::GraphSearchConfig& p, int k) const {
+  // `entries`: how many entry points (the first ones: farthest-first order, the most spread)
+  // each query scores; `seeds`: random starts per query, or -1 for a few that vary the start
+  // per query (more where the entry points are few).
+  GraphSearchArgs search_args(const detail::GraphSearchConfig& p, int k, int entries, int seeds = -1) const {
     GraphSearchArgs a;
     a.base = base_.as<float>();
     a.n = linked_;
@@ -288,13 +284,10 @@ class CudaGraphStore final : public detail::GraphStore {
     a.itopk = p.itopk;
     a.search_width = p.search_width;
     a.max_iterations = p.max_iterations;
-    // With entry points, a few random starts are enough (they vary the start per query).
-    // The first entries_used_ entry points (farthest-first order: the most spread), and a few
-    // random starts that vary the start per query (more where the entry points are few).
-    const int entries = std::min(n_entries_, entries_used_ > 0 ? entries_used_ : n_entries_);
+    entries = std::clamp(entries, 0, n_entries_);
     a.entries = entries > 0 ? entries_.as<uint32_t>() : nullptr;
     a.n_entries = entries;
-    a.seeds = std::min(p.itopk, entries == 0 ? 32 : entries < 32 ? 16 : 8);
+    a.seeds = seeds >= 0 ? seeds : std::min(p.itopk, entries == 0 ? 32 : entries < 32 ? 16 : 8);
     a.seed = cfg_.seed;
     switch (traversal()) {
       case 8:
@@ -433,8 +426,7 @@ class CudaGraphStore final : public detail::GraphStore {
     check(cudaMemcpyAsync(q.get(), host.data(), m * d * 4, cudaMemcpyHostToDevice, s()), "upload calibration queries");
     detail::GraphSearchConfig p;  // the default list length and width
     auto nearest = [&](int entries, std::vector<uint32_t>& found, std::vector<float>& score) {
-      entries_used_ = entries;
-      GraphSearchArgs a = search_args(p, 1);
+      GraphSearchArgs a = search_args(p, 1, entries);
       a.queries = q.as<float>();
       a.nq = m;
       a.distances = dist.as<float>();
@@ -454,9 +446,11 @@ class CudaGraphStore final : public detail::GraphStore {
       std::size_t same = 0;
       for (std::size_t i = 0; i < m; ++i) same += found[i] == ref[i] || d_found[i] <= ref_d[i];  // ties count
       if (timing()) std::fprintf(stderr, "graph build: %d entry points: %zu of %zu nearest as with all %d\n", e, same, m, n_entries_);
-      if (same * 100 >= m * 99) return;
+      if (same * 100 >= m * 99) {
+        entries_used_ = e;
+        return;
+      }
     }
-    entries_used_ = n_entries_;
   }
 
   void reallocate(std::size_t capacity) {
@@ -521,6 +515,33 @@ class CudaGraphStore final : public detail::GraphStore {
     u8_ready_ = true;
   }
 
+  // `count` events (timing off) in `ev`, created on first need and kept.
+  static void ensure_events(std::vector<cudaEvent_t>& ev, std::size_t count) {
+    while (ev.size() < count) {
+      cudaEvent_t e = nullptr;
+      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+      ev.push_back(e);
+    }
+  }
+
+  // Copies `len` floats into pinned staging memory on the CPU pool (a pageable upload is one
+  // core's memcpy); with `want_max`, returns their largest |value| from the same pass (else 0).
+  static float stage_floats(float* stage, const float* src, std::size_t len, bool want_max) {
+    constexpr std::size_t kChunk = std::size_t(1) << 16;  // floats per pool task
+    std::vector<float> part((len + kChunk - 1) / kChunk, 0.0f);
+    cpu::ThreadPool::instance().parallel_for(part.size(), [&](std::size_t c) {
+      const std::size_t f0 = c * kChunk, m = std::min(kChunk, len - f0);
+      std::memcpy(stage + f0, src + f0, m * sizeof(float));
+      if (!want_max) return;
+      float mx = 0.0f;
+      for (std::size_t j = 0; j < m; ++j) mx = std::max(mx, std::fabs(stage[f0 + j]));
+      part[c] = mx;
+    });
+    float most = 0.0f;
+    for (float m : part) most = std::max(most, m);
+    return most;
+  }
+
   // Rows to the device through two pinned staging buffers: the CPU pool copies a piece (and
   // finds its largest |value|) while the piece before crosses the link. A pageable upload is
   // one core's memcpy: it was over half of Fashion-MNIST's build (0.09-0.11 of 0.16-0.18 s),
@@ -529,30 +550,16 @@ class CudaGraphStore final : public detail::GraphStore {
   // differences the metrics form from them): one value past 2^14 turns it off for good.
   void upload_rows(const float* rows, std::size_t n, float* dst) {
     constexpr std::size_t kPiece = std::size_t(4) << 20;  // floats per piece (16 MiB)
-    constexpr std::size_t kChunk = std::size_t(1) << 16;  // floats per pool task
     const std::size_t floats = n * dim(), piece = std::min(floats, kPiece);
     if (floats == 0) return;
     pinned_up_.ensure(2 * piece * sizeof(float));
-    while (up_events_.size() < 2) {
-      cudaEvent_t e = nullptr;
-      check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-      up_events_.push_back(e);
-    }
+    ensure_events(up_events_, 2);
     float most = 0.0f;
-    std::vector<float> part;
     for (std::size_t p0 = 0, i = 0; p0 < floats; p0 += piece, ++i) {
       const std::size_t len = std::min(piece, floats - p0);
       float* stage = pinned_up_.as<float>() + (i % 2) * piece;
       if (i >= 2) check(cudaEventSynchronize(up_events_[i % 2]), "staging buffer");  // its last upload is done
-      part.assign((len + kChunk - 1) / kChunk, 0.0f);
-      cpu::ThreadPool::instance().parallel_for(part.size(), [&](std::size_t c) {
-        const std::size_t f0 = c * kChunk, m = std::min(kChunk, len - f0);
-        std::memcpy(stage + f0, rows + p0 + f0, m * sizeof(float));
-        float mx = 0.0f;
-        for (std::size_t j = 0; j < m; ++j) mx = std::max(mx, std::fabs(stage[f0 + j]));
-        part[c] = mx;
-      });
-      for (float m : part) most = std::max(most, m);
+      most = std::max(most, stage_floats(stage, rows + p0, len, true));
       check(cudaMemcpyAsync(dst + p0, stage, len * sizeof(float), cudaMemcpyHostToDevice, s()), "upload rows");
       check(cudaEventRecord(up_events_[i % 2], s()), "cudaEventRecord");
     }
@@ -836,9 +843,8 @@ class CudaGraphStore final : public detail::GraphStore {
     detail::GraphSearchConfig p;
     p.itopk = 64;
     while (p.itopk < 2 * K) p.itopk <<= 1;
-    GraphSearchArgs a = search_args(p, K);
-    a.n_entries = n_entries_;  // every entry point: a new node's links matter more than the time
-    a.seeds = 8;
+    // Every entry point: a new node's links matter more than the time.
+    GraphSearchArgs a = search_args(p, K, n_entries_, 8);
     a.n = first;
     a.queries = base_.as<float>() + first * dim();
     a.nq = m;

@@ -169,17 +169,8 @@ __device__ __forceinline__ void score_codes(const HwWave<W>& wv, const GraphSear
                                             const uint32_t* cand, int count, uint64_t* out) {
   const int teams = kGsThreads / T;
   const int team = int(threadIdx.x) / T, tl = int(threadIdx.x) % T;
-  // A lane reads chunks tl, tl + T, ... of every row: with at most kLoadGroup of them (one
-  // round of loads), their offsets and bounds are worked out once, not per row.
+  // A lane reads chunks tl, tl + T, ... of every row, kLoadGroup loads in flight at a time.
   const int chunks = vec ? int(a.dim / 16) : 0, rounds = (chunks + T - 1) / T;
-  int at[kLoadGroup];
-  bool inside[kLoadGroup];
-#pragma unroll
-  for (int u = 0; u < kLoadGroup; ++u) {
-    const int c = tl + u * T;
-    inside[u] = u < rounds && c < chunks;
-    at[u] = min(c, chunks - 1);
-  }
   const uint4* h4 = reinterpret_cast<const uint4*>(qhi);
   const uint4* l4 = reinterpret_cast<const uint4*>(qlo);
   auto dots = [&](const uint4& row, int c, int& hi, uint32_t& lo) {
@@ -208,27 +199,18 @@ __device__ __forceinline__ void score_codes(const HwWave<W>& wv, const GraphSear
       // zero codes, which add nothing to the dot products; the rounds are the same for every
       // team, so the only branches are uniform ones.
       const uint4* x4 = reinterpret_cast<const uint4*>(x);
-      if (rounds <= kLoadGroup) {
+      for (int r0 = 0; r0 < rounds; r0 += kLoadGroup) {
         uint4 raw[kLoadGroup];
+        int c[kLoadGroup];
 #pragma unroll
-        for (int u = 0; u < kLoadGroup; ++u) raw[u] = live && inside[u] ? __ldg(x4 + at[u]) : make_uint4(0, 0, 0, 0);
+        for (int u = 0; u < kLoadGroup; ++u) {
+          c[u] = tl + (r0 + u) * T;
+          raw[u] = live && r0 + u < rounds && c[u] < chunks ? __ldg(x4 + c[u]) : make_uint4(0, 0, 0, 0);
+          c[u] = min(c[u], chunks - 1);
+        }
 #pragma unroll
         for (int u = 0; u < kLoadGroup; ++u)
-          if (u < rounds) dots(raw[u], at[u], hi, lo);  // uniform
-      } else {
-        for (int r0 = 0; r0 < rounds; r0 += kLoadGroup) {
-          uint4 raw[kLoadGroup];
-          int c[kLoadGroup];
-#pragma unroll
-          for (int u = 0; u < kLoadGroup; ++u) {
-            c[u] = tl + (r0 + u) * T;
-            raw[u] = live && r0 + u < rounds && c[u] < chunks ? __ldg(x4 + c[u]) : make_uint4(0, 0, 0, 0);
-            c[u] = min(c[u], chunks - 1);
-          }
-#pragma unroll
-          for (int u = 0; u < kLoadGroup; ++u)
-            if (r0 + u < rounds) dots(raw[u], c[u], hi, lo);  // uniform
-        }
+          if (r0 + u < rounds) dots(raw[u], c[u], hi, lo);  // uniform
       }
     } else if (live) {
       for (std::size_t j = std::size_t(tl); j < a.dim; j += std::size_t(T)) {
