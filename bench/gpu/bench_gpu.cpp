@@ -4,6 +4,8 @@
 // device-to-device copy rate, bytes read + written; PyTorch's script uses the same), with recall@10
 // against an exact float64 reference.
 //   hive_gpu_bench_gpu [--n 100000,1000000,10000000] [--d 128] [--json FILE] [--quick]
+// Single queries on fp32 rows read the store's fp16 copy by default ("f16 copy"); each n also
+// times the same query on the fp32 rows ("fp32 rows", HIVE_GPU_CUDA_NO_F16_SCREEN=1).
 // At n = 1M it also times inner product (fp32 and fp16 storage), L2 on fp16 storage, and the
 // batch on the earlier cuBLAS path (exact, and with TF32 screening); those rows go to
 // "extra_rows" in the JSON (scripts/gpu-check's table compares "rows" with torch's L2
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/cuda_flat_store.hpp"
 #include "hive_gpu/hive_gpu.hpp"
 #include "random_data.hpp"
 
@@ -125,6 +128,7 @@ Row time_case(FlatIndex& idx, const std::vector<float>& xref, std::size_t n, std
   const double work = double(n) * double(nq);
   int iters = work <= 2e8 ? 200 : work <= 2e9 ? 50 : 7;
   if (quick) iters = std::max(3, iters / 10);
+  const auto screen0 = hive::gpu::cuda::single_screen_stats();
   for (int w = 0; w < 3; ++w) idx.search(nq, q.data(), k, dist.data(), ids.data());
   std::vector<double> us;
   for (int it = 0; it < iters; ++it) {
@@ -133,6 +137,11 @@ Row time_case(FlatIndex& idx, const std::vector<float>& xref, std::size_t n, std
     const auto t1 = std::chrono::steady_clock::now();
     us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
   }
+  const auto screen1 = hive::gpu::cuda::single_screen_stats();
+  if (screen1.inconclusive > screen0.inconclusive || screen1.answered > screen0.answered)
+    std::printf("(single queries: %llu answered through the fp16 copy, %llu left to the fp32 rows)\n",
+                static_cast<unsigned long long>(screen1.answered - screen0.answered),
+                static_cast<unsigned long long>(screen1.inconclusive - screen0.inconclusive));
   std::sort(us.begin(), us.end());
   const double med = us[us.size() / 2];
   const std::size_t check = std::min<std::size_t>(nq, n >= 10000000 ? 2 : 8);
@@ -199,8 +208,19 @@ int main(int argc, char** argv) {
         cases.push_back({10000, 10});
       }
       for (const Case& c : cases) {
-        const Row r = time_case(idx, x, n, d, c.nq, c.k, floor_us, quick, false);
+        Row r = time_case(idx, x, n, d, c.nq, c.k, floor_us, quick, false);
+        if (c.nq == 1 && c.k <= 16 && n >= 16384) r.screen = "f16 copy";  // single_screen in cuda_flat_store.cpp
         rows.push_back(r);
+        print_row(r);
+      }
+      {
+        // The same single query reading the fp32 rows (HIVE_GPU_CUDA_NO_F16_SCREEN=1, read per
+        // search): the fused scan without the fp16 copy.
+        setenv("HIVE_GPU_CUDA_NO_F16_SCREEN", "1", 1);
+        Row r = time_case(idx, x, n, d, 1, 10, floor_us, quick, false);
+        unsetenv("HIVE_GPU_CUDA_NO_F16_SCREEN");
+        r.screen = "fp32 rows";
+        extra_rows.push_back(r);
         print_row(r);
       }
       if (n == 1000000) {
@@ -217,7 +237,7 @@ int main(int argc, char** argv) {
           unsetenv("HIVE_GPU_CUDA_TF32");
           r.metric = metric;
           r.storage = storage;
-          r.screen = nq >= 32 && !cublas ? "screen" : path;
+          r.screen = nq >= 32 && !cublas ? "screen" : nq == 1 && std::strcmp(storage, "f32") == 0 ? "f16 copy" : path;
           extra_rows.push_back(r);
           print_row(r);
         };

@@ -158,6 +158,20 @@ void check_merge_lists(uint32_t seed) {
 }
 
 template <int W>
+void check_sort_lanes(uint32_t seed, int distinct) {
+  SCOPED_TRACE("W=" + std::to_string(W) + " seed=" + std::to_string(seed));
+  std::vector<uint64_t> keys = random_keys(std::size_t(W), seed, distinct);
+  keys[std::size_t(seed) % std::size_t(W)] = kEmpty;  // empty keys sort last
+  std::vector<uint64_t> got(W, 0);
+  run_wave<W>([&](const EmuWave<W>& wv) {
+    const std::size_t lane = std::size_t(wv.lane());
+    got[lane] = hive::gpu::wave::sort_lanes(wv, keys[lane]);
+  });
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(got, keys);
+}
+
+template <int W>
 void check_reductions(uint32_t seed) {
   SCOPED_TRACE("W=" + std::to_string(W) + " seed=" + std::to_string(seed));
   std::mt19937 rng(seed);
@@ -215,6 +229,14 @@ TEST(WaveSelect, MergeLists) {
   for (uint32_t seed = 20; seed < 24; ++seed) {
     check_merge_lists<32>(seed);
     check_merge_lists<64>(seed);
+  }
+}
+
+TEST(WaveSelect, SortLanes) {
+  for (uint32_t seed = 40; seed < 44; ++seed) {
+    check_sort_lanes<32>(seed, 1 << 20);
+    check_sort_lanes<64>(seed, 1 << 20);
+    check_sort_lanes<32>(seed, 3);  // few distinct scores: ties broken by the row
   }
 }
 

@@ -13,6 +13,11 @@
 //    the kernel's arguments, d <= 256) and no download. k > 32: the same kernel writes the
 //    scores, then a radix selection. HIVE_GPU_CUDA_LEGACY_SCAN=1 turns this off (scan + select);
 //    HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-warp-per-row layout without the prefetch.
+//    fp32 stores (L2 / inner product / cosine, k <= 16, >= kSingleScreenMinRows rows) scan
+//    their fp16 copy instead, half the bytes, and the last block re-scores its 32 best from the
+//    fp32 rows; proven error bounds decide whether those hold the exact k best, else the fp32
+//    rows are scanned (single_screen). HIVE_GPU_CUDA_NO_F16_SCREEN=1 (read per search) turns
+//    this and the batches' fp16 screen off.
 //  - scan: one kernel scores every live row for up to 8 queries per pass (one warp per row,
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
 //  - screen (L2 / inner product / cosine, batches >= kGemmMinQueries, stores >= kScreenMinRows,
@@ -39,11 +44,13 @@
 #include "backends/cuda/cuda_flat_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/cuda_common.hpp"
@@ -74,6 +81,10 @@ constexpr std::size_t kScreenMaxSample = 65536;
 constexpr std::size_t kScreenMaxCandidates = 8192;
 #endif
 constexpr std::size_t kMaxRows = std::size_t(std::numeric_limits<uint32_t>::max()) - 1;
+// Single queries on fp32 stores of at least this many rows read the fp16 copy (single_screen):
+// below it the scan's fixed latency dominates and the exact re-score would only add to it.
+constexpr std::size_t kSingleScreenMinRows = 16384;
+std::atomic<uint64_t> g_screen_answered{0}, g_screen_inconclusive{0};
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
@@ -146,7 +157,7 @@ class CudaFlatStore final : public detail::FlatStore {
     if (uses_norms()) launch_norms(data_.get(), rows_, n, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("append");
     rows_ += n;
-    shadow_ok_ = false;
+    extend_shadow(rows_ - n, n);
   }
 
   void write_row(std::size_t row, const void* encoded) override {
@@ -156,7 +167,7 @@ class CudaFlatStore final : public detail::FlatStore {
           "upload row");
     if (uses_norms()) launch_norms(data_.get(), row, 1, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("write_row");
-    shadow_ok_ = false;
+    drop_shadow();
     set_deleted(row, false);
   }
 
@@ -187,7 +198,7 @@ class CudaFlatStore final : public detail::FlatStore {
       data_ = std::move(fresh);
     }
     rows_ = n;
-    shadow_ok_ = false;
+    drop_shadow();
     deleted_.reset(rows_);
   }
 
@@ -201,7 +212,7 @@ class CudaFlatStore final : public detail::FlatStore {
 
   void clear() override {
     rows_ = 0;
-    shadow_ok_ = false;
+    drop_shadow();
     deleted_.reset(0);
   }
 
@@ -285,9 +296,13 @@ class CudaFlatStore final : public detail::FlatStore {
   }
 
   // Single queries (float metrics): the fused scan, its results written straight into pinned
-  // host memory (no query upload for dim <= 256, no result download).
+  // host memory (no query upload for dim <= 256, no result download). With `screen`, fp32
+  // stores may read their fp16 copy instead (single_screen); returns whether it did, and then
+  // rows[0] == kScreenInconclusive asks for the plain scan.
   bool single_fused() const;
-  void single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows) const;
+  bool single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows, bool screen) const;
+  // Fills the screen's part of `o` (the copy, the scaled query, the error bounds) where it applies.
+  bool single_screen(const float* hq, int k, FusedOutput& o) const;
   void scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
   // The k best keys of each query over v (cuBLAS score tiles, each reduced to candidates,
   // re-scored exactly), sorted, into out[q * select_capacity(k) ...].
@@ -301,10 +316,19 @@ class CudaFlatStore final : public detail::FlatStore {
   // hq: the same queries on the host (their range decides whether fp16 screening is sound).
   bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
                    int64_t* drows) const;
-  // The fp16 copy of fp32 rows the screen reads (made on demand, dropped by any change to the
-  // rows); false where the rows' range does not allow it.
-  bool ensure_shadow() const;
 #endif
+  // The fp16 copy of fp32 rows the screens read (made on demand; appends extend it while their
+  // values fit its scale, other changes to the rows drop it); false where the rows' range does
+  // not allow it.
+  bool ensure_shadow() const;
+  void extend_shadow(std::size_t first, std::size_t n);
+  void drop_shadow() {
+    shadow_ok_ = false;
+    screen_tries_ = screen_misses_ = 0;
+  }
+  // Largest |value| of `count` fp32 values and largest squared norm of `n` norms on the device.
+  std::pair<float, float> device_maxima(const float* values, std::size_t count, const float* norms,
+                                        std::size_t n) const;
 
   int ordinal_;
   std::size_t row_bytes_;
@@ -325,11 +349,17 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
 #endif
-  // fp32 storage: an fp16 copy of the rows times shadow_scale_ (a power of two putting the
-  // largest |value| shadow_max_ into [2^14, 2^15)), for the batch screen.
+  // fp32 storage: an fp16 copy of the rows times shadow_scale_ (a power of two that put the
+  // largest |value| into [2^14, 2^15) when the copy was made; appended rows may reach fp16's
+  // largest, 65504), for the screens. shadow_max_: the largest |value| it holds, unscaled;
+  // shadow_norm2_: the largest squared row norm (fp32, as the store keeps them).
   mutable DeviceBuffer shadow_, ws_max_;
+  mutable PinnedBuffer pin_max_;
   mutable bool shadow_ok_ = false, shadow_usable_ = false;
-  mutable float shadow_scale_ = 1.0f, shadow_max_ = 0.0f;
+  mutable float shadow_scale_ = 1.0f, shadow_max_ = 0.0f, shadow_norm2_ = 0.0f;
+  // The single-query screen's outcomes since the copy was made: it stops when over a quarter of
+  // its answers (at least 8) were inconclusive (data whose near distances the fp16 error hides).
+  mutable unsigned screen_tries_ = 0, screen_misses_ = 0;
 };
 
 void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
@@ -362,7 +392,8 @@ bool CudaFlatStore::single_fused() const {
   return !legacy_scan && fused_supported(scan_args(nullptr, 1));
 }
 
-void CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows) const {
+bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows,
+                                 bool screen) const {
   cudaStream_t s = stream_->get();
   const std::size_t n = rows_;
   const void* dq = nullptr;  // the query travels inside the kernel's arguments when it is small
@@ -380,6 +411,14 @@ void CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   o.negate = cfg_.metric == Metric::InnerProduct;
   if (k <= 32) {
     // One launch: the blocks' lists are merged by the last block, which writes the results.
+    ScanArgs a = scan_args(dq, 1);
+    const bool screened = screen && dq == nullptr && single_screen(hq, k, o);
+    if (screened) {  // the fp16 copy, scanned as L2 or inner product (cosine: see single_screen)
+      a.base = shadow_.get();
+      a.storage = ScalarType::F16;
+      a.metric = cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct;
+      o.blocks = scan_select_blocks(n, ScalarType::F16);
+    }
     ws_cand_.ensure(fused_lists_ld(o.blocks) * sizeof(uint64_t));
     if (ws_tickets_.bytes() < kTicketsLd * sizeof(unsigned)) {
       ws_tickets_.ensure(kTicketsLd * sizeof(unsigned));
@@ -390,8 +429,8 @@ void CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
     o.tickets = ws_tickets_.as<unsigned>();
     o.rows = rows;
     o.distances = dist;
-    launch_scan_select(scan_args(dq, 1), o, s);
-    return;
+    launch_scan_select(a, o, s);
+    return screened;
   }
   // Larger k: the same scan writes every score, then a radix selection over them.
   ws_scores_.ensure(n * sizeof(float));
@@ -401,6 +440,66 @@ void CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   ws_keys_.ensure(std::size_t(k) * sizeof(uint64_t));
   radix_select(ws_scores_.as<float>(), n, 1, n, bitmap, k, ws_keys_.as<uint64_t>(), std::size_t(k), ws_radix_.get(), s);
   launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(k), 1, k, o.negate, dist, rows, s);
+  return false;
+}
+
+// The single-query screen: fp32 rows read through their fp16 copy (half the bytes: the scan is
+// bound by memory), the W best by the copy re-scored exactly, and a proof that no other row can
+// enter the k best (else the caller scans the fp32 rows). Bounds, u = 2^-24, u_h = 2^-11 (fp16
+// rounding), g_d = d u / (1 - d u) (any order of d fp32 sums), eta = 2^-25 / scale (fp16's
+// subnormal spacing, unscaled), X >= every row norm, y the copy of row x unscaled:
+//   |y_i - x_i| <= u_h |x_i| + eta, so |y - x| <= Delta = u_h X + eta sqrt(d);
+//   inner product (cosine as 1 - dot): the fp32 dot products of q with x and with y (the scan's
+//   query is q / scale: exact) each lie within g_d sum |q_i| |x_i| (or |y_i|) of their real
+//   values, and those within u_h sum |q_i x_i| + eta |q|_1 of each other, so
+//   |copy score - exact score| <= E = (2 g_d + u_h + g_d u_h) |q| X + (1 + g_d) eta |q|_1
+//   (+ u (1 + |q| X) for cosine's 1 - dot, + products underflowing, 4 d 2^-149);
+//   L2: both scores are sums of squared fp32 differences, within g = (1 + u)^2 (1 + g_d) - 1 of
+//   |q - x|^2 and |q - y|^2 (relative; the scan's query is q * scale, its score times
+//   scale^-2: exact), and | |q - y| - |q - x| | <= Delta.
+// Every bound is doubled for safety; screen_finish (scan.cu) turns them into the lower bound of
+// the exact score of rows outside the list.
+bool CudaFlatStore::single_screen(const float* hq, int k, FusedOutput& o) const {
+  const std::size_t dim = cfg_.dim;
+  if (cfg_.storage != ScalarType::F32 || !uses_norms() || k > kFusedScreenMaxK || dim % 8 != 0 ||
+      dim > kFusedParamDims || rows_ < kSingleScreenMinRows)
+    return false;
+  if (env_set("HIVE_GPU_CUDA_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
+  if (screen_misses_ >= 8 && 4 * screen_misses_ > screen_tries_) return false;
+  double q2 = 0, q1 = 0, qmax = 0, qmin = std::numeric_limits<double>::infinity();
+  for (std::size_t j = 0; j < dim; ++j) {
+    const double v = std::fabs(double(hq[j]));
+    q2 += v * v;
+    q1 += v;
+    qmax = std::max(qmax, v);
+    if (v > 0) qmin = std::min(qmin, v);
+  }
+  if (!std::isfinite(q2) || !ensure_shadow()) return false;
+  const double d = double(dim), u = 0x1p-24, uh = 0x1p-11, scale = shadow_scale_;
+  const double gd = d * u / (1 - d * u), eta = 0x1p-25 / scale, qn = std::sqrt(q2);
+  const double X = std::sqrt(double(shadow_norm2_) * (1 + 2 * gd));  // the norms' own fp32 error
+  if (cfg_.metric == Metric::L2) {
+    // The scan's query q * scale and its squared differences from the copy stay far from overflow.
+    const double big = qmax * scale + 65504.0;
+    if (!(big * big * d < 0x1p120)) return false;
+    const double g = (1 + u) * (1 + u) * (1 + gd) - 1;
+    o.qscale = float(scale);
+    o.score_scale = 1.0 / (scale * scale);
+    o.bound_g = 2 * g;
+    o.bound_e = 2 * (uh * X + eta * std::sqrt(d));
+  } else {
+    // The scan's query q / scale must stay normal (an exact scaling).
+    if (qmax > 0 && qmin / scale < 0x1p-126) return false;
+    double e = (2 * gd + uh + gd * uh) * qn * X + (1 + gd) * eta * q1 + 4 * d * 0x1p-149;
+    if (cfg_.metric == Metric::Cosine) e += u * (1 + qn * X);
+    o.qscale = float(1.0 / scale);
+    o.score_scale = 1.0;
+    o.bound_g = 0.0;
+    o.bound_e = 2 * e;
+  }
+  o.exact_rows = data_.as<float>();
+  o.exact_metric = cfg_.metric;
+  return true;
 }
 
 void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq, int k, bool fast,
@@ -505,32 +604,68 @@ std::vector<uint32_t> CudaFlatStore::sample_rows(std::size_t m) const {
   return idx;
 }
 
+#endif
+
+std::pair<float, float> CudaFlatStore::device_maxima(const float* values, std::size_t count, const float* norms,
+                                                     std::size_t n) const {
+  cudaStream_t s = stream_->get();
+  ws_max_.ensure(2 * sizeof(uint32_t));
+  pin_max_.ensure(2 * sizeof(uint32_t));
+  check(cudaMemsetAsync(ws_max_.get(), 0, 2 * sizeof(uint32_t), s), "clear maxima");
+  launch_max_abs(values, count, ws_max_.as<uint32_t>(), s);
+  launch_max_abs(norms, n, ws_max_.as<uint32_t>() + 1, s);
+  check(cudaMemcpyAsync(pin_max_.get(), ws_max_.get(), 2 * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
+        "download maxima");
+  stream_->sync("row maxima");
+  float m[2];
+  std::memcpy(m, pin_max_.get(), sizeof m);
+  return {m[0], m[1]};
+}
+
 bool CudaFlatStore::ensure_shadow() const {
   if (shadow_ok_) return shadow_usable_;
-  cudaStream_t s = stream_->get();
-  const std::size_t count = rows_ * cfg_.dim;
-  ws_max_.ensure(sizeof(uint32_t));
-  check(cudaMemsetAsync(ws_max_.get(), 0, sizeof(uint32_t), s), "clear maximum");
-  launch_max_abs(data_.as<float>(), count, ws_max_.as<uint32_t>(), s);
-  uint32_t bits = 0;
-  check(cudaMemcpyAsync(&bits, ws_max_.get(), sizeof bits, cudaMemcpyDeviceToHost, s), "download maximum");
-  stream_->sync("row maximum");
-  float mx;
-  std::memcpy(&mx, &bits, sizeof mx);
   shadow_ok_ = true;
   shadow_usable_ = false;
+  screen_tries_ = screen_misses_ = 0;
+  if (cfg_.storage != ScalarType::F32 || !uses_norms() || rows_ == 0) return false;
+  const std::size_t count = rows_ * cfg_.dim;
+  const auto [mx, n2] = device_maxima(data_.as<float>(), count, norms_.as<float>(), rows_);
   // A NaN or infinity fails the range test (so does an all-zero store: nothing to gain).
-  if (!(mx >= 0x1p-24f && mx <= 0x1p100f)) return false;
+  if (!(mx >= 0x1p-24f && mx <= 0x1p100f) || !std::isfinite(n2)) return false;
   int ex = 0;
   (void)std::frexp(mx, &ex);  // mx = m 2^ex, m in [0.5, 1): mx 2^(15 - ex) in [2^14, 2^15)
   shadow_scale_ = std::ldexp(1.0f, 15 - ex);
   shadow_max_ = mx;
-  shadow_.ensure(count * sizeof(uint16_t));
-  launch_encode_f16_scaled(data_.as<float>(), count, shadow_scale_, shadow_.as<uint16_t>(), s);
+  shadow_norm2_ = n2;
+  shadow_.ensure(capacity_ * cfg_.dim * sizeof(uint16_t));  // room for appends
+  launch_encode_half(data_.as<float>(), count, ScalarType::F16, shadow_.get(), stream_->get(), shadow_scale_);
   shadow_usable_ = true;
   return true;
 }
 
+void CudaFlatStore::extend_shadow(std::size_t first, std::size_t n) {
+  if (!shadow_ok_ || !shadow_usable_) {
+    drop_shadow();
+    return;
+  }
+  const std::size_t dim = cfg_.dim;
+  if (shadow_.bytes() < (first + n) * dim * sizeof(uint16_t)) {  // the store grew: make it anew when needed
+    drop_shadow();
+    return;
+  }
+  const auto [mx, n2] = device_maxima(data_.as<float>() + first * dim, n * dim, norms_.as<float>() + first, n);
+  // Values that still fit: scaled, below fp16's largest finite value (65504).
+  if (!(double(mx) * double(shadow_scale_) < 65504.0) || !std::isfinite(n2)) {
+    drop_shadow();
+    return;
+  }
+  launch_encode_half(data_.as<float>() + first * dim, n * dim, ScalarType::F16,
+                     shadow_.as<uint16_t>() + first * dim, stream_->get(), shadow_scale_);
+  shadow_max_ = std::max(shadow_max_, mx);
+  shadow_norm2_ = std::max(shadow_norm2_, n2);
+}
+
+#if !defined(HIVE_GPU_HIP)
 bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap,
                                 float* ddist, int64_t* drows) const {
   cudaStream_t s = stream_->get();
@@ -541,8 +676,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   // storage) or the TF32 screen (fp32 storage).
   // fp32 storage screens through an fp16 copy of the rows where their range allows (fp16
   // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32).
-  static const bool no_f16_screen = env_set("HIVE_GPU_CUDA_NO_F16_SCREEN");
-  bool shadow = cfg_.storage == ScalarType::F32 && !no_f16_screen && screen_supported(cfg_.metric, ScalarType::F16, dim);
+  bool shadow = cfg_.storage == ScalarType::F32 && !env_set("HIVE_GPU_CUDA_NO_F16_SCREEN") && screen_supported(cfg_.metric, ScalarType::F16, dim);
   if (cfg_.storage == ScalarType::F16 || shadow) {
     bool in_range = true;
     for (std::size_t q = 0; q < nq && in_range; ++q) {
@@ -652,8 +786,22 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   pin_rows_.ensure(out_bytes);
   int64_t* const host_rows = pin_rows_.as<int64_t>();
   float* const host_dist = reinterpret_cast<float*>(host_rows + nq * kk);
+  bool done = false;  // the results are in host_rows / host_dist and the stream is idle
   if (nq == 1 && !hamming() && single_fused()) {
-    single_query(static_cast<const float*>(queries), k, bitmap, host_dist, host_rows);
+    const auto* hq = static_cast<const float*>(queries);
+    if (single_query(hq, k, bitmap, host_dist, host_rows, true)) {
+      stream_->sync("search");
+      done = true;
+      ++screen_tries_;
+      if (host_rows[0] == kScreenInconclusive) {  // the fp16 copy could not decide: the fp32 rows
+        ++screen_misses_;
+        g_screen_inconclusive.fetch_add(1, std::memory_order_relaxed);
+        single_query(hq, k, bitmap, host_dist, host_rows, false);
+        done = false;
+      } else {
+        g_screen_answered.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
   } else {
     const std::size_t qbytes = hamming() ? row_bytes_ : cfg_.dim * sizeof(float);
     pin_in_.ensure(nq * qbytes);
@@ -689,12 +837,16 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     }
     check(cudaMemcpyAsync(host_rows, drows_all, out_bytes, cudaMemcpyDeviceToHost, s), "download results");
   }
-  stream_->sync("search");
+  if (!done) stream_->sync("search");
   std::memcpy(rows, host_rows, nq * kk * sizeof(int64_t));
   std::memcpy(distances, host_dist, nq * kk * sizeof(float));
 }
 
 }  // namespace
+
+SingleScreenStats single_screen_stats() {
+  return SingleScreenStats{g_screen_answered.load(), g_screen_inconclusive.load()};
+}
 
 std::unique_ptr<detail::FlatStore> make_cuda_flat_store(const detail::StoreConfig& cfg, int ordinal) {
   return std::make_unique<CudaFlatStore>(cfg, ordinal);

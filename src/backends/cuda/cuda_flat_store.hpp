@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 #include <memory>
 
 #include "backends/cuda/gpu_runtime.hpp"
@@ -9,4 +10,10 @@ namespace hive::gpu::HIVE_GPU_DEVICE_NS {
 std::unique_ptr<detail::FlatStore> make_cuda_flat_store(const detail::StoreConfig& cfg, int ordinal);
 // A graph store (GraphIndex) in the memory of device `ordinal` (cuda_graph_store.cpp).
 std::unique_ptr<detail::GraphStore> make_cuda_graph_store(const detail::GraphConfig& cfg, int ordinal);
+// Single queries answered through the fp16 copy of fp32 rows, and those it could not decide
+// (answered from the fp32 rows instead), over the whole process: for tests and tuning.
+struct SingleScreenStats {
+  uint64_t answered = 0, inconclusive = 0;
+};
+SingleScreenStats single_screen_stats();
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -54,7 +54,19 @@ struct FusedOutput {
   int64_t* rows = nullptr;
   float* distances = nullptr;
   float* scores = nullptr;
+  // The single-query screen (nq == 1 with host_query, k <= kFusedScreenMaxK, dim % 8 == 0; the
+  // ScanArgs describe an fp16 copy of fp32 rows, metric L2 or InnerProduct): lists keep 32 rows
+  // by the copy's scores, which the last block re-scores exactly from exact_rows under
+  // exact_metric (L2, InnerProduct or Cosine) and answers with if the bounds prove no other row
+  // can enter the k best; else rows[0] = kScreenInconclusive. The scan's query is host_query *
+  // qscale; score_scale, bound_g, bound_e: see screen_finish in scan.cu.
+  const float* exact_rows = nullptr;
+  Metric exact_metric = Metric::L2;
+  float qscale = 1.0f;
+  double score_scale = 1.0, bound_g = 0.0, bound_e = 0.0;
 };
+inline constexpr int64_t kScreenInconclusive = -2;
+inline constexpr int kFusedScreenMaxK = 16;
 bool fused_supported(const ScanArgs& a);
 inline constexpr std::size_t kTicketsLd = 64;  // ticket counters per query (1 + blocks / 16)
 inline constexpr int kFusedMaxK = 32;          // the fused kernel's own results (wave lists)
@@ -111,10 +123,10 @@ void launch_norms(const void* base, std::size_t first, std::size_t n, std::size_
 // Decodes n rows starting at `first` (fp16 / bf16 / fp32) to fp32 in out (n x dim).
 void launch_decode(const void* base, std::size_t first, std::size_t n, std::size_t dim, ScalarType storage,
                    float* out, cudaStream_t stream);
-// fp32 values to fp16 / bf16 (storage F16 or BF16), rounding to nearest even.
-void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream);
-// fp32 values times scale (a power of two: exact) to fp16, rounding to nearest even.
-void launch_encode_f16_scaled(const float* in, std::size_t count, float scale, uint16_t* out, cudaStream_t stream);
+// fp32 values times `scale` (a power of two, so the product is exact barring overflow) to
+// fp16 / bf16 (storage F16 or BF16), rounding to nearest even.
+void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream,
+                        float scale = 1.0f);
 // *out (zeroed by the caller) = the float bits of the largest |in[i]| (NaN wins: its bits are
 // larger than every finite value's).
 void launch_max_abs(const float* in, std::size_t count, uint32_t* out, cudaStream_t stream);

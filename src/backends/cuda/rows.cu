@@ -35,12 +35,6 @@ __global__ void decode_kernel(const void* base, std::size_t first, std::size_t c
     out[i] = E::get(x[i]);
 }
 
-__global__ void encode_f16_scaled_kernel(const float* in, std::size_t count, float scale, uint16_t* out) {
-  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += std::size_t(gridDim.x) * blockDim.x)
-    out[i] = __half_as_ushort(__float2half_rn(in[i] * scale));
-}
-
 __global__ void max_abs_kernel(const float* in, std::size_t count, uint32_t* out) {
   uint32_t mine = 0;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
@@ -54,12 +48,13 @@ __global__ void max_abs_kernel(const float* in, std::size_t count, uint32_t* out
   if (threadIdx.x == 0) atomicMax(out, block);
 }
 
-// fp32 -> fp16 / bf16 (round to nearest even), for half-precision GEMM inputs.
+// fp32 times scale (a power of two, so the product is exact) -> fp16 / bf16 (round to nearest
+// even): half-precision GEMM inputs, the graph's fp16 rows, the fp16 copy of fp32 flat rows.
 template <bool BF16>
-__global__ void encode_half_kernel(const float* in, std::size_t count, uint16_t* out) {
+__global__ void encode_half_kernel(const float* in, std::size_t count, float scale, uint16_t* out) {
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += std::size_t(gridDim.x) * blockDim.x) {
-    const float f = in[i];
+    const float f = in[i] * scale;
     if constexpr (BF16) {
       const uint32_t u = __float_as_uint(f);
       out[i] = isnan(f) ? uint16_t((u >> 16) | 0x40u) : uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
@@ -108,21 +103,16 @@ void launch_decode(const void* base, std::size_t first, std::size_t n, std::size
   check(cudaGetLastError(), "decode kernel launch");
 }
 
-void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream) {
+void launch_encode_half(const float* in, std::size_t count, ScalarType storage, void* out, cudaStream_t stream,
+                        float scale) {
   if (count == 0) return;
   if (storage == ScalarType::BF16)
-    encode_half_kernel<true><<<blocks_for(count), 256, 0, stream>>>(in, count, static_cast<uint16_t*>(out));
+    encode_half_kernel<true><<<blocks_for(count), 256, 0, stream>>>(in, count, scale, static_cast<uint16_t*>(out));
   else if (storage == ScalarType::F16)
-    encode_half_kernel<false><<<blocks_for(count), 256, 0, stream>>>(in, count, static_cast<uint16_t*>(out));
+    encode_half_kernel<false><<<blocks_for(count), 256, 0, stream>>>(in, count, scale, static_cast<uint16_t*>(out));
   else
     throw Error(ErrorCode::Internal, "CUDA encode: not a half-precision storage");
   check(cudaGetLastError(), "encode kernel launch");
-}
-
-void launch_encode_f16_scaled(const float* in, std::size_t count, float scale, uint16_t* out, cudaStream_t stream) {
-  if (count == 0) return;
-  encode_f16_scaled_kernel<<<blocks_for(count), 256, 0, stream>>>(in, count, scale, out);
-  check(cudaGetLastError(), "scaled fp16 encode kernel launch");
 }
 
 void launch_max_abs(const float* in, std::size_t count, uint32_t* out, cudaStream_t stream) {

@@ -255,14 +255,119 @@ struct FusedArgs {
   int negate;          // report -score (inner product)
   int64_t* res_rows;   // q * k + j (device or mapped host memory)
   float* res_dist;
+  int list_k;          // keys each wave list keeps exact: k, or W for the screen
+  // The single-query screen (FusedOutput::exact_rows; see screen_finish): base is the fp16 copy
+  // of these fp32 rows, the scan's query is qv * qscale (a power of two), a scanned score times
+  // score_scale is the copy's score in true units, and bound_g / bound_e bound its distance from
+  // the exact score (see CudaFlatStore::single_screen).
+  const float* exact_rows;
+  int exact_metric;    // int(Metric): L2, or InnerProduct / Cosine (both scanned as InnerProduct)
+  float qscale;
+  double score_scale, bound_g, bound_e;
   float qv[kParamDims];
 };
+
+// The screen's exact scores of R fp32 rows (VEC layout, dim % 4 == 0; a null row scores
+// nothing) against the fp32 query q in shared memory, their loads issued together: chunk c of a
+// row on lane c % W, then the butterfly, exactly the fused fp32 scan's and launch_rescore's
+// arithmetic, so the scores are bitwise theirs.
+template <int W, Metric M, int R>
+__device__ __forceinline__ void exact_scores(const HwWave<W>& wv, const float* const (&x)[R], const float* q,
+                                             std::size_t dim, float (&out)[R]) {
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (std::size_t c = std::size_t(wv.lane()); c < dim / 4; c += W) {
+    float4 xv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      xv[r] = x[r] != nullptr ? __ldg(reinterpret_cast<const float4*>(x[r]) + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 qv = reinterpret_cast<const float4*>(q)[c];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      acc[r] = step<M>(acc[r], qv.x, xv[r].x);
+      acc[r] = step<M>(acc[r], qv.y, xv[r].y);
+      acc[r] = step<M>(acc[r], qv.z, xv[r].z);
+      acc[r] = step<M>(acc[r], qv.w, xv[r].w);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) out[r] = finish<M>(wave_reduce<M>(wv, acc[r]));
+}
+
+// The end of a screened single query, in the last block: `best` (wave 0, lane i the i-th) holds
+// the W best rows by their fp16 copy's scores. Each is re-scored from its fp32 row (q: the fp32
+// query in shared memory); the k best of those are the exact answer when no row outside the list
+// can beat the k-th of them. Every outside row's copy score is at least s_W, the list's last,
+// so its exact score is at least
+//   inner product: s_W - bound_e (cosine: 1 + s_W - bound_e, s_W being -dot);
+//   L2: (1 - g) (max(0, sqrt(s_W / (1 + g)) - bound_e))^2, g = bound_g
+// (the host's bounds, see CudaFlatStore::single_query), and the answer stands when that exceeds
+// the k-th exact score. Otherwise the first result row is kScreenInconclusive and the caller
+// scans the fp32 rows. Wave 0 writes the results; every thread of the block must call this.
+template <int W, Metric M>
+__device__ __forceinline__ void screen_finish(const HwWave<W>& wv, const FusedArgs& a, uint64_t best, uint64_t* sh,
+                                              const float* q, int wave_id, unsigned* tk) {
+  constexpr int kWaves = kScanThreads / W;
+  const int lane = wv.lane();
+  __syncthreads();  // sh may still be read by wave 0 of the last merge
+  if (wave_id == 0) sh[lane] = best;
+  __syncthreads();
+  // Wave w re-scores list entries w, w + kWaves, ... (kPer of them, loads in flight together).
+  constexpr int kPer = W / kWaves;
+  const float* x[kPer];
+  float sc[kPer];
+#pragma unroll
+  for (int r = 0; r < kPer; ++r) {
+    const uint64_t key = sh[wave_id + r * kWaves];
+    x[r] = key == kEmptyKey ? nullptr : a.exact_rows + std::size_t(key_row(key)) * a.dim;
+  }
+  if constexpr (M == Metric::L2)
+    exact_scores<W, Metric::L2, kPer>(wv, x, q, a.dim, sc);
+  else if (a.exact_metric == int(Metric::Cosine))
+    exact_scores<W, Metric::Cosine, kPer>(wv, x, q, a.dim, sc);
+  else
+    exact_scores<W, Metric::InnerProduct, kPer>(wv, x, q, a.dim, sc);
+  if (lane == 0) {
+#pragma unroll
+    for (int r = 0; r < kPer; ++r) {
+      const int j = wave_id + r * kWaves;
+      sh[W + j] = x[r] == nullptr ? kEmptyKey : make_key(sc[r], key_row(sh[j]));
+    }
+  }
+  __syncthreads();
+  if (wave_id != 0) return;
+  const uint64_t mine = wave::sort_lanes(wv, sh[W + lane]);  // lane i: the i-th exact key
+  const uint64_t kth = wv.shfl(mine, a.k - 1), last = sh[W - 1];
+  bool sure = last == kEmptyKey;  // fewer than W rows scored: all of them are in the list
+  if (!sure && kth != kEmptyKey) {
+    const double sw = double(key_score(last)) * a.score_scale;
+    double lower;
+    if constexpr (M == Metric::L2) {
+      const double r = sqrt(fmax(sw, 0.0) / (1.0 + a.bound_g)) - a.bound_e;
+      lower = r > 0.0 ? (1.0 - a.bound_g) * r * r : 0.0;
+    } else {
+      lower = sw - a.bound_e + (a.exact_metric == int(Metric::Cosine) ? 1.0 : 0.0);
+    }
+    sure = lower > double(key_score(kth));
+  }
+  if (sure && lane < a.k) {
+    const float inf = __int_as_float(0x7f800000);
+    const float sc = mine == kEmptyKey ? inf : key_score(mine);
+    a.res_rows[lane] = mine == kEmptyKey ? -1 : int64_t(key_row(mine));
+    a.res_dist[lane] = a.negate ? -sc : sc;
+  }
+  if (lane == 0) {
+    if (!sure) a.res_rows[0] = kScreenInconclusive;
+    tk[0] = 0;  // (the kernel's completion makes the host writes visible)
+  }
+}
 
 // The fused kernel's body for waves of W lanes (see scan_select_kernel).
 template <int W, Metric M, ScalarType S, bool VEC>
 __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
   using T = typename Elem<S>::T;
-  extern __shared__ float4 q_shared[];  // the query, dim floats
+  extern __shared__ float4 q_shared[];  // the query, dim floats (the screen: then the fp32 query)
   __shared__ uint64_t lists[kScanThreads];
   __shared__ bool last_block;
   const void* const base = args.base;
@@ -277,7 +382,9 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
     const float* src = args.queries + std::size_t(blockIdx.y) * dim;
     for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[j] = __ldg(src + j);
   } else {
-    for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[j] = args.qv[j];
+    for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[j] = args.qv[j] * args.qscale;  // exact
+    if (args.exact_rows != nullptr)
+      for (std::size_t j = threadIdx.x; j < dim; j += kScanThreads) q[dim + j] = args.qv[j];
   }
   __syncthreads();
   // split (uniform): 16-lane parts of the wave take separate rows (see accumulate_rows).
@@ -289,7 +396,7 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
   const std::size_t waves = std::size_t(gridDim.x) * kWaves;
   uint64_t list[1] = {kEmptyKey}, worst = kEmptyKey;
   // Only the k best are asked for: a key enters only when it beats the k-th (fewer insertions).
-  const int last = min(max(args.k, 1), W) - 1;
+  const int last = min(max(args.list_k, 1), W) - 1;
   float* const scores = args.scores == nullptr ? nullptr : args.scores + std::size_t(blockIdx.y) * n;
   // Reduces the kFG partial sums of rows r0.. (nr of them) and offers their keys (or writes
   // their scores). A reduce-scatter: the first two butterfly levels each hand half of the
@@ -416,6 +523,12 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
     best = merge_global_lists(wv, group_lists, merge_groups, lists, wave_id);
   } else if (wave_id == 0 && lane == 0) {
     tk[1 + group] = 0;
+  }
+  if constexpr (S == ScalarType::F16 && VEC && (M == Metric::L2 || M == Metric::InnerProduct)) {
+    if (args.exact_rows != nullptr) {
+      screen_finish<W, M>(wv, args, best, lists, q + dim, wave_id, tk);
+      return;
+    }
   }
   if (wave_id == 0) {
     if (lane < args.k) {
@@ -623,7 +736,22 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   f.negate = o.negate ? 1 : 0;
   f.res_rows = o.rows;
   f.res_dist = o.distances;
-  const std::size_t smem = a.dim * sizeof(float);
+  f.list_k = o.k;
+  f.qscale = 1.0f;
+  std::size_t smem = a.dim * sizeof(float);
+  if (o.exact_rows != nullptr) {
+    if (a.storage != ScalarType::F16 || !vec_ok(a) || f.queries != nullptr || o.k > kFusedScreenMaxK ||
+        (a.metric != Metric::L2 && a.metric != Metric::InnerProduct) || o.scores != nullptr)
+      throw Error(ErrorCode::Internal, "CUDA fused scan: unsupported screen configuration");
+    f.exact_rows = o.exact_rows;
+    f.exact_metric = int(o.exact_metric);
+    f.list_k = 1 << 16;  // every wave list keeps all its W keys exact
+    f.qscale = o.qscale;
+    f.score_scale = o.score_scale;
+    f.bound_g = o.bound_g;
+    f.bound_e = o.bound_e;
+    smem *= 2;
+  }
   with_wave([&]<int W>() {
     dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
       scan_select_kernel<W, M, S, VEC><<<grid, kScanThreads, smem, stream>>>(f);

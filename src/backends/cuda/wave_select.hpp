@@ -95,4 +95,21 @@ HIVE_WAVE_UNROLL
   return m;
 }
 
+// The wave's W keys (one per lane, any order) sorted ascending, lane i ending with the i-th:
+// a bitonic network, log2(W) (log2(W) + 1) / 2 compare-exchange steps whatever the keys.
+template <class Wv>
+HIVE_WAVE_FN uint64_t sort_lanes(const Wv& wv, uint64_t v) {
+  const int lane = wv.lane();
+HIVE_WAVE_UNROLL
+  for (int size = 2; size <= Wv::kWidth; size <<= 1) {
+HIVE_WAVE_UNROLL
+    for (int stride = size / 2; stride > 0; stride >>= 1) {
+      const uint64_t p = wv.shfl_xor(v, stride);
+      const bool ascending = (lane & size) == 0, lower = (lane & stride) == 0;
+      v = lower == ascending ? (v < p ? v : p) : (v > p ? v : p);
+    }
+  }
+  return v;
+}
+
 }  // namespace hive::gpu::wave
