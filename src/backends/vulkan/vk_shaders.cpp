@@ -17,6 +17,12 @@ const uint32_t kMergeSelect[] =
 const uint32_t kDistanceTile[] =
 #include "distance_tile.spv.inc"
     ;
+const uint32_t kEncodeHalf[] =
+#include "encode_half.spv.inc"
+    ;
+const uint32_t kScreenFinish[] =
+#include "screen_finish.spv.inc"
+    ;
 }  // namespace
 
 Spirv spirv(Shader s) {
@@ -25,6 +31,8 @@ Spirv spirv(Shader s) {
     case Shader::ScanSelectCoop: return {kScanSelectCoop, sizeof kScanSelectCoop};
     case Shader::MergeSelect: return {kMergeSelect, sizeof kMergeSelect};
     case Shader::DistanceTile: return {kDistanceTile, sizeof kDistanceTile};
+    case Shader::EncodeHalf: return {kEncodeHalf, sizeof kEncodeHalf};
+    case Shader::ScreenFinish: return {kScreenFinish, sizeof kScreenFinish};
   }
   return {nullptr, 0};
 }

@@ -16,6 +16,11 @@
 //  - otherwise tiles: distance_tile.comp fills a queries x rows key matrix for a tile of
 //    rows (64 x 64 per workgroup), merge_select.comp (MODE 1) takes each segment's top-k of it and a second
 //    merge_select merges those with the running top-k.
+//  - single queries on fp32 stores (L2 / inner product / cosine, k <= 16, one chunk of at least
+//    kScreenMinRows rows, dim % 8 == 0): the fused scan reads an fp16 copy of the rows instead
+//    (half the bytes) and keeps 32 per query; screen_finish.comp re-scores them from the fp32
+//    rows and answers where error bounds prove no other row enters the k best (screen_params),
+//    else the fp32 rows are scanned. HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
 // The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
 // the first merge of a search skips the (not yet written) running list.
 // Everything is recorded into one command buffer and waited for once (Stream::run).
@@ -39,6 +44,10 @@ constexpr uint32_t kWG = 256;            // workgroup size of the select shaders
 constexpr std::size_t kFusedQueries = 4; // up to this many queries scan the base themselves
 constexpr uint32_t kNone = 0xffffffffu;
 constexpr VkDeviceSize kStagingBytes = 64ull << 20;
+constexpr std::size_t kScreenMinRows = 16384;  // below it the screen's extra dispatch does not pay
+constexpr uint32_t kScreenList = 32;          // rows the copy's scan keeps per query
+constexpr uint32_t kScreenMaxK = 16;
+constexpr uint32_t kUnsure = 0xfffffffeu;     // screen_finish: the copy could not decide
 
 std::size_t env_size(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
@@ -69,6 +78,24 @@ struct MergePush {
 struct TilePush {
   uint32_t n, r0, nr, q0, nq, ld;
 };
+struct EncodePush {
+  uint32_t first, count;
+  float scale;
+};
+struct FinishPush {
+  uint32_t in_ld, out_ld, k, q_first;
+  float score_scale, bound_g, bound_e;
+};
+
+// The single-query screen's parameters for one query (see VulkanFlatStore::screen_params).
+struct ScreenParams {
+  float qscale = 1, score_scale = 1, bound_g = 0, bound_e = 0;
+};
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
 
 class VulkanFlatStore final : public detail::FlatStore {
  public:
@@ -94,7 +121,7 @@ class VulkanFlatStore final : public detail::FlatStore {
     if (n == 0) return;
     ensure_capacity(rows_ + n);  // throws before anything changes
     upload_rows(rows_, n, static_cast<const unsigned char*>(encoded));
-    rows_ += n;
+    rows_ += n;  // the fp16 copy, if any, is extended at the next screened search
     deleted_.resize((rows_ + 31) / 32, 0u);
     recount_chunks();
   }
@@ -103,6 +130,7 @@ class VulkanFlatStore final : public detail::FlatStore {
     std::lock_guard<std::mutex> lock(mu_);
     upload_rows(row, 1, static_cast<const unsigned char*>(encoded));
     mark_deleted(row, false);
+    copy_ok_ = false;
   }
 
   void read_rows(std::size_t first, std::size_t n, void* out) const override {
@@ -149,6 +177,7 @@ class VulkanFlatStore final : public detail::FlatStore {
     }
     stream_.run();
     chunks_ = std::move(fresh);
+    copy_ok_ = false;
     rows_ = keep.size();
     deleted_.assign((rows_ + 31) / 32, 0u);
     recount_chunks();
@@ -164,6 +193,10 @@ class VulkanFlatStore final : public detail::FlatStore {
     chunks_.clear();
     rows_ = 0;
     deleted_.clear();
+    copy_ok_ = false;
+    copy_ = Buffer();
+    max_abs_ = max_norm2_ = 0;
+    finite_ = true;
   }
 
   std::size_t rows() const override {
@@ -280,6 +313,7 @@ class VulkanFlatStore final : public detail::FlatStore {
       for (std::size_t i = 0; i < take; ++i) {
         std::memcpy(dst + i * stride_, src + i * rb, rb);
         std::memset(dst + i * stride_ + rb, 0, stride_ - rb);
+        if (cfg_.storage == ScalarType::F32) note_row(reinterpret_cast<const float*>(src + i * rb));
       }
       up.copy(ring_[s], 0, chunks_[c].rows, off * stride_, take * stride_);
       up.submit();
@@ -287,6 +321,20 @@ class VulkanFlatStore final : public detail::FlatStore {
     });
     ring_streams_[0]->wait();
     ring_streams_[1]->wait();
+  }
+
+  // The largest |value| and squared norm of the fp32 rows stored (upper bounds: removed rows
+  // stay counted), for the screen's range and error bounds.
+  void note_row(const float* x) {
+    double n2 = 0, mx = 0;
+    for (std::size_t j = 0; j < cfg_.dim; ++j) {
+      const double v = std::fabs(double(x[j]));
+      n2 += v * v;
+      mx = std::max(mx, v);
+    }
+    if (!std::isfinite(n2) || !std::isfinite(mx)) finite_ = false;
+    max_abs_ = std::max(max_abs_, mx);
+    max_norm2_ = std::max(max_norm2_, n2);
   }
 
   // The device bitmaps of the chunks whose rows were deleted or restored since the last search,
@@ -319,7 +367,14 @@ class VulkanFlatStore final : public detail::FlatStore {
   // Shared memory scan_select needs for list capacity kp.
   std::size_t scan_shared(uint32_t kp, uint32_t bs) const { return std::size_t(kp + bs) * 8 + query_v4() * 16 + 64; }
 
-  void search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
+  // rows_copy: scan that buffer (the fp16 copy of chunk 0) with metric scan_metric instead.
+  void search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e,
+                    const Buffer* rows_copy = nullptr, int scan_metric = 0) const;
+  // The single-query screen: whether it applies to a search for k (making or extending the
+  // copy), the parameters for a query, and the recorded work (copy scan, screen_finish).
+  bool screen_ready(std::size_t nq, uint32_t k) const;
+  bool screen_params(const float* q, ScreenParams& sp) const;
+  void search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp) const;
   void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
   // Reduces entries [first, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
   // entries [0, k) of the buffer it returns (cur or the other one). first = k skips the running
@@ -350,6 +405,18 @@ class VulkanFlatStore final : public detail::FlatStore {
   std::unique_ptr<Stream> ring_streams_[2];
   mutable int result_buf_ = 0;         // which candidate buffer holds the last block's results
   mutable std::size_t result_ld_ = 0;  // and its entries per query
+  // The screen's fp16 copy of chunk 0 (rows times copy_scale_, a power of two that put the
+  // largest |value| into [2^14, 2^15) when it was made), valid for rows [0, copy_rows_) while
+  // copy_ok_; appends are encoded at the next screened search while they fit its scale.
+  mutable Buffer copy_;
+  mutable bool copy_ok_ = false;
+  mutable std::size_t copy_rows_ = 0;
+  mutable float copy_scale_ = 1.0f;
+  double max_abs_ = 0, max_norm2_ = 0;
+  bool finite_ = true;
+  // Outcomes since the copy was made: the screen stops after 8+ inconclusive answers over a
+  // quarter of its tries (data whose near distances fp16 cannot resolve).
+  mutable unsigned screen_tries_ = 0, screen_misses_ = 0;
 };
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
@@ -372,17 +439,21 @@ int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::siz
   }
 }
 
-void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const {
+void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e,
+                                   const Buffer* rows_copy, int scan_metric) const {
+  // The fp16 copy: 8 values a piece, so half the pieces of the fp32 rows (dim % 8 == 0).
+  const std::size_t rv4 = rows_copy != nullptr ? row_v4_ / 2 : row_v4_;
+  const int metric = rows_copy != nullptr ? scan_metric : metric_code(cfg_.metric);
+  const int storage = storage_code(rows_copy != nullptr ? ScalarType::F16 : cfg_.storage);
   // Invocations per row: up to 8 (128 contiguous bytes a group) where subgroup shuffles exist.
   const PhysicalDevice& pd = gpu_->physical();
   uint32_t g = 1;
   // HIVE_GPU_VULKAN_NO_COOP: one invocation a row (for A/B timing); read once.
   static const bool no_coop = env_size("HIVE_GPU_VULKAN_NO_COOP", 0) != 0;
   if (pd.compute_shuffle && !no_coop)
-    while (g < 8 && 2 * g <= row_v4_ && 2 * g <= pd.subgroup_size) g *= 2;
+    while (g < 8 && 2 * g <= rv4 && 2 * g <= pd.subgroup_size) g *= 2;
   VkPipeline scan = gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
-                                   {metric_code(cfg_.metric), storage_code(cfg_.storage), int32_t(kp), int32_t(bs),
-                                    int32_t(row_v4_), int32_t(e), int32_t(g)});
+                                   {metric, storage, int32_t(kp), int32_t(bs), int32_t(rv4), int32_t(e), int32_t(g)});
   const std::size_t max_wgs = k <= 64 ? 1024 : 256;
   auto rows_per_wg = [&](std::size_t n) {
     const std::size_t r = std::max<std::size_t>(4 * kWG, (n + max_wgs - 1) / max_wgs);
@@ -400,7 +471,8 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
     if (ch.n == 0) continue;
     const std::size_t rpw = rows_per_wg(ch.n), w = (ch.n + rpw - 1) / rpw;
     ScanPush sp{uint32_t(ch.n), uint32_t(c * chunk_max_), uint32_t(rpw), k, uint32_t(ld), k, uint32_t(q0)};
-    stream_.dispatch(scan, {&ch.rows, &queries_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
+    const Buffer& rows = rows_copy != nullptr ? *rows_copy : ch.rows;  // (a copy: one chunk)
+    stream_.dispatch(scan, {&rows, &queries_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
                      uint32_t(nq));
     cur = reduce(cur, nq, running ? 0 : k, (w + 1) * k, ld, k, kp, bs, e);
     running = true;
@@ -449,6 +521,95 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
   result_ld_ = ld;
 }
 
+bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
+  const Metric m = cfg_.metric;
+  if (nq > kFusedQueries || k > kScreenMaxK || cfg_.storage != ScalarType::F32 ||
+      (m != Metric::L2 && m != Metric::InnerProduct && m != Metric::Cosine) || cfg_.dim % 8 != 0 ||
+      rows_ < kScreenMinRows || chunks_.size() != 1 || !finite_ || !(max_abs_ > 0x1p-24 && max_abs_ < 0x1p100))
+    return false;
+  if (env_flag("HIVE_GPU_VULKAN_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
+  if (screen_misses_ >= 8 && 4 * screen_misses_ > screen_tries_) return false;
+  const Chunk& ch = chunks_[0];
+  const VkDeviceSize bytes = VkDeviceSize(ch.cap) * (stride_ / 2);
+  VkPipeline encode = gpu_->pipeline(Shader::EncodeHalf, {});
+  auto encode_rows = [&](std::size_t first, std::size_t n) {  // copy pieces of rows [first, first + n)
+    const std::size_t per_row = row_v4_ / 2, pieces = n * per_row;
+    const std::size_t groups = (pieces + 255) / 256, gx = std::min<std::size_t>(groups, 65535);
+    EncodePush ep{uint32_t(first * per_row), uint32_t(pieces), copy_scale_};
+    stream_.dispatch(encode, {&ch.rows, &copy_}, &ep, sizeof ep, uint32_t(gx), uint32_t((groups + gx - 1) / gx));
+  };
+  // Appended rows join the copy while their values fit its scale (below fp16's largest, 65504).
+  if (copy_ok_ && copy_.size() >= bytes && max_abs_ * double(copy_scale_) < 65504.0) {
+    if (copy_rows_ < rows_) encode_rows(copy_rows_, rows_ - copy_rows_);
+  } else {
+    int ex = 0;
+    (void)std::frexp(max_abs_, &ex);  // max_abs_ = m 2^ex, m in [0.5, 1): scaled into [2^14, 2^15)
+    copy_scale_ = std::ldexp(1.0f, 15 - ex);
+    ensure(copy_, bytes, Memory::Device);
+    encode_rows(0, rows_);
+    copy_ok_ = true;
+    screen_tries_ = screen_misses_ = 0;
+  }
+  copy_rows_ = rows_;
+  return true;
+}
+
+// Bounds, as on CUDA (CudaFlatStore::single_screen) but for Vulkan's looser arithmetic: an fma
+// may round twice (g_d = 2 (d + 2) u / (1 - 2 (d + 2) u), u = 2^-24), packHalf2x16 may round
+// toward zero (u_h = 2^-10) and flush fp16 subnormals (eta = 2^-14 / scale), X >= every row norm:
+//   |y - x| <= Delta = u_h X + eta sqrt(d) (y the copy unscaled);
+//   inner product / cosine: |copy key - exact key| <= E = (2 g_d + u_h + g_d u_h) |q| X
+//     + (1 + g_d) eta |q|_1 (+ 2 u (1 + |q| X) for cosine's 1 - dot);
+//   L2: both keys within g = (1 + u)^2 (1 + g_d) - 1 of |q - x|^2 and |q - y|^2 (relative).
+// Each doubled, then rounded up to float. The scan's query is q * scale (L2) or q / scale, exact.
+bool VulkanFlatStore::screen_params(const float* q, ScreenParams& sp) const {
+  double q2 = 0, q1 = 0, qmax = 0, qmin = std::numeric_limits<double>::infinity();
+  for (std::size_t j = 0; j < cfg_.dim; ++j) {
+    const double v = std::fabs(double(q[j]));
+    q2 += v * v;
+    q1 += v;
+    qmax = std::max(qmax, v);
+    if (v > 0) qmin = std::min(qmin, v);
+  }
+  if (!std::isfinite(q2)) return false;
+  const double d = double(cfg_.dim), u = 0x1p-24, uh = 0x1p-10, scale = copy_scale_;
+  const double gd = 2 * (d + 2) * u / (1 - 2 * (d + 2) * u), eta = 0x1p-14 / scale, qn = std::sqrt(q2);
+  const double X = std::sqrt(max_norm2_) * (1 + 0x1p-20);
+  const double up = 1 + 0x1p-20;  // rounding the bounds to float, upwards
+  if (cfg_.metric == Metric::L2) {
+    if (qmax > 0 && (qmax * scale > 0x1p100 || qmin * scale < 0x1p-100)) return false;
+    const double big = qmax * scale + 65504.0;
+    if (!(big * big * d < 0x1p120)) return false;
+    const double g = (1 + u) * (1 + u) * (1 + gd) - 1;
+    sp.qscale = float(scale);
+    sp.score_scale = float(1.0 / (scale * scale));
+    sp.bound_g = float(2 * g * up);
+    sp.bound_e = float(2 * (uh * X + eta * std::sqrt(d)) * up);
+  } else {
+    if (qmax > 0 && (qmin / scale < 0x1p-100 || qmax / scale > 0x1p100)) return false;
+    double e = (2 * gd + uh + gd * uh) * qn * X + (1 + gd) * eta * q1 + 0x1p-120 * d;
+    if (cfg_.metric == Metric::Cosine) e += 2 * u * (1 + qn * X);
+    sp.qscale = float(1.0 / scale);
+    sp.score_scale = 1.0f;
+    sp.bound_g = 0.0f;
+    sp.bound_e = float(2 * e * up);
+  }
+  return std::isfinite(sp.bound_e) && std::isfinite(sp.bound_g);
+}
+
+void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp) const {
+  // The copy's scan on the scaled queries (entries nq .. 2 nq of the query buffer): 32 a query.
+  const uint32_t e = 4, bs = 8 * kWG;
+  const int scan_metric = metric_code(cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct);
+  search_fused(nq, nq, kScreenList, kScreenList, bs, e, &copy_, scan_metric);
+  const int cur = result_buf_;
+  VkPipeline finish = gpu_->pipeline(Shader::ScreenFinish, {metric_code(cfg_.metric), int32_t(row_v4_)});
+  FinishPush fp{uint32_t(result_ld_), uint32_t(result_ld_), k, 0, sp.score_scale, sp.bound_g, sp.bound_e};
+  stream_.dispatch(finish, {&chunks_[0].rows, &queries_, &keys(cur), &rowsb(cur), &keys(cur ^ 1), &rowsb(cur ^ 1)},
+                   &fp, sizeof fp, 1, uint32_t(nq));
+  result_buf_ = cur ^ 1;
+}
+
 void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, float* distances, int64_t* rows) const {
   std::lock_guard<std::mutex> lock(mu_);
   const uint32_t k = uint32_t(k_in);
@@ -475,21 +636,8 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
   const std::size_t block = std::max<std::size_t>(
       1, std::min<std::size_t>({nq, 4096, std::size_t(max_buffer_ / qbytes), std::size_t(max_buffer_ / (24 * k))}));
   const auto* src = static_cast<const unsigned char*>(queries);
-  for (std::size_t q0 = 0; q0 < nq; q0 += block) {
-    const std::size_t n = std::min(block, nq - q0);
-    ensure(upload_, VkDeviceSize(n * qbytes), Memory::Upload);
-    ensure(queries_, VkDeviceSize(n * qbytes), Memory::Device);
-    auto* dst = upload_.as<unsigned char>();
-    for (std::size_t i = 0; i < n; ++i) {
-      std::memcpy(dst + i * qbytes, src + (q0 + i) * in_row, in_row);
-      std::memset(dst + i * qbytes + in_row, 0, qbytes - in_row);
-    }
-    stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(n * qbytes));
-    if (n <= kFusedQueries && fits)
-      search_fused(0, n, k, kp, bs, e);
-    else
-      search_tiled(0, n, k, kp, bs, e);
-    // Each query's first k entries of the result buffer -> readback, one region per query.
+  // Each query's first k entries of the result buffer -> readback, one region per query.
+  auto read_results = [&](std::size_t n) {
     ensure(readback_, VkDeviceSize(n * k) * 8, Memory::Readback);
     std::vector<VkBufferCopy> kr(n), rr(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -499,6 +647,51 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     stream_.copy_regions(keys(result_buf_), readback_, kr);
     stream_.copy_regions(rowsb(result_buf_), readback_, rr);
     stream_.run();
+  };
+  for (std::size_t q0 = 0; q0 < nq; q0 += block) {
+    const std::size_t n = std::min(block, nq - q0);
+    // The screen: the queries again after them, scaled for the copy (see screen_params).
+    ScreenParams sp;
+    bool screen = scan_shared(kScreenList, 8 * kWG) <= gpu_->physical().max_shared_bytes && screen_ready(n, k);
+    for (std::size_t i = 0; i < n && screen; ++i) {
+      ScreenParams one;
+      screen = screen_params(reinterpret_cast<const float*>(src + (q0 + i) * in_row), one);
+      sp.qscale = one.qscale;  // the same for every query: the copy's scale
+      sp.score_scale = one.score_scale;
+      sp.bound_g = std::max(sp.bound_g, one.bound_g);
+      sp.bound_e = std::max(sp.bound_e, one.bound_e);
+    }
+    const std::size_t staged = screen ? 2 * n : n;
+    ensure(upload_, VkDeviceSize(staged * qbytes), Memory::Upload);
+    ensure(queries_, VkDeviceSize(staged * qbytes), Memory::Device);
+    auto* dst = upload_.as<unsigned char>();
+    for (std::size_t i = 0; i < n; ++i) {
+      std::memcpy(dst + i * qbytes, src + (q0 + i) * in_row, in_row);
+      std::memset(dst + i * qbytes + in_row, 0, qbytes - in_row);
+      if (!screen) continue;
+      float* scaled = reinterpret_cast<float*>(dst + (n + i) * qbytes);
+      const float* qi = reinterpret_cast<const float*>(src + (q0 + i) * in_row);
+      for (std::size_t j = 0; j < cfg_.dim; ++j) scaled[j] = qi[j] * sp.qscale;
+      std::memset(dst + (n + i) * qbytes + in_row, 0, qbytes - in_row);
+    }
+    stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(staged * qbytes));
+    if (screen)
+      search_screened(n, k, sp);
+    else if (n <= kFusedQueries && fits)
+      search_fused(0, n, k, kp, bs, e);
+    else
+      search_tiled(0, n, k, kp, bs, e);
+    read_results(n);
+    if (screen) {
+      ++screen_tries_;
+      bool unsure = false;
+      for (std::size_t i = 0; i < n; ++i) unsure = unsure || readback_.as<uint32_t>()[(n + i) * k] == kUnsure;
+      if (unsure) {  // the copy could not decide for some query: the fp32 rows for the block
+        ++screen_misses_;
+        search_fused(0, n, k, kp, bs, e);
+        read_results(n);
+      }
+    }
     const float* rk = readback_.as<float>();
     const uint32_t* rrow = readback_.as<uint32_t>() + n * k;
     for (std::size_t i = 0; i < n * k; ++i) {

@@ -1,0 +1,112 @@
+#version 450
+// The end of a screened single query (see VulkanFlatStore::screen_params): the W = 32 best rows
+// of query y by the fp16 copy's keys (in_keys / in_rows, any order) are re-scored from the fp32
+// rows, and their k best are the exact answer when no row outside them can beat the k-th: every
+// outside row's copy key is at least the largest of the 32, s, and its exact key then at least
+//   inner product: s - bound_e (cosine: 1 + s - bound_e, s being -dot);
+//   L2: (1 - g) max(0, sqrt(s / (1 + g)) - bound_e)^2, g = bound_g, s in true units (key * score_scale).
+// Then out holds the k best (key, row) in order; otherwise out_rows[y * out_ld] = UNSURE and the
+// host scans the fp32 rows. Workgroup y: 8 invocations per candidate, each a share of its pieces.
+#extension GL_GOOGLE_include_directive : require
+
+layout(local_size_x = 256) in;
+#define WG 256u
+#define W 32u
+#define PARTS 8u
+layout(constant_id = 0) const int METRIC = 0;     // the exact metric: L2, IP or COS
+layout(constant_id = 1) const uint ROW_V4 = 32;   // 16-byte pieces of an fp32 row
+
+#include "common.glsl"
+
+const uint UNSURE = 0xfffffffeu;
+
+layout(std430, binding = 0) readonly buffer Rows { uvec4 rows[]; };
+layout(std430, binding = 1) readonly buffer Queries { uvec4 queries[]; };
+layout(std430, binding = 2) readonly buffer InKeys { float in_keys[]; };
+layout(std430, binding = 3) readonly buffer InRows { uint in_rows[]; };
+layout(std430, binding = 4) writeonly buffer OutKeys { float out_keys[]; };
+layout(std430, binding = 5) writeonly buffer OutRows { uint out_rows[]; };
+
+layout(push_constant) uniform Push {
+  uint in_ld;
+  uint out_ld;
+  uint k;
+  uint q_first;      // the fp32 query of workgroup 0
+  float score_scale;
+  float bound_g;
+  float bound_e;
+} p;
+
+shared uvec4 sq[ROW_V4];
+shared float part[WG];
+shared float ekey[W];
+shared uint erow[W];
+
+void main() {
+  uint tid = gl_LocalInvocationIndex, y = gl_WorkGroupID.y;
+  for (uint c = tid; c < ROW_V4; c += WG) sq[c] = queries[(p.q_first + y) * ROW_V4 + c];
+  barrier();
+  uint j = tid / PARTS, g = tid % PARTS;
+  uint row = in_rows[y * p.in_ld + j];
+  vec4 acc = vec4(0.0);
+  if (row != NONE)
+    for (uint c = g; c < ROW_V4; c += PARTS)
+      acc = metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(rows[row * ROW_V4 + c]));
+  part[tid] = (acc.x + acc.y) + (acc.z + acc.w);
+  barrier();
+  if (tid < W) {
+    uint r = in_rows[y * p.in_ld + tid];
+    float s = 0.0;
+    for (uint i = 0u; i < PARTS; ++i) s += part[tid * PARTS + i];
+    float key = METRIC == M_IP ? -s : METRIC == M_COS ? 1.0 - s : s;
+    bool ok = r != NONE && !isnan(key);
+    ekey[tid] = ok ? key : INF;
+    erow[tid] = ok ? r : NONE;
+  }
+  barrier();
+  if (tid != 0u) return;
+  // The largest copy key among the candidates, and whether all 32 slots hold a row (fewer:
+  // every live row was a candidate).
+  float worst = -INF;
+  bool full = true;
+  for (uint i = 0u; i < W; ++i) {
+    if (in_rows[y * p.in_ld + i] == NONE) full = false;
+    else worst = max(worst, in_keys[y * p.in_ld + i]);
+  }
+  // Insertion sort of the exact keys (key, then row).
+  for (uint i = 1u; i < W; ++i) {
+    float kk = ekey[i];
+    uint rr = erow[i];
+    uint t = i;
+    while (t > 0u && (ekey[t - 1u] > kk || (ekey[t - 1u] == kk && erow[t - 1u] > rr))) {
+      ekey[t] = ekey[t - 1u];
+      erow[t] = erow[t - 1u];
+      --t;
+    }
+    ekey[t] = kk;
+    erow[t] = rr;
+  }
+  bool sure = !full;
+  float kth = ekey[p.k - 1u];
+  if (!sure && erow[p.k - 1u] != NONE) {
+    float s = worst * p.score_scale;
+    float lower;
+    if (METRIC == M_L2) {
+      float r = sqrt(max(s, 0.0) / (1.0 + p.bound_g)) * (1.0 - 1e-6) - p.bound_e;
+      lower = r > 0.0 ? (1.0 - p.bound_g) * r * r * (1.0 - 1e-6) : 0.0;
+    } else {
+      lower = s - p.bound_e + (METRIC == M_COS ? 1.0 : 0.0);
+      lower -= abs(lower) * 1e-6 + abs(s) * 1e-6;  // the float arithmetic of this line
+    }
+    sure = lower > kth;
+  }
+  uint o = y * p.out_ld;
+  if (sure) {
+    for (uint i = 0u; i < p.k; ++i) {
+      out_keys[o + i] = ekey[i];
+      out_rows[o + i] = erow[i];
+    }
+  } else {
+    out_rows[o] = UNSURE;
+  }
+}
