@@ -17,19 +17,7 @@ namespace {
 
 using namespace hive::gpu;
 
-double exact(Metric m, const float* a, const float* b, std::size_t dim) {
-  double s = 0, na = 0, nb = 0;
-  for (std::size_t j = 0; j < dim; ++j) {
-    const double x = a[j], y = b[j];
-    if (m == Metric::L2) s += (x - y) * (x - y);
-    else s += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  if (m == Metric::L2) return s;
-  if (m == Metric::InnerProduct) return -s;
-  return 1.0 - s / std::sqrt(na * nb);  // cosine distance
-}
+using hive::gpu::cuda::test::exact_score;
 
 TEST(CudaScreenShadow, WideRangeRowsStayExact) {
   REQUIRE_DEVICE();
@@ -54,7 +42,7 @@ TEST(CudaScreenShadow, WideRangeRowsStayExact) {
     const SearchResult res = index.search(nq, q.data(), k);
     std::vector<double> s(n);
     for (std::size_t i = 0; i < nq; ++i) {
-      for (std::size_t r = 0; r < n; ++r) s[r] = exact(m, q.data() + i * dim, x.data() + r * dim, dim);
+      for (std::size_t r = 0; r < n; ++r) s[r] = exact_score(m, q.data() + i * dim, x.data() + r * dim, dim);
       std::vector<double> sorted = s;
       std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
       const double kth = sorted[std::size_t(k - 1)];

@@ -25,19 +25,7 @@ using hive::gpu::cuda::single_screen_stats;
 
 constexpr int kPlainK = 17;  // above the screen's largest k: the plain fp32 scan
 
-double exact(Metric m, const float* a, const float* b, std::size_t dim) {
-  double s = 0, na = 0, nb = 0;
-  for (std::size_t j = 0; j < dim; ++j) {
-    const double x = a[j], y = b[j];
-    if (m == Metric::L2) s += (x - y) * (x - y);
-    else s += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  if (m == Metric::L2) return s;
-  if (m == Metric::InnerProduct) return -s;
-  return 1.0 - s / std::sqrt(na * nb);
-}
+using hive::gpu::cuda::test::exact_score;
 
 // The k-row answer for q equals the plain scan's first k rows, ids and distances bitwise.
 void expect_plain(FlatIndex& index, const float* q, int k) {
@@ -53,7 +41,7 @@ void expect_plain(FlatIndex& index, const float* q, int k) {
 void expect_exact(FlatIndex& index, Metric m, const std::vector<float>& x, std::size_t dim, const float* q, int k) {
   const std::size_t n = x.size() / dim;
   std::vector<double> s(n);
-  for (std::size_t r = 0; r < n; ++r) s[r] = exact(m, q, x.data() + r * dim, dim);
+  for (std::size_t r = 0; r < n; ++r) s[r] = exact_score(m, q, x.data() + r * dim, dim);
   std::vector<double> sorted = s;
   std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
   const double kth = sorted[std::size_t(k - 1)];
