@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -85,6 +86,41 @@ TEST(CudaSingleScreen, AnswersEqualThePlainScan) {
   }
 }
 
+// The answer for q with the copy equals the one without it (HIVE_GPU_CUDA_NO_F16_SCREEN=1, read
+// per search), ids and distances bitwise.
+void expect_same_without_copy(FlatIndex& index, const float* q, int k) {
+  const SearchResult got = index.search(1, q, k);
+  setenv("HIVE_GPU_CUDA_NO_F16_SCREEN", "1", 1);
+  const SearchResult plain = index.search(1, q, k);
+  unsetenv("HIVE_GPU_CUDA_NO_F16_SCREEN");
+  for (int j = 0; j < k; ++j) {
+    ASSERT_EQ(got.id(0, j), plain.id(0, j)) << "k " << k << " rank " << j;
+    ASSERT_EQ(got.distance(0, j), plain.distance(0, j)) << "k " << k << " rank " << j;
+  }
+}
+
+// 32 < k <= 1024: the copy's scores, their 2k best re-scored, the same bound check.
+TEST(CudaSingleScreen, LargeKEqualsThePlainScan) {
+  REQUIRE_DEVICE();
+  const std::size_t n = 20000, dim = 64;
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+  std::vector<float> x(n * dim), q(4 * dim);
+  for (float& v : x) v = uni(rng);
+  for (float& v : q) v = uni(rng);
+  for (Metric m : {Metric::L2, Metric::InnerProduct, Metric::Cosine}) {
+    SCOPED_TRACE(to_string(m));
+    FlatIndex index(Context::open("cuda"), dim, m);
+    index.add(n, x.data());
+    const auto before = single_screen_stats();
+    for (std::size_t i = 0; i < 4; ++i)
+      for (int k : {33, 100, 1024}) expect_same_without_copy(index, q.data() + i * dim, k);
+    for (int k : {33, 1024}) expect_exact(index, m, x, dim, q.data(), k);
+    const auto after = single_screen_stats();
+    EXPECT_GT(after.answered, before.answered);
+  }
+}
+
 TEST(CudaSingleScreen, NearTiesFallBackToTheFp32Rows) {
   REQUIRE_DEVICE();
   // Rows a common vector apart by 1e-6 relative: below fp16's resolution (2^-11), so the copy
@@ -104,6 +140,7 @@ TEST(CudaSingleScreen, NearTiesFallBackToTheFp32Rows) {
     for (int i = 0; i < 4; ++i) {
       std::vector<float> q(x.begin() + std::ptrdiff_t(i * 997 * dim), x.begin() + std::ptrdiff_t((i * 997 + 1) * dim));
       expect_plain(index, q.data(), 10);
+      expect_same_without_copy(index, q.data(), 100);
       if (m == Metric::L2) {
         const SearchResult r = index.search(1, q.data(), 1);
         EXPECT_EQ(r.id(0, 0), int64_t(i * 997));  // the row itself, at distance 0

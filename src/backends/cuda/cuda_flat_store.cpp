@@ -16,8 +16,9 @@
 //    fp32 stores (L2 / inner product / cosine, k <= 16, >= kSingleScreenMinRows rows) scan
 //    their fp16 copy instead, half the bytes, and the last block re-scores its 32 best from the
 //    fp32 rows; proven error bounds decide whether those hold the exact k best, else the fp32
-//    rows are scanned (single_screen). HIVE_GPU_CUDA_NO_F16_SCREEN=1 (read per search) turns
-//    this and the batches' fp16 screen off.
+//    rows are scanned (single_screen). 32 < k <= 1024: the copy's scores, their 2k best by
+//    radix selection, re-scored, and the same bound check (single_query_large_k).
+//    HIVE_GPU_CUDA_NO_F16_SCREEN=1 (read per search) turns these and the batches' fp16 screen off.
 //  - scan: one kernel scores every live row for up to 8 queries per pass (one warp per row,
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
 //  - screen (L2 / inner product / cosine, batches >= kGemmMinQueries, stores >= kScreenMinRows,
@@ -301,8 +302,12 @@ class CudaFlatStore final : public detail::FlatStore {
   // rows[0] == kScreenInconclusive asks for the plain scan.
   bool single_fused() const;
   bool single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows, bool screen) const;
-  // Fills the screen's part of `o` (the copy, the scaled query, the error bounds) where it applies.
-  bool single_screen(const float* hq, int k, FusedOutput& o) const;
+  // Fills the screen's part of `o` (the copy, the scaled query, the error bounds) where it
+  // applies (k <= max_k among other conditions).
+  bool single_screen(const float* hq, int k, FusedOutput& o, int max_k) const;
+  // k > 32 through the copy (o as single_screen filled it, o.scores the score buffer).
+  void single_query_large_k(const float* hq, int k, const uint32_t* bitmap, FusedOutput& o, float* dist,
+                            int64_t* rows) const;
   void scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist, int64_t* drows) const;
   // The k best keys of each query over v (cuBLAS score tiles, each reduced to candidates,
   // re-scored exactly), sorted, into out[q * select_capacity(k) ...].
@@ -412,7 +417,7 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   if (k <= 32) {
     // One launch: the blocks' lists are merged by the last block, which writes the results.
     ScanArgs a = scan_args(dq, 1);
-    const bool screened = screen && dq == nullptr && single_screen(hq, k, o);
+    const bool screened = screen && dq == nullptr && single_screen(hq, k, o, kFusedScreenMaxK);
     if (screened) {  // the fp16 copy, scanned as L2 or inner product (cosine: see single_screen)
       a.base = shadow_.get();
       a.storage = ScalarType::F16;
@@ -435,12 +440,49 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   // Larger k: the same scan writes every score, then a radix selection over them.
   ws_scores_.ensure(n * sizeof(float));
   o.scores = ws_scores_.as<float>();
+  if (screen && dq == nullptr && 2 * k <= kMaxK && single_screen(hq, k, o, kMaxK / 2)) {
+    single_query_large_k(hq, k, bitmap, o, dist, rows);
+    return true;
+  }
   launch_scan_select(scan_args(dq, 1), o, s);
   ws_radix_.ensure(radix_select_workspace_bytes(1, n, k));
   ws_keys_.ensure(std::size_t(k) * sizeof(uint64_t));
   radix_select(ws_scores_.as<float>(), n, 1, n, bitmap, k, ws_keys_.as<uint64_t>(), std::size_t(k), ws_radix_.get(), s);
   launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(k), 1, k, o.negate, dist, rows, s);
   return false;
+}
+
+// Large k through the fp16 copy: its scores of every row, their m = 2k best by radix selection,
+// the first m - 1 of those re-scored exactly (the m-th stays the copy's: every other row's copy
+// score is at least its), the k best of them written, then the bound check (launch_screen_check)
+// marks the answer inconclusive unless it proves no other row enters the k best.
+void CudaFlatStore::single_query_large_k(const float* hq, int k, const uint32_t* bitmap, FusedOutput& o,
+                                         float* dist, int64_t* rows) const {
+  cudaStream_t s = stream_->get();
+  const std::size_t n = rows_, dim = cfg_.dim;
+  ScanArgs a = scan_args(nullptr, 1);
+  a.base = shadow_.get();
+  a.storage = ScalarType::F16;
+  a.metric = cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct;  // (cosine: see single_screen)
+  FusedOutput so = o;
+  so.exact_rows = nullptr;  // scores only: no in-kernel re-score
+  so.blocks = scan_select_blocks(n, ScalarType::F16);
+  launch_scan_select(a, so, s);
+  const int m = 2 * k, cap = select_capacity(k);
+  ws_radix_.ensure(radix_select_workspace_bytes(1, n, m));
+  ws_keys_.ensure(std::size_t(m) * sizeof(uint64_t));
+  radix_select(ws_scores_.as<float>(), n, 1, n, bitmap, m, ws_keys_.as<uint64_t>(), std::size_t(m), ws_radix_.get(), s);
+  ws_queries_.ensure(dim * sizeof(float));
+  check(cudaMemcpyAsync(ws_queries_.get(), hq, dim * sizeof(float), cudaMemcpyHostToDevice, s), "upload query");
+  launch_rescore(scan_args(ws_queries_.get(), 1), ws_keys_.as<uint64_t>(), std::size_t(m - 1), std::size_t(m), s);
+  const std::size_t scratch = select_scratch_keys(1, std::size_t(m - 1), cap) * sizeof(uint64_t);
+  ws_a_.ensure(scratch);
+  ws_b_.ensure(scratch);
+  ws_keys2_.ensure(std::size_t(cap) * sizeof(uint64_t));
+  select_from_keys(ws_keys_.as<uint64_t>(), std::size_t(m), 1, std::size_t(m - 1), cap, ws_keys2_.as<uint64_t>(),
+                   std::size_t(cap), ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
+  launch_finalize(ws_keys2_.as<uint64_t>(), std::size_t(cap), 1, k, o.negate, dist, rows, s);
+  launch_screen_check(ws_keys_.as<uint64_t>() + (m - 1), ws_keys2_.as<uint64_t>(), k, o, a.metric, rows, s);
 }
 
 // The single-query screen: fp32 rows read through their fp16 copy (half the bytes: the scan is
@@ -459,9 +501,9 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
 //   scale^-2: exact), and | |q - y| - |q - x| | <= Delta.
 // Every bound is doubled for safety; screen_finish (scan.cu) turns them into the lower bound of
 // the exact score of rows outside the list.
-bool CudaFlatStore::single_screen(const float* hq, int k, FusedOutput& o) const {
+bool CudaFlatStore::single_screen(const float* hq, int k, FusedOutput& o, int max_k) const {
   const std::size_t dim = cfg_.dim;
-  if (cfg_.storage != ScalarType::F32 || !uses_norms() || k > kFusedScreenMaxK || dim % 8 != 0 ||
+  if (cfg_.storage != ScalarType::F32 || !uses_norms() || k > max_k || dim % 8 != 0 ||
       dim > kFusedParamDims || rows_ < kSingleScreenMinRows)
     return false;
   if (env_set("HIVE_GPU_CUDA_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both

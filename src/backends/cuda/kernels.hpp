@@ -67,6 +67,13 @@ struct FusedOutput {
 };
 inline constexpr int64_t kScreenInconclusive = -2;
 inline constexpr int kFusedScreenMaxK = 16;
+// The large-k form of the same screen (the caller's steps: the copy's scores, their m best by
+// radix selection, the first m - 1 re-scored and the k best of those kept): rows[0] =
+// kScreenInconclusive unless the bounds of `o` (as single_screen fills them; `scanned` the
+// metric the copy was scanned with) prove no row outside the m - 1 enters the k best.
+// approx_last: the m-th copy key; exact: the k best exact keys, sorted.
+void launch_screen_check(const uint64_t* approx_last, const uint64_t* exact, int k, const FusedOutput& o,
+                         Metric scanned, int64_t* rows, cudaStream_t stream);
 bool fused_supported(const ScanArgs& a);
 inline constexpr std::size_t kTicketsLd = 64;  // ticket counters per query (1 + blocks / 16)
 inline constexpr int kFusedMaxK = 32;          // the fused kernel's own results (wave lists)

@@ -295,6 +295,30 @@ __device__ __forceinline__ void exact_scores(const HwWave<W>& wv, const float* c
   for (int r = 0; r < R; ++r) out[r] = finish<M>(wave_reduce<M>(wv, acc[r]));
 }
 
+// The least exact score a row can have whose fp16-copy score (true units) is at least sw, under
+// the host's bounds (CudaFlatStore::single_screen): L2 (1 - g) max(0, sqrt(sw / (1 + g)) - e)^2;
+// inner product sw - e; cosine 1 + sw - e (sw being -dot).
+__device__ __forceinline__ double screen_lower(bool l2, int exact_metric, double sw, double g, double e) {
+  if (l2) {
+    const double r = sqrt(fmax(sw, 0.0) / (1.0 + g)) - e;
+    return r > 0.0 ? (1.0 - g) * r * r : 0.0;
+  }
+  return sw - e + (exact_metric == int(Metric::Cosine) ? 1.0 : 0.0);
+}
+
+// The large-k screen's verdict (one thread): `approx_last` is the copy's m-th best key (rows
+// outside the m - 1 re-scored candidates score at least that), `exact` the k best exact keys of
+// the candidates, sorted. Where the bound cannot prove them the k best of all rows, rows[0] =
+// kScreenInconclusive (the results were written before, by launch_finalize).
+__global__ void screen_check_kernel(const uint64_t* approx_last, const uint64_t* exact, int k, int l2,
+                                    int exact_metric, double score_scale, double g, double e, int64_t* rows) {
+  const uint64_t last = *approx_last, kth = exact[k - 1];
+  bool sure = last == kEmptyKey;  // fewer than m live rows: every one was re-scored
+  if (!sure && kth != kEmptyKey)
+    sure = screen_lower(l2 != 0, exact_metric, double(key_score(last)) * score_scale, g, e) > double(key_score(kth));
+  if (!sure) rows[0] = kScreenInconclusive;
+}
+
 // The end of a screened single query, in the last block: `best` (wave 0, lane i the i-th) holds
 // the W best rows by their fp16 copy's scores. Each is re-scored from its fp32 row (q: the fp32
 // query in shared memory); the k best of those are the exact answer when no row outside the list
@@ -340,17 +364,9 @@ __device__ __forceinline__ void screen_finish(const HwWave<W>& wv, const FusedAr
   const uint64_t mine = wave::sort_lanes(wv, sh[W + lane]);  // lane i: the i-th exact key
   const uint64_t kth = wv.shfl(mine, a.k - 1), last = sh[W - 1];
   bool sure = last == kEmptyKey;  // fewer than W rows scored: all of them are in the list
-  if (!sure && kth != kEmptyKey) {
-    const double sw = double(key_score(last)) * a.score_scale;
-    double lower;
-    if constexpr (M == Metric::L2) {
-      const double r = sqrt(fmax(sw, 0.0) / (1.0 + a.bound_g)) - a.bound_e;
-      lower = r > 0.0 ? (1.0 - a.bound_g) * r * r : 0.0;
-    } else {
-      lower = sw - a.bound_e + (a.exact_metric == int(Metric::Cosine) ? 1.0 : 0.0);
-    }
-    sure = lower > double(key_score(kth));
-  }
+  if (!sure && kth != kEmptyKey)
+    sure = screen_lower(M == Metric::L2, a.exact_metric, double(key_score(last)) * a.score_scale, a.bound_g,
+                        a.bound_e) > double(key_score(kth));
   if (sure && lane < a.k) {
     const float inf = __int_as_float(0x7f800000);
     const float sc = mine == kEmptyKey ? inf : key_score(mine);
@@ -737,7 +753,7 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   f.res_rows = o.rows;
   f.res_dist = o.distances;
   f.list_k = o.k;
-  f.qscale = 1.0f;
+  f.qscale = o.qscale;
   std::size_t smem = a.dim * sizeof(float);
   if (o.exact_rows != nullptr) {
     if (a.storage != ScalarType::F16 || !vec_ok(a) || f.queries != nullptr || o.k > kFusedScreenMaxK ||
@@ -746,7 +762,6 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
     f.exact_rows = o.exact_rows;
     f.exact_metric = int(o.exact_metric);
     f.list_k = 1 << 16;  // every wave list keeps all its W keys exact
-    f.qscale = o.qscale;
     f.score_scale = o.score_scale;
     f.bound_g = o.bound_g;
     f.bound_e = o.bound_e;
@@ -758,6 +773,13 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
     });
   });
   check(cudaGetLastError(), "fused scan kernel launch");
+}
+
+void launch_screen_check(const uint64_t* approx_last, const uint64_t* exact, int k, const FusedOutput& o,
+                         Metric scanned, int64_t* rows, cudaStream_t stream) {
+  screen_check_kernel<<<1, 1, 0, stream>>>(approx_last, exact, k, scanned == Metric::L2 ? 1 : 0, int(o.exact_metric),
+                                           o.score_scale, o.bound_g, o.bound_e, rows);
+  check(cudaGetLastError(), "screen check kernel launch");
 }
 
 void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::size_t ld, cudaStream_t stream) {
