@@ -209,7 +209,9 @@ int main(int argc, char** argv) {
       }
       for (const Case& c : cases) {
         Row r = time_case(idx, x, n, d, c.nq, c.k, floor_us, quick, false);
-        if (c.nq == 1 && c.k <= 16 && n >= 16384) r.screen = "f16 copy";  // single_screen in cuda_flat_store.cpp
+        // single_screen / single_query_large_k in cuda_flat_store.cpp
+        if (c.nq == 1 && n >= 16384 && (c.k <= 16 || (c.k > 32 && c.k <= 1024)))
+          r.screen = c.k <= 16 ? "f16 copy" : "f16 copy + radix";
         rows.push_back(r);
         print_row(r);
       }
