@@ -521,7 +521,9 @@ bool CudaFlatStore::single_screen(const float* hq, int k, FusedOutput& o, int ma
   const double gd = d * u / (1 - d * u), eta = 0x1p-25 / scale, qn = std::sqrt(q2);
   const double X = std::sqrt(double(shadow_norm2_) * (1 + 2 * gd));  // the norms' own fp32 error
   if (cfg_.metric == Metric::L2) {
-    // The scan's query q * scale and its squared differences from the copy stay far from overflow.
+    // The scan's query q * scale stays normal (an exact scaling), and its squared differences
+    // from the copy stay far from overflow.
+    if (qmax > 0 && qmin * scale < 0x1p-126) return false;
     const double big = qmax * scale + 65504.0;
     if (!(big * big * d < 0x1p120)) return false;
     const double g = (1 + u) * (1 + u) * (1 + gd) - 1;
