@@ -58,6 +58,8 @@
 #include "backends/cuda/dot_tile.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/radix_select.hpp"
+#include "core/copy_screen.hpp"
+#include "core/env.hpp"
 #include "hive_gpu/error.hpp"
 #if !defined(HIVE_GPU_HIP)
 #include "backends/cuda/blas.hpp"
@@ -89,19 +91,8 @@ std::atomic<uint64_t> g_screen_answered{0}, g_screen_inconclusive{0};
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
-bool env_set(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
-}
-
-// A positive integer from the environment (read per call), or `fallback`.
-std::size_t env_size(const char* name, std::size_t fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  const unsigned long long x = std::strtoull(v, &end, 10);
-  return (end != nullptr && *end == '\0' && x > 0) ? std::size_t(x) : fallback;
-}
+using detail::env_flag;
+using detail::env_size;  // (both read per call)
 
 #if !defined(HIVE_GPU_HIP)
 // Error bound of the screen's scores: |screen score - exact score| <= a |q| |r| + b (|q|^2 + |r|^2),
@@ -256,7 +247,7 @@ class CudaFlatStore final : public detail::FlatStore {
   bool use_gemm(std::size_t nq) const {
     if (nq < kGemmMinQueries) return false;
     if (cfg_.metric != Metric::L2 && cfg_.metric != Metric::InnerProduct && cfg_.metric != Metric::Cosine) return false;
-    static const bool disabled = env_set("HIVE_GPU_CUDA_NO_GEMM");
+    static const bool disabled = env_flag("HIVE_GPU_CUDA_NO_GEMM");
     return !disabled;
   }
   // cuBLAS for the matrix products, where it loads (never on HIP or in portable mode).
@@ -329,7 +320,7 @@ class CudaFlatStore final : public detail::FlatStore {
   void extend_shadow(std::size_t first, std::size_t n);
   void drop_shadow() {
     shadow_ok_ = false;
-    screen_tries_ = screen_misses_ = 0;
+    screen_tally_.reset();
   }
   // Largest |value| of `count` fp32 values and largest squared norm of `n` norms on the device.
   std::pair<float, float> device_maxima(const float* values, std::size_t count, const float* norms,
@@ -362,9 +353,8 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable PinnedBuffer pin_max_;
   mutable bool shadow_ok_ = false, shadow_usable_ = false;
   mutable float shadow_scale_ = 1.0f, shadow_max_ = 0.0f, shadow_norm2_ = 0.0f;
-  // The single-query screen's outcomes since the copy was made: it stops when over a quarter of
-  // its answers (at least 8) were inconclusive (data whose near distances the fp16 error hides).
-  mutable unsigned screen_tries_ = 0, screen_misses_ = 0;
+  // The single-query screen's outcomes since the copy was made.
+  mutable detail::ScreenTally screen_tally_;
 };
 
 void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
@@ -393,7 +383,7 @@ void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const ui
 }
 
 bool CudaFlatStore::single_fused() const {
-  static const bool legacy_scan = env_set("HIVE_GPU_CUDA_LEGACY_SCAN");
+  static const bool legacy_scan = env_flag("HIVE_GPU_CUDA_LEGACY_SCAN");
   return !legacy_scan && fused_supported(scan_args(nullptr, 1));
 }
 
@@ -506,19 +496,13 @@ bool CudaFlatStore::single_screen(const float* hq, int k, FusedOutput& o, int ma
   if (cfg_.storage != ScalarType::F32 || !uses_norms() || k > max_k || dim % 8 != 0 ||
       dim > kFusedParamDims || rows_ < kSingleScreenMinRows)
     return false;
-  if (env_set("HIVE_GPU_CUDA_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
-  if (screen_misses_ >= 8 && 4 * screen_misses_ > screen_tries_) return false;
-  double q2 = 0, q1 = 0, qmax = 0, qmin = std::numeric_limits<double>::infinity();
-  for (std::size_t j = 0; j < dim; ++j) {
-    const double v = std::fabs(double(hq[j]));
-    q2 += v * v;
-    q1 += v;
-    qmax = std::max(qmax, v);
-    if (v > 0) qmin = std::min(qmin, v);
-  }
-  if (!std::isfinite(q2) || !ensure_shadow()) return false;
+  if (env_flag("HIVE_GPU_CUDA_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
+  if (!screen_tally_.worth_trying()) return false;
+  const detail::QueryMagnitudes qm = detail::query_magnitudes(hq, dim);
+  const double q1 = qm.l1, qmax = qm.max, qmin = qm.min_nonzero;
+  if (!std::isfinite(qm.norm2) || !ensure_shadow()) return false;
   const double d = double(dim), u = 0x1p-24, uh = 0x1p-11, scale = shadow_scale_;
-  const double gd = d * u / (1 - d * u), eta = 0x1p-25 / scale, qn = std::sqrt(q2);
+  const double gd = d * u / (1 - d * u), eta = 0x1p-25 / scale, qn = std::sqrt(qm.norm2);
   const double X = std::sqrt(double(shadow_norm2_) * (1 + 2 * gd));  // the norms' own fp32 error
   if (cfg_.metric == Metric::L2) {
     // The scan's query q * scale stays normal (an exact scaling), and its squared differences
@@ -621,7 +605,7 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
                               int64_t* drows) const {
   const int cap_k = select_capacity(k);
   ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
-  gemm_keys(all_rows(bitmap), dq, nq, k, env_set("HIVE_GPU_CUDA_TF32"), ws_keys2_.as<uint64_t>());
+  gemm_keys(all_rows(bitmap), dq, nq, k, env_flag("HIVE_GPU_CUDA_TF32"), ws_keys2_.as<uint64_t>());
   launch_finalize(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
                   drows, stream_->get());
 }
@@ -629,7 +613,7 @@ void CudaFlatStore::gemm_tile(const float* dq, std::size_t nq, int k, const uint
 #if !defined(HIVE_GPU_HIP)
 bool CudaFlatStore::use_screen(std::size_t nq, int k) const {
   // Read per search (like HIVE_GPU_CUDA_TF32), so one benchmark can time both paths.
-  return !env_set("HIVE_GPU_CUDA_NO_SCREEN") && !portable() && use_gemm(nq) && use_blas() &&
+  return !env_flag("HIVE_GPU_CUDA_NO_SCREEN") && !portable() && use_gemm(nq) && use_blas() &&
          rows_ >= kScreenMinRows && k <= kScreenMaxK &&
          screen_supported(cfg_.metric, cfg_.storage, cfg_.dim) && rows_ - deleted_.count() >= 64 * std::size_t(k);
 }
@@ -670,7 +654,7 @@ bool CudaFlatStore::ensure_shadow() const {
   if (shadow_ok_) return shadow_usable_;
   shadow_ok_ = true;
   shadow_usable_ = false;
-  screen_tries_ = screen_misses_ = 0;
+  screen_tally_.reset();
   if (cfg_.storage != ScalarType::F32 || !uses_norms() || rows_ == 0) return false;
   const std::size_t count = rows_ * cfg_.dim;
   const auto [mx, n2] = device_maxima(data_.as<float>(), count, norms_.as<float>(), rows_);
@@ -720,7 +704,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   // storage) or the TF32 screen (fp32 storage).
   // fp32 storage screens through an fp16 copy of the rows where their range allows (fp16
   // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32).
-  bool shadow = cfg_.storage == ScalarType::F32 && !env_set("HIVE_GPU_CUDA_NO_F16_SCREEN") && screen_supported(cfg_.metric, ScalarType::F16, dim);
+  bool shadow = cfg_.storage == ScalarType::F32 && !env_flag("HIVE_GPU_CUDA_NO_F16_SCREEN") && screen_supported(cfg_.metric, ScalarType::F16, dim);
   if (cfg_.storage == ScalarType::F16 || shadow) {
     bool in_range = true;
     for (std::size_t q = 0; q < nq && in_range; ++q) {
@@ -836,9 +820,8 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     if (single_query(hq, k, bitmap, host_dist, host_rows, true)) {
       stream_->sync("search");
       done = true;
-      ++screen_tries_;
+      screen_tally_.note(host_rows[0] == kScreenInconclusive);
       if (host_rows[0] == kScreenInconclusive) {  // the fp16 copy could not decide: the fp32 rows
-        ++screen_misses_;
         g_screen_inconclusive.fetch_add(1, std::memory_order_relaxed);
         single_query(hq, k, bitmap, host_dist, host_rows, false);
         done = false;

@@ -35,6 +35,8 @@
 #include <optional>
 #include <string>
 
+#include "core/copy_screen.hpp"
+#include "core/env.hpp"
 #include "hive_gpu/error.hpp"
 
 namespace hive::gpu::vk {
@@ -49,13 +51,8 @@ constexpr uint32_t kScreenList = 32;          // rows the copy's scan keeps per 
 constexpr uint32_t kScreenMaxK = 16;
 constexpr uint32_t kUnsure = 0xfffffffeu;     // screen_finish: the copy could not decide
 
-std::size_t env_size(const char* name, std::size_t fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  const unsigned long long x = std::strtoull(v, &end, 10);
-  return (end && *end == 0 && x > 0) ? std::size_t(x) : fallback;
-}
+using detail::env_flag;
+using detail::env_size;
 
 uint32_t next_pow2(uint32_t x) {
   uint32_t p = 1;
@@ -91,11 +88,6 @@ struct FinishPush {
 struct ScreenParams {
   float qscale = 1, score_scale = 1, bound_g = 0, bound_e = 0;
 };
-
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
-}
 
 class VulkanFlatStore final : public detail::FlatStore {
  public:
@@ -313,7 +305,7 @@ class VulkanFlatStore final : public detail::FlatStore {
       for (std::size_t i = 0; i < take; ++i) {
         std::memcpy(dst + i * stride_, src + i * rb, rb);
         std::memset(dst + i * stride_ + rb, 0, stride_ - rb);
-        if (cfg_.storage == ScalarType::F32) note_row(reinterpret_cast<const float*>(src + i * rb));
+        if (tracks_maxima()) note_row(reinterpret_cast<const float*>(src + i * rb));
       }
       up.copy(ring_[s], 0, chunks_[c].rows, off * stride_, take * stride_);
       up.submit();
@@ -325,6 +317,10 @@ class VulkanFlatStore final : public detail::FlatStore {
 
   // The largest |value| and squared norm of the fp32 rows stored (upper bounds: removed rows
   // stay counted), for the screen's range and error bounds.
+  bool tracks_maxima() const {  // the stores the screen serves (see screen_ready)
+    const Metric m = cfg_.metric;
+    return cfg_.storage == ScalarType::F32 && (m == Metric::L2 || m == Metric::InnerProduct || m == Metric::Cosine);
+  }
   void note_row(const float* x) {
     double n2 = 0, mx = 0;
     for (std::size_t j = 0; j < cfg_.dim; ++j) {
@@ -414,9 +410,8 @@ class VulkanFlatStore final : public detail::FlatStore {
   mutable float copy_scale_ = 1.0f;
   double max_abs_ = 0, max_norm2_ = 0;
   bool finite_ = true;
-  // Outcomes since the copy was made: the screen stops after 8+ inconclusive answers over a
-  // quarter of its tries (data whose near distances fp16 cannot resolve).
-  mutable unsigned screen_tries_ = 0, screen_misses_ = 0;
+  // The screen's outcomes since the copy was made.
+  mutable detail::ScreenTally screen_tally_;
 };
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
@@ -522,13 +517,11 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
 }
 
 bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
-  const Metric m = cfg_.metric;
-  if (nq > kFusedQueries || k > kScreenMaxK || cfg_.storage != ScalarType::F32 ||
-      (m != Metric::L2 && m != Metric::InnerProduct && m != Metric::Cosine) || cfg_.dim % 8 != 0 ||
+  if (nq > kFusedQueries || k > kScreenMaxK || !tracks_maxima() || cfg_.dim % 8 != 0 ||
       rows_ < kScreenMinRows || chunks_.size() != 1 || !finite_ || !(max_abs_ > 0x1p-24 && max_abs_ < 0x1p100))
     return false;
   if (env_flag("HIVE_GPU_VULKAN_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
-  if (screen_misses_ >= 8 && 4 * screen_misses_ > screen_tries_) return false;
+  if (!screen_tally_.worth_trying()) return false;
   const Chunk& ch = chunks_[0];
   const VkDeviceSize bytes = VkDeviceSize(ch.cap) * (stride_ / 2);
   VkPipeline encode = gpu_->pipeline(Shader::EncodeHalf, {});
@@ -548,7 +541,7 @@ bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
     ensure(copy_, bytes, Memory::Device);
     encode_rows(0, rows_);
     copy_ok_ = true;
-    screen_tries_ = screen_misses_ = 0;
+    screen_tally_.reset();
   }
   copy_rows_ = rows_;
   return true;
@@ -563,17 +556,11 @@ bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
 //   L2: both keys within g = (1 + u)^2 (1 + g_d) - 1 of |q - x|^2 and |q - y|^2 (relative).
 // Each doubled, then rounded up to float. The scan's query is q * scale (L2) or q / scale, exact.
 bool VulkanFlatStore::screen_params(const float* q, ScreenParams& sp) const {
-  double q2 = 0, q1 = 0, qmax = 0, qmin = std::numeric_limits<double>::infinity();
-  for (std::size_t j = 0; j < cfg_.dim; ++j) {
-    const double v = std::fabs(double(q[j]));
-    q2 += v * v;
-    q1 += v;
-    qmax = std::max(qmax, v);
-    if (v > 0) qmin = std::min(qmin, v);
-  }
-  if (!std::isfinite(q2)) return false;
+  const detail::QueryMagnitudes qm = detail::query_magnitudes(q, cfg_.dim);
+  const double q1 = qm.l1, qmax = qm.max, qmin = qm.min_nonzero;
+  if (!std::isfinite(qm.norm2)) return false;
   const double d = double(cfg_.dim), u = 0x1p-24, uh = 0x1p-10, scale = copy_scale_;
-  const double gd = 2 * (d + 2) * u / (1 - 2 * (d + 2) * u), eta = 0x1p-14 / scale, qn = std::sqrt(q2);
+  const double gd = 2 * (d + 2) * u / (1 - 2 * (d + 2) * u), eta = 0x1p-14 / scale, qn = std::sqrt(qm.norm2);
   const double X = std::sqrt(max_norm2_) * (1 + 0x1p-20);
   const double up = 1 + 0x1p-20;  // rounding the bounds to float, upwards
   if (cfg_.metric == Metric::L2) {
@@ -683,11 +670,10 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
       search_tiled(0, n, k, kp, bs, e);
     read_results(n);
     if (screen) {
-      ++screen_tries_;
       bool unsure = false;
       for (std::size_t i = 0; i < n; ++i) unsure = unsure || readback_.as<uint32_t>()[(n + i) * k] == kUnsure;
+      screen_tally_.note(unsure);
       if (unsure) {  // the copy could not decide for some query: the fp32 rows for the block
-        ++screen_misses_;
         search_fused(0, n, k, kp, bs, e);
         read_results(n);
       }
