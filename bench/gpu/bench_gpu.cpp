@@ -232,17 +232,26 @@ int main(int argc, char** argv) {
         auto extra = [&](FlatIndex& index, const std::vector<float>& xref, const char* metric, const char* storage,
                          double fl, std::size_t nq, const char* path = "default") {
           const bool cublas = std::strncmp(path, "cublas", 6) == 0;
+          const bool mma_sync = std::strcmp(path, "screen mma.sync") == 0;
           if (cublas) setenv("HIVE_GPU_CUDA_NO_SCREEN", "1", 1);
+          if (mma_sync) setenv("HIVE_GPU_CUDA_NO_WGMMA", "1", 1);
           if (std::strcmp(path, "cublas-tf32") == 0) setenv("HIVE_GPU_CUDA_TF32", "1", 1);
           Row r = time_case(index, xref, n, d, nq, 10, fl, quick, std::strcmp(metric, "ip") == 0);
           unsetenv("HIVE_GPU_CUDA_NO_SCREEN");
           unsetenv("HIVE_GPU_CUDA_TF32");
+          unsetenv("HIVE_GPU_CUDA_NO_WGMMA");
           r.metric = metric;
           r.storage = storage;
-          r.screen = nq >= 32 && !cublas ? "screen" : nq == 1 && std::strcmp(storage, "f32") == 0 ? "f16 copy" : path;
+          r.screen = mma_sync                ? path
+                     : nq >= 32 && !cublas ? "screen"
+                     : nq == 1 && std::strcmp(storage, "f32") == 0 ? "f16 copy"
+                                                                   : path;
           extra_rows.push_back(r);
           print_row(r);
         };
+        // The batch screen on its mma.sync kernel (HIVE_GPU_CUDA_NO_WGMMA=1), beside the default
+        // (wgmma on sm_90).
+        extra(idx, x, "l2", "f32", floor_us, 10000, "screen mma.sync");
         extra(idx, x, "l2", "f32", floor_us, 10000, "cublas");
         extra(idx, x, "l2", "f32", floor_us, 10000, "cublas-tf32");
         {
@@ -250,6 +259,7 @@ int main(int argc, char** argv) {
           ip.add(n, x.data());
           extra(ip, x, "ip", "f32", floor_us, 1);
           extra(ip, x, "ip", "f32", floor_us, 10000);
+          extra(ip, x, "ip", "f32", floor_us, 10000, "screen mma.sync");
         }
         {
           const auto xh = round_f16(x);
@@ -257,6 +267,7 @@ int main(int argc, char** argv) {
           h.add(n, x.data());
           extra(h, xh, "ip", "f16", floor_us / 2, 1);
           extra(h, xh, "ip", "f16", floor_us / 2, 10000);
+          extra(h, xh, "ip", "f16", floor_us / 2, 10000, "screen mma.sync");
           FlatIndex hl(ctx, d, Metric::L2, FlatOptions{ScalarType::F16});
           hl.add(n, x.data());
           extra(hl, xh, "l2", "f16", floor_us / 2, 1);

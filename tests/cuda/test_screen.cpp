@@ -1,5 +1,6 @@
-// Tensor-core screen (src/backends/cuda/screen.cu) against a float64 reference on the decoded
-// rows: completeness (every live row at or below tau_q is emitted), soundness (every emitted row
+// Tensor-core screen (src/backends/cuda/screen.cu, and screen_wgmma.cu where the device runs
+// it: every case below runs on each kernel that serves it) against a float64 reference on the
+// decoded rows: completeness (every live row at or below tau_q is emitted), soundness (every emitted row
 // is within twice the error bound of tau_q), no duplicates, count semantics, overflow of a small
 // cap, deleted rows, and tau = +inf / NaN emitting every live row.
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -16,6 +18,7 @@
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/screen.hpp"
+#include "hive_gpu/error.hpp"
 
 namespace hive::gpu::cuda {
 namespace {
@@ -187,9 +190,19 @@ struct Output {
   std::vector<uint64_t> cand;  // nq * cap slots, then `guard` slots nobody may write
 };
 
+using Kernel = ScreenArgs::Kernel;
+
+// The kernels that serve these operands on this device: mma.sync always, wgmma on sm_90.
+std::vector<Kernel> kernels_for(ScalarType st, std::size_t dim) {
+  std::vector<Kernel> k{Kernel::MmaSync};
+  if (screen_wgmma_runs(st, dim)) k.push_back(Kernel::Wgmma);
+  return k;
+}
+const char* name_of(Kernel k) { return k == Kernel::Wgmma ? "wgmma" : "mma.sync"; }
+
 Output run(const Data& d, const std::vector<float>& tau, float a, float b, std::size_t cap, unsigned tiles_per_cta,
-           std::size_t guard = 64) {
-  DeviceBuffer d_tau, d_cand, d_count;
+           Kernel kernel, std::size_t guard = 64) {
+  DeviceBuffer d_tau, d_cand, d_count, d_terms;
   upload(d_tau, tau);
   const std::size_t slots = d.nq * cap + guard;
   d_cand.ensure(slots * sizeof(uint64_t));
@@ -214,6 +227,9 @@ Output run(const Data& d, const std::vector<float>& tau, float a, float b, std::
   args.count = d_count.as<uint32_t>();
   args.cap = cap;
   args.tiles_per_cta = tiles_per_cta;
+  args.kernel = kernel;
+  d_terms.ensure(d.n * 8);
+  args.row_terms = d_terms.get();
   launch_screen(args, nullptr);
   check(cudaDeviceSynchronize(), "screen");
   Output out;
@@ -302,8 +318,11 @@ void run_case(const Case& c, uint32_t seed) {
   const std::vector<float> tau = thresholds_at_rank(d, 50);
   const float a = a_for(c.st);
   const std::size_t cap = 2048;
-  const Output out = run(d, tau, a, kB, cap, c.tiles);
-  EXPECT_EQ(verify(d, tau, a, kB, cap, out, true), "");
+  for (Kernel kernel : kernels_for(c.st, c.dim)) {
+    SCOPED_TRACE(name_of(kernel));
+    const Output out = run(d, tau, a, kB, cap, c.tiles, kernel);
+    EXPECT_EQ(verify(d, tau, a, kB, cap, out, true), "");
+  }
 }
 
 const ScalarType kStorages[] = {ScalarType::F32, ScalarType::F16, ScalarType::BF16};
@@ -393,8 +412,11 @@ TEST(CudaScreen, QueryScale) {
       // b = 0: with inner products the error is relative to |q||r| alone, and b (qn2 + rn2) would
       // swamp the spread of the scores at these scales (every row would pass).
       const float a = a_for(st);
-      const Output out = run(d, tau, a, 0.0f, 2048, 0);
-      EXPECT_EQ(verify(d, tau, a, 0.0f, 2048, out, true), "");
+      for (Kernel kernel : kernels_for(st, d.dim)) {
+        SCOPED_TRACE(name_of(kernel));
+        const Output out = run(d, tau, a, 0.0f, 2048, 0, kernel);
+        EXPECT_EQ(verify(d, tau, a, 0.0f, 2048, out, true), "");
+      }
     }
 }
 
@@ -408,10 +430,13 @@ TEST(CudaScreen, SmallCapOverflows) {
     const std::vector<float> tau = thresholds_at_rank(d, 50);
     const float a = a_for(st);
     const std::size_t cap = 8;
-    const Output out = run(d, tau, a, kB, cap, 0);
-    for (std::size_t q = 0; q < d.nq; ++q) EXPECT_GT(out.count[q], cap) << "q " << q;
-    EXPECT_EQ(verify(d, tau, a, kB, cap, out, false), "");
-    for (std::size_t i = 0; i < d.nq * cap; ++i) EXPECT_NE(out.cand[i], kEmptyKey) << "slot " << i;
+    for (Kernel kernel : kernels_for(st, d.dim)) {
+      SCOPED_TRACE(name_of(kernel));
+      const Output out = run(d, tau, a, kB, cap, 0, kernel);
+      for (std::size_t q = 0; q < d.nq; ++q) EXPECT_GT(out.count[q], cap) << "q " << q;
+      EXPECT_EQ(verify(d, tau, a, kB, cap, out, false), "");
+      for (std::size_t i = 0; i < d.nq * cap; ++i) EXPECT_NE(out.cand[i], kEmptyKey) << "slot " << i;
+    }
   }
 }
 
@@ -425,9 +450,12 @@ TEST(CudaScreen, InfiniteThresholdEmitsAll) {
     tau[5] = std::numeric_limits<float>::quiet_NaN();
     std::size_t live = 0;
     for (std::size_t r = 0; r < d.n; ++r) live += d.is_deleted(r) ? 0 : 1;
-    const Output out = run(d, tau, a_for(d.storage), kB, d.n, 0);
-    for (std::size_t q = 0; q < d.nq; ++q) EXPECT_EQ(out.count[q], live) << "q " << q;
-    EXPECT_EQ(verify(d, tau, a_for(d.storage), kB, d.n, out, true), "");
+    for (Kernel kernel : kernels_for(d.storage, d.dim)) {
+      SCOPED_TRACE(name_of(kernel));
+      const Output out = run(d, tau, a_for(d.storage), kB, d.n, 0, kernel);
+      for (std::size_t q = 0; q < d.nq; ++q) EXPECT_EQ(out.count[q], live) << "q " << q;
+      EXPECT_EQ(verify(d, tau, a_for(d.storage), kB, d.n, out, true), "");
+    }
   }
 }
 
@@ -442,8 +470,66 @@ TEST(CudaScreen, QueueFlushAcrossTiles) {
     std::vector<float> tau = thresholds_at_rank(d, 50);
     for (std::size_t q = 0; q < d.nq; q += 2) tau[q] = std::numeric_limits<float>::infinity();
     const float a = a_for(st);
-    const Output out = run(d, tau, a, kB, d.n, 5);
-    EXPECT_EQ(verify(d, tau, a, kB, d.n, out, true), "");
+    for (Kernel kernel : kernels_for(st, d.dim)) {
+      SCOPED_TRACE(name_of(kernel));
+      const Output out = run(d, tau, a, kB, d.n, 5, kernel);
+      EXPECT_EQ(verify(d, tau, a, kB, d.n, out, true), "");
+    }
+  }
+}
+
+// The wgmma kernel serves fp16 / bf16 rows of dim % 8 == 0 up to 128 on compute capability 9.0
+// devices (in builds with HIVE_GPU_CUDA_WGMMA), and a forced launch elsewhere is an error.
+TEST(CudaScreen, WgmmaAvailability) {
+  SKIP_WITHOUT_DEVICE();
+  int device = 0, major = 0, minor = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), cudaSuccess);
+  EXPECT_FALSE(screen_wgmma_runs(ScalarType::F32, 128));
+  EXPECT_FALSE(screen_wgmma_runs(ScalarType::F16, 136));
+  EXPECT_FALSE(screen_wgmma_runs(ScalarType::F16, 12));
+#if defined(HIVE_GPU_CUDA_WGMMA)
+  if (major == 9 && minor == 0) {
+    EXPECT_TRUE(screen_wgmma_runs(ScalarType::F16, 128));
+    EXPECT_TRUE(screen_wgmma_runs(ScalarType::BF16, 8));
+  }
+#endif
+  if (!screen_wgmma_runs(ScalarType::F16, 64)) {
+    const Data d = make_data(100, 3, 64, ScalarType::F16, Metric::L2, false, 700);
+    EXPECT_THROW(run(d, thresholds_at_rank(d, 5), a_for(d.storage), kB, 64, 0, Kernel::Wgmma), Error);
+  }
+}
+
+// The two kernels on the same inputs: the same candidate set for every query (both compute the
+// same fp32 test from tensor-core dot products; a row on the very edge of the test may differ
+// only by the order of the accumulation, so the sets are compared up to rows within 1e-6 of it).
+TEST(CudaScreen, KernelsAgree) {
+  SKIP_WITHOUT_DEVICE();
+  if (!screen_wgmma_runs(ScalarType::F16, 128)) GTEST_SKIP() << "no wgmma kernel on this device";
+  for (ScalarType st : {ScalarType::F16, ScalarType::BF16}) {
+    SCOPED_TRACE(name_of(st));
+    const Data d = make_data(50001, 300, 128, st, Metric::L2, true, 800 + uint32_t(st));
+    const std::vector<float> tau = thresholds_at_rank(d, 50);
+    const float a = a_for(st);
+    const std::size_t cap = 4096;
+    const Output x = run(d, tau, a, kB, cap, 0, Kernel::MmaSync);
+    const Output y = run(d, tau, a, kB, cap, 0, Kernel::Wgmma);
+    std::size_t differ = 0, total = 0;
+    for (std::size_t q = 0; q < d.nq; ++q) {
+      ASSERT_LE(x.count[q], cap);
+      ASSERT_LE(y.count[q], cap);
+      std::vector<uint64_t> a1(x.cand.begin() + long(q * cap), x.cand.begin() + long(q * cap + x.count[q]));
+      std::vector<uint64_t> b1(y.cand.begin() + long(q * cap), y.cand.begin() + long(q * cap + y.count[q]));
+      std::sort(a1.begin(), a1.end());
+      std::sort(b1.begin(), b1.end());
+      std::vector<uint64_t> sym;
+      std::set_symmetric_difference(a1.begin(), a1.end(), b1.begin(), b1.end(), std::back_inserter(sym));
+      differ += sym.size();
+      total += a1.size();
+    }
+    EXPECT_GT(total, d.nq * 50);      // the thresholds let ~50 rows a query through
+    EXPECT_LE(differ, total / 1000);  // edge rows only
   }
 }
 

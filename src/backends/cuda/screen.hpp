@@ -31,9 +31,15 @@ struct ScreenArgs {
   uint64_t* cand = nullptr;               // nq x cap; the caller pre-fills with kEmptyKey
   uint32_t* count = nullptr;              // nq; the caller zeroes
   std::size_t cap = 0;
-  // Row tiles (256 rows) each CTA streams; 0 picks one from the problem size. Tests set it to
-  // exercise the multi-tile paths on small inputs.
+  // Row tiles (256 rows; 128 for the wgmma kernel) each CTA streams; 0 picks one from the
+  // problem size. Tests set it to exercise the multi-tile paths on small inputs.
   unsigned tiles_per_cta = 0;
+  // Which kernel: Auto takes the wgmma one where screen_wgmma_runs() (unless the environment sets
+  // HIVE_GPU_CUDA_NO_WGMMA=1), else mma.sync; tests and benchmarks name one.
+  enum class Kernel { Auto, MmaSync, Wgmma } kernel = Kernel::Auto;
+  // Scratch of n x 8 bytes (16-byte aligned) for the wgmma kernel's per-row terms; without it
+  // Auto takes the mma.sync kernel.
+  void* row_terms = nullptr;
 };
 
 // Scores, with dot the tensor-core dot product of query q and row r, qn2 / rn2 the squared norms:
@@ -60,7 +66,15 @@ struct ScreenArgs {
 // fp16 / bf16 dim <= 256), none on sm_86 / sm_89 (99 KiB). Otherwise the caller takes another path.
 bool screen_supported(Metric m, ScalarType s, std::size_t dim);
 
-// Enqueues the screen on `stream`; throws Error(Internal) for an unsupported configuration.
+// Whether the wgmma kernel (screen_wgmma.cu, sm_90a) serves these operands on the current
+// device: fp16 / bf16 rows (an fp32 store's fp16 copy included), dim % 8 == 0 and dim <= 128
+// (the queries' operands stay in registers), a compute capability 9.0 device and a build with
+// HIVE_GPU_CUDA_WGMMA. Same contract and results as the mma.sync kernel: the tensor cores'
+// fp32 accumulation is the same hardware's.
+bool screen_wgmma_runs(ScalarType s, std::size_t dim);
+
+// Enqueues the screen on `stream`; throws Error(Internal) for an unsupported configuration
+// (Kernel::Wgmma included where screen_wgmma_runs is false).
 void launch_screen(const ScreenArgs& a, cudaStream_t stream);
 
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -1,0 +1,362 @@
+// CUDA backend: the tensor-core screen through wgmma, for sm_90a (H100 / H200). Same contract
+// as the mma.sync kernel of screen.cu (see screen.hpp): the same operands, the same fp32 test in
+// the same arithmetic, the same candidate lists; launch_screen picks this one on compute
+// capability 9.0 devices for fp16 / bf16 rows of at most 128 dimensions.
+//
+// Why a second kernel: the mma.sync screen reached ~150 TFLOP/s on an H100 (a quarter of what
+// its tensor cores do through wgmma) because each warp alternates between feeding the tensor
+// cores and testing its scores. wgmma runs a warpgroup's 64 x 128 x 16 product as one
+// asynchronous instruction reading the rows straight from shared memory, so the tensor cores
+// compute tile t + 1 while the same warps test tile t (two accumulator sets, alternating).
+//
+// Layout: a CTA is 2 warpgroups of 64 queries (kBM = 128) and streams a contiguous range of
+// rows in tiles of 128, two tiles per step: both products are issued, the first tile is tested
+// while the tensor cores compute the second, then the second is tested (nothing stays in flight
+// across the loop's back edge: ptxas serializes wgmma whose accumulators it cannot track there). The queries stay in registers as wgmma A fragments for the CTA's life
+// (ldmatrix from a staged copy, once). Tiles arrive through a cp.async pipeline of kStages
+// stages; a stage holds NK spans (64 elements, 128 bytes, of every row), each 128 rows x 128 B
+// in the 128-byte swizzle that the wgmma descriptor names (16-byte piece c of row r at
+// r * 128 + ((c ^ (r & 7)) << 4), spans 1024-byte aligned), then the tile's squared norms.
+#include <algorithm>
+#include <atomic>
+
+#include "backends/cuda/cuda_common.hpp"
+#include "backends/cuda/screen_common.cuh"
+#include "hive_gpu/error.hpp"
+
+namespace hive::gpu::HIVE_GPU_DEVICE_NS::screen_detail {
+namespace {
+
+constexpr int kRows = kWgmmaRows;        // rows per tile
+constexpr int kSpanBytes = kRows * 128;  // one 64-element span of a tile: 16 KiB
+constexpr int kTermBytes = kRows * 8;    // the tile's (rn, R): 1 KiB, so stages stay 1024-aligned
+constexpr int kAcc = kRows / 2;  // accumulators per thread: 64 x 128 fp32 over 128 threads
+static_assert(kThreads == 2 * 128 && kBM == 2 * 64, "two warpgroups of 64 queries");
+static_assert(kRows <= kThreads, "one row per thread in the per-tile set-up");
+
+static_assert(kTermBytes % 1024 == 0, "stage alignment");
+
+template <int NK>
+constexpr int stage_bytes() {
+  return NK * kSpanBytes + kTermBytes;
+}
+// Stages (even: tiles go in pairs): a step waits for its two tiles, then refills the two stages
+// the previous step used, so kStages - 2 tiles are in flight ahead of the step.
+template <int NK>
+constexpr int stages() {
+  return NK == 1 ? 6 : 4;
+}
+template <int NK>
+constexpr std::size_t smem_bytes() {
+  return 1024 /* alignment slack */ + std::size_t(stages<NK>()) * stage_bytes<NK>() +
+         std::size_t(kBM) * (NK * 128 + 16) + kBM * sizeof(float4) + kQueue * sizeof(uint64_t) + 16;
+}
+
+// ---- wgmma wrappers (sm_90a) ---------------------------------------------------------------
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Generic-proxy writes (cp.async) before async-proxy reads (wgmma's shared-memory operands).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from moving accesses of in-flight accumulators across the waits.
+__device__ __forceinline__ void fence_operands(float (&acc)[kAcc]) {
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+}
+
+// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart
+// (the stride offset); the leading offset is unused for this layout.
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr) {
+  return uint64_t((saddr & 0x3ffffu) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+// acc (+)= A (registers: this warp's 16 queries x 16 elements) * B (shared memory: 128 rows x
+// 16 elements, K-major); accumulate = 0 overwrites acc.
+#define HIVE_WGMMA_ACC                                                                                       \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, " \
+  "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "  \
+  "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define HIVE_WGMMA_OUTS(a)                                                                                          \
+  "+f"(a[0]), "+f"(a[1]), "+f"(a[2]), "+f"(a[3]), "+f"(a[4]), "+f"(a[5]), "+f"(a[6]), "+f"(a[7]), "+f"(a[8]),      \
+      "+f"(a[9]), "+f"(a[10]), "+f"(a[11]), "+f"(a[12]), "+f"(a[13]), "+f"(a[14]), "+f"(a[15]), "+f"(a[16]),       \
+      "+f"(a[17]), "+f"(a[18]), "+f"(a[19]), "+f"(a[20]), "+f"(a[21]), "+f"(a[22]), "+f"(a[23]), "+f"(a[24]),      \
+      "+f"(a[25]), "+f"(a[26]), "+f"(a[27]), "+f"(a[28]), "+f"(a[29]), "+f"(a[30]), "+f"(a[31]), "+f"(a[32]),      \
+      "+f"(a[33]), "+f"(a[34]), "+f"(a[35]), "+f"(a[36]), "+f"(a[37]), "+f"(a[38]), "+f"(a[39]), "+f"(a[40]),      \
+      "+f"(a[41]), "+f"(a[42]), "+f"(a[43]), "+f"(a[44]), "+f"(a[45]), "+f"(a[46]), "+f"(a[47]), "+f"(a[48]),      \
+      "+f"(a[49]), "+f"(a[50]), "+f"(a[51]), "+f"(a[52]), "+f"(a[53]), "+f"(a[54]), "+f"(a[55]), "+f"(a[56]),      \
+      "+f"(a[57]), "+f"(a[58]), "+f"(a[59]), "+f"(a[60]), "+f"(a[61]), "+f"(a[62]), "+f"(a[63])
+
+template <ScalarType S>
+__device__ __forceinline__ void wgmma_rs(float (&acc)[kAcc], const uint32_t (&a)[4], uint64_t desc, int accumulate) {
+  static_assert(kAcc == 64, "the operand list below is written for n = 128");
+  if constexpr (S == ScalarType::F16) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %68, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " HIVE_WGMMA_ACC ", {%64, %65, %66, %67}, %69, p, 1, 1, 0;\n}\n"
+        : HIVE_WGMMA_OUTS(acc)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %68, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " HIVE_WGMMA_ACC ", {%64, %65, %66, %67}, %69, p, 1, 1, 0;\n}\n"
+        : HIVE_WGMMA_OUTS(acc)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+  }
+}
+#undef HIVE_WGMMA_ACC
+#undef HIVE_WGMMA_OUTS
+#endif
+
+// ---- the kernel ----------------------------------------------------------------------------
+template <ScalarType S, int NK>
+__global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  constexpr int kStages = stages<NK>();
+  constexpr int kStage = stage_bytes<NK>();
+  constexpr int kChunks = NK * 8;  // 16-byte pieces per (padded) row
+  constexpr int kKSteps = NK * 4;  // k16 steps per row
+  static_assert(kStages % 2 == 0 && kStages >= 4, "tile pairs");
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;  // warpgroup (64 queries), warp within it (16 queries)
+  const int g = lane >> 2, t = lane & 3;    // accumulator fragment coordinates
+  const int qpitch = NK * 128 + 16;         // odd multiple of 16 B: ldmatrix rows hit distinct banks
+  unsigned char* const smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  unsigned char* const stages_p = smem;
+  unsigned char* const qtile = stages_p + kStages * kStage;
+  float4* const qvals = reinterpret_cast<float4*>(qtile + kBM * qpitch);
+  uint64_t* const queue = reinterpret_cast<uint64_t*>(qvals + kBM);
+  uint32_t* const qcount = reinterpret_cast<uint32_t*>(queue + kQueue);
+  const uint32_t stages_u32 = smem_u32(stages_p);
+
+  const std::size_t q0 = std::size_t(blockIdx.x) * kBM;
+  const std::size_t row0 = std::size_t(blockIdx.y) * std::size_t(p.tiles_per_cta) * kRows;  // < n (grid)
+  const std::size_t row_end = min(p.n, row0 + std::size_t(p.tiles_per_cta) * kRows);
+  const int tiles = int((row_end - row0 + kRows - 1) / kRows);
+  const auto* base = static_cast<const unsigned char*>(p.base);
+  if (tid == 0) *qcount = 0;  // ordered before any use by the first barrier
+
+  // Tile `tile` into stage `stage` (one commit group, empty past the last tile): consecutive
+  // threads take consecutive pieces of a row; rows past the end and the padded tail of each row
+  // read as zeros.
+  auto load_tile = [&](int tile, int stage) {
+    if (tile < tiles) {
+      const uint32_t buf = stages_u32 + uint32_t(stage * kStage);
+      const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
+      const int rows_left = int(min(row_end - tr0, std::size_t(kRows)));
+#pragma unroll
+      for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
+        const int idx = tid + i * kThreads;
+        const int r = idx / kChunks, c = idx % kChunks;
+        const bool ok = r < rows_left && std::size_t(c) * 16 < p.row_bytes;
+        const unsigned char* src = ok ? base + (tr0 + std::size_t(r)) * p.row_bytes + std::size_t(c) * 16 : base;
+        cp_async16(buf + uint32_t((c >> 3) * kSpanBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)), src, ok ? 16u : 0u);
+      }
+      if (tid < kRows / 2) {  // the terms of rows 2 tid, 2 tid + 1
+        const int left = rows_left - 2 * tid;
+        const uint32_t bytes = left >= 2 ? 16u : left == 1 ? 8u : 0u;
+        cp_async16(buf + uint32_t(NK * kSpanBytes + tid * 16), bytes != 0u ? p.row_terms + tr0 + 2 * std::size_t(tid) : p.row_terms, bytes);
+      }
+    }
+    cp_async_commit();
+  };
+
+  // Prologue: tiles 0 .. kStages - 3 in flight while the queries are staged (the first step
+  // refills the last two stages).
+#pragma unroll
+  for (int s = 0; s < kStages - 2; ++s) load_tile(s, s);
+  stage_queries<S>(p, q0, qtile, qpitch, qvals, tid, lane, warp);
+  __syncthreads();
+
+  // This warp's A fragments (16 queries x every k16 step): the mma.m16n8k16 A layout, which is
+  // wgmma's register layout for a warp's 16 rows of the m64 tile.
+  uint32_t af[kKSteps][4];
+  {
+    const uint32_t a_lane = smem_u32(qtile) + uint32_t((wg * 64 + wq * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * qpitch +
+                                                       (lane >> 4) * 16);
+#pragma unroll
+    for (int ks = 0; ks < kKSteps; ++ks) ldmatrix_x4(af[ks], a_lane + uint32_t(ks * 32));
+  }
+  // The test's per-query terms of this thread's two queries (rows g and g + 8 of the warp's 16).
+  float qa[2], qs[2], qt[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float4 v = qvals[wg * 64 + wq * 16 + h * 8 + g];
+    qa[h] = v.x;
+    qs[h] = v.y;
+    qt[h] = v.z;
+  }
+
+  auto issue = [&](float(&acc)[kAcc], int stage) {
+    const uint32_t sb = stages_u32 + uint32_t(stage * kStage);
+#pragma unroll
+    for (int s = 0; s < NK; ++s)
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma_rs<S>(acc, af[s * 4 + kk], sw128_desc(sb + uint32_t(s * kSpanBytes + kk * 32)), (s | kk) != 0);
+    wgmma_commit();
+  };
+
+  // The test (screen.cu's epilogue, same arithmetic): emit iff
+  //   NOT (fma(R_r, sc, T'_q) > fma(A'_q, rn_r, sc dot)).
+  // Accumulator i of this thread: query row g + 8 ((i >> 1) & 1), tile row 8 (i >> 2) + 2t + (i & 1).
+  // A tile past the last one (the second of the last pair) emits nothing.
+  auto epilogue = [&](const float(&acc)[kAcc], int tile, int stage) {
+    const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
+    const float4* rv = reinterpret_cast<const float4*>(stages_p + stage * kStage + NK * kSpanBytes);
+    uint32_t mask[2] = {0u, 0u};  // bit (j % 8) * 4 + c of mask[j / 8]: acc[4 j + c] passes
+#pragma unroll
+    for (int j = 0; j < kRows / 8; ++j) {
+      const float4 r = rv[(j * 8 + 2 * t) >> 1];  // (rn, R) of rows 8j + 2t, 8j + 2t + 1
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int h = c >> 1;
+        const float x = fmaf(qa[h], (c & 1) ? r.z : r.x, acc[4 * j + c]);
+        const float y = fmaf((c & 1) ? r.w : r.y, qs[h], qt[h]);
+        if (!(y > x)) mask[j >> 3] |= 1u << ((j & 7) * 4 + c);
+      }
+    }
+    if (tr0 >= row_end) mask[0] = mask[1] = 0u;
+    if ((mask[0] | mask[1]) != 0u) {
+      uint32_t slot = atomicAdd(qcount, uint32_t(__popc(mask[0]) + __popc(mask[1])));
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        uint32_t m = mask[i];
+        while (m != 0u) {
+          const int bit = __ffs(int(m)) - 1;
+          m &= m - 1u;
+          const int j = i * 8 + (bit >> 2), c = bit & 3;
+          const uint32_t ql = uint32_t(wg * 64 + wq * 16 + (c >> 1) * 8 + g);
+          const std::size_t row = tr0 + std::size_t(j * 8 + 2 * t + (c & 1));
+          const bool ok = q0 + ql < p.nq && row < row_end;
+          if (slot < uint32_t(kQueue))
+            queue[slot] = ok ? (uint64_t(row) << 7) | uint64_t(ql) : kEmptyKey;
+          else if (ok)
+            emit_one(p, q0 + ql, row);
+          ++slot;
+        }
+      }
+    }
+  };
+
+  float acc0[kAcc], acc1[kAcc];
+#pragma unroll
+  for (int i = 0; i < kAcc; ++i) acc0[i] = acc1[i] = 0.0f;
+  // Step: tiles tl and tl + 1 (stages sa, sa + 1). No wgmma, wait or accumulator access sits on
+  // a conditional path (ptxas would serialize the wgmma otherwise): a tile past the last one is
+  // computed on whatever its stage holds and emits nothing.
+  int sa = 0;
+  for (int tl = 0; tl < tiles; tl += 2) {
+    cp_async_wait<kStages - 4>();  // tiles tl, tl + 1 (this thread's pieces)
+    fence_proxy_async();
+    // The barrier: everyone's pieces have landed; every warpgroup is done with the previous
+    // step (products and tests). It also decides, for all threads alike, whether to flush the
+    // queue: counts read before it may miss late entries of the previous step (they are flushed
+    // later, or overflow into direct emits), but no test of this step runs before the decision.
+    const bool flush = __syncthreads_or(tl > 0 && *static_cast<volatile uint32_t*>(qcount) >= uint32_t(kQueue / 2));
+    if (flush) flush_queue(p, q0, queue, qcount, tid, lane);
+    // Refill the previous step's stages (their products completed before the barrier).
+    const int sp = sa == 0 ? kStages - 2 : sa - 2;
+    load_tile(tl + kStages - 2, sp);
+    load_tile(tl + kStages - 1, sp + 1);
+    fence_operands(acc0);
+    fence_operands(acc1);
+    wgmma_fence();
+    issue(acc0, sa);
+    issue(acc1, sa + 1);
+    wgmma_wait<1>();  // tile tl's product
+    fence_operands(acc0);
+    epilogue(acc0, tl, sa);  // while the tensor cores compute tile tl + 1
+    wgmma_wait<0>();
+    fence_operands(acc1);
+    epilogue(acc1, tl + 1, sa + 1);
+    sa = sa + 2 == kStages ? 0 : sa + 2;
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  flush_queue(p, q0, queue, qcount, tid, lane);
+#else
+  (void)p;
+#endif
+}
+
+// The test's per-row terms (see the epilogue): (rn, R) = (sqrt(rn2), (1 - b) rn2 / 2) for L2,
+// (sqrt(rn2), -b rn2) otherwise; the mma.sync kernel computes the same per tile.
+__global__ void row_terms_kernel(const float* rn2, std::size_t n, int metric, float b, float2* out) {
+  for (std::size_t r = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; r < n; r += std::size_t(gridDim.x) * blockDim.x) {
+    const float x = rn2[r];
+    out[r] = make_float2(sqrtf(x), metric == 0 ? 0.5f * ((1.0f - b) * x) : -(b * x));
+  }
+}
+
+template <ScalarType S, int NK>
+void run(const Params& prm, dim3 grid, cudaStream_t stream) {
+  // The shared-memory opt-in is per device: set it once for each.
+  static std::atomic<uint64_t> attr_done{0};
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  const uint64_t bit = uint64_t(1) << (device & 63);
+  if ((attr_done.load(std::memory_order_acquire) & bit) == 0) {
+    check(cudaFuncSetAttribute(wgmma_screen_kernel<S, NK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               int(smem_bytes<NK>())),
+          "cudaFuncSetAttribute(wgmma screen)");
+    attr_done.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  wgmma_screen_kernel<S, NK><<<grid, kThreads, smem_bytes<NK>(), stream>>>(prm);
+  check(cudaGetLastError(), "wgmma screen kernel launch");
+}
+
+// Whether the current device runs the sm_90a image (compute capability 9.0, the image loaded,
+// the shared memory there): probed once per device.
+bool device_runs_wgmma() {
+  static std::atomic<uint8_t> state[64] = {};  // 0 unknown, 1 yes, 2 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  std::atomic<uint8_t>& st = state[device & 63];
+  uint8_t v = st.load(std::memory_order_acquire);
+  if (v == 0) {
+    int major = 0, minor = 0, optin = 0;
+    cudaFuncAttributes attr{};
+    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess &&
+                    major == 9 && minor == 0 &&
+                    cudaFuncGetAttributes(&attr, wgmma_screen_kernel<ScalarType::F16, 2>) == cudaSuccess &&
+                    std::size_t(optin) >= smem_bytes<2>();
+    (void)cudaGetLastError();
+    v = ok ? 1 : 2;
+    st.store(v, std::memory_order_release);
+  }
+  return v == 1;
+}
+
+}  // namespace
+
+bool wgmma_screen_runs(ScalarType s, std::size_t dim) {
+  if (s != ScalarType::F16 && s != ScalarType::BF16) return false;
+  if (dim == 0 || dim % 8 != 0 || dim > 128) return false;  // A fragments of at most 128 elements a query
+  return device_runs_wgmma();
+}
+
+void launch_wgmma_screen(const Params& prm, ScalarType s, dim3 grid, cudaStream_t stream) {
+  if (prm.row_terms == nullptr) throw Error(ErrorCode::Internal, "CUDA wgmma screen: no row-terms buffer");
+  row_terms_kernel<<<unsigned(std::min<std::size_t>((prm.n + 255) / 256, 4096)), 256, 0, stream>>>(
+      prm.rn2, prm.n, prm.metric, prm.b, const_cast<float2*>(prm.row_terms));
+  check(cudaGetLastError(), "row terms kernel launch");
+  const int nk = prm.kp / 128;
+  if (prm.kp % 128 != 0 || (nk != 1 && nk != 2) || (s != ScalarType::F16 && s != ScalarType::BF16))
+    throw Error(ErrorCode::Internal, "CUDA wgmma screen: unsupported");
+  if (s == ScalarType::F16)
+    nk == 1 ? run<ScalarType::F16, 1>(prm, grid, stream) : run<ScalarType::F16, 2>(prm, grid, stream);
+  else
+    nk == 1 ? run<ScalarType::BF16, 1>(prm, grid, stream) : run<ScalarType::BF16, 2>(prm, grid, stream);
+}
+
+}  // namespace hive::gpu::HIVE_GPU_DEVICE_NS::screen_detail
