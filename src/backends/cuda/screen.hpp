@@ -37,7 +37,7 @@ struct ScreenArgs {
   // Which kernel: Auto takes the wgmma one where screen_wgmma_runs() (unless the environment sets
   // HIVE_GPU_CUDA_NO_WGMMA=1), else mma.sync; tests and benchmarks name one.
   enum class Kernel { Auto, MmaSync, Wgmma } kernel = Kernel::Auto;
-  // Scratch of n x 8 bytes (16-byte aligned) for the wgmma kernel's per-row terms; without it
+  // Scratch of n x 8 bytes (8-byte aligned) for the wgmma kernel's per-row terms; without it
   // Auto takes the mma.sync kernel.
   void* row_terms = nullptr;
 };

@@ -156,10 +156,9 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
         const unsigned char* src = ok ? base + (tr0 + std::size_t(r)) * p.row_bytes + std::size_t(c) * 16 : base;
         cp_async16(buf + uint32_t((c >> 3) * kSpanBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)), src, ok ? 16u : 0u);
       }
-      if (tid < kRows / 2) {  // the terms of rows 2 tid, 2 tid + 1
-        const int left = rows_left - 2 * tid;
-        const uint32_t bytes = left >= 2 ? 16u : left == 1 ? 8u : 0u;
-        cp_async16(buf + uint32_t(NK * kSpanBytes + tid * 16), bytes != 0u ? p.row_terms + tr0 + 2 * std::size_t(tid) : p.row_terms, bytes);
+      if (tid < kRows) {  // the row's terms (8-byte pieces: no read past the buffer's n entries)
+        const bool ok = tid < rows_left;
+        cp_async8(buf + uint32_t(NK * kSpanBytes + tid * 8), p.row_terms + (ok ? tr0 + std::size_t(tid) : 0), ok ? 8u : 0u);
       }
     }
     cp_async_commit();
