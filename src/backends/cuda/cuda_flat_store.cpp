@@ -46,11 +46,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -110,6 +113,23 @@ using detail::env_size;  // (both read per call)
 struct ScreenBound {
   float a, b, c = 0.0f;
 };
+// Largest |x_i| (a NaN anywhere: NaN or a finite value; callers treat both as they must). Eight
+// independent maxima: a single running maximum is bound by its 4-cycle dependency chain, which
+// made this check ~0.5 ms of every 3 334-query screen tile.
+float max_abs(const float* x, std::size_t n) {
+  float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      const float a = std::fabs(x[i + std::size_t(j)]);
+      m[j] = a > m[j] ? a : m[j];
+    }
+  for (; i < n; ++i) m[0] = std::max(m[0], std::fabs(x[i]));
+  float r = m[0];
+  for (int j = 1; j < 8; ++j) r = std::max(r, m[j]);
+  return r;
+}
+
 ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim, double shadow_scale = 0.0) {
   const double d = double(dim);
   const bool shadow = shadow_scale > 0.0;
@@ -356,6 +376,29 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable float shadow_scale_ = 1.0f, shadow_max_ = 0.0f, shadow_norm2_ = 0.0f;
   // The single-query screen's outcomes since the copy was made.
   mutable detail::ScreenTally screen_tally_;
+
+  // HIVE_GPU_CUDA_PROFILE=1 (read per search): batch searches print their phases' times to
+  // stderr. Each mark synchronises the stream, so a phase's time is its own, host and GPU.
+  mutable bool prof_on_ = false;
+  mutable std::string prof_line_;
+  mutable std::chrono::steady_clock::time_point prof_t_{};
+  void prof_start() const {
+    prof_on_ = env_flag("HIVE_GPU_CUDA_PROFILE");
+    prof_line_.clear();
+    prof_t_ = std::chrono::steady_clock::now();
+  }
+  void prof_mark(const char* what) const {
+    if (!prof_on_) return;
+    stream_->sync("profile");
+    const auto now = std::chrono::steady_clock::now();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " [%s %.0f]", what, std::chrono::duration<double, std::micro>(now - prof_t_).count());
+    prof_line_ += buf;
+    prof_t_ = now;
+  }
+  void prof_print() const {
+    if (prof_on_ && !prof_line_.empty()) std::fprintf(stderr, "cuda-profile (us):%s\n", prof_line_.c_str());
+  }
 };
 
 void CudaFlatStore::scan_tile(const uint8_t* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
@@ -624,11 +667,21 @@ std::vector<uint32_t> CudaFlatStore::sample_rows(std::size_t m) const {
   std::vector<uint32_t> idx;
   idx.reserve(m);
   const std::size_t n = rows_;
+  // Strides [i n / m, (i + 1) n / m), stepped without a division per row (two 64-bit divisions
+  // a row made this ~0.4 ms for 31 250 rows).
+  const std::size_t q = n / m, rem = n % m;
+  std::size_t start = 0, frac = 0;  // start = i n / m, frac = i n % m
   for (std::size_t i = 0; i < m; ++i) {
-    std::size_t r = i * n / m;
-    const std::size_t end = (i + 1) * n / m;
+    std::size_t end = start + q;
+    frac += rem;
+    if (frac >= m) {
+      frac -= m;
+      ++end;
+    }
+    std::size_t r = start;
     while (r < end && deleted_.test(r)) ++r;  // the next live row of this stride
     if (r < end) idx.push_back(uint32_t(r));
+    start = end;
   }
   return idx;
 }
@@ -705,17 +758,9 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   // storage) or the TF32 screen (fp32 storage).
   // fp32 storage screens through an fp16 copy of the rows where their range allows (fp16
   // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32).
+  // (The range check reads every query on the host, ~0.2 ms a 3 334-query tile: it runs below,
+  // while the GPU computes the thresholds.)
   bool shadow = cfg_.storage == ScalarType::F32 && !env_flag("HIVE_GPU_CUDA_NO_F16_SCREEN") && screen_supported(cfg_.metric, ScalarType::F16, dim);
-  if (cfg_.storage == ScalarType::F16 || shadow) {
-    bool in_range = true;
-    for (std::size_t q = 0; q < nq && in_range; ++q) {
-      float mx = 0;
-      for (std::size_t j = 0; j < dim; ++j) mx = std::max(mx, std::fabs(hq[q * dim + j]));
-      in_range = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
-    }
-    if (!in_range && cfg_.storage == ScalarType::F16) return false;
-    shadow = shadow && in_range && ensure_shadow();
-  }
   // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
   //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
   //    TF32 + exact re-score), so about k n / m rows beat it.
@@ -735,13 +780,25 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
         "upload sample rows");
   launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
   launch_gather(norms_.get(), ws_sample_norms_.get(), ws_idx_.as<uint32_t>(), ms, sizeof(float), s);
+  prof_mark("sample");
   ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
   gemm_keys(RowsView{ws_sample_.get(), ms, ws_sample_norms_.as<float>(), nullptr}, dq, nq, k, true,
             ws_keys2_.as<uint64_t>());
+  prof_mark("sample-topk");
   ws_thr_.ensure(nq * sizeof(float));
   ws_qnorm_.ensure(nq * sizeof(float));
   launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
   launch_norms(dq, 0, nq, dim, ScalarType::F32, ws_qnorm_.as<float>(), s);
+  if (cfg_.storage == ScalarType::F16 || shadow) {
+    bool in_range = true;
+    for (std::size_t q = 0; q < nq && in_range; ++q) {
+      const float mx = max_abs(hq + q * dim, dim);
+      in_range = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
+    }
+    if (!in_range && cfg_.storage == ScalarType::F16) return false;  // (the thresholds' work is wasted: rare)
+    shadow = shadow && in_range && ensure_shadow();
+  }
+  prof_mark("thresholds");
 
   // 2. The tensor-core screen: every row whose low-precision score, less its error bound,
   //    does not exceed the threshold becomes a candidate; no score is written to memory.
@@ -779,6 +836,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   check(cudaMemcpyAsync(pin_count_.get(), ws_count_.get(), nq * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
         "download candidate counts");
   stream_->sync("screen");
+  prof_mark("screen");
   const auto* counts = pin_count_.as<const uint32_t>();
   const std::size_t most = *std::max_element(counts, counts + nq);
   if (most > cap) return false;  // too many candidates for the buffer: the caller takes another path
@@ -793,6 +851,7 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
                    ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
   launch_finalize(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
                   drows, s);
+  prof_mark("rescore");
   return true;
 }
 #endif
@@ -833,21 +892,33 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
       }
     }
   } else {
+    prof_start();
     const std::size_t qbytes = hamming() ? row_bytes_ : cfg_.dim * sizeof(float);
     pin_in_.ensure(nq * qbytes);
-    std::memcpy(pin_in_.get(), queries, nq * qbytes);
     ws_queries_.ensure(nq * qbytes);
     ws_rows_.ensure(out_bytes);
     int64_t* const drows_all = ws_rows_.as<int64_t>();
     float* const ddist_all = reinterpret_cast<float*>(drows_all + nq * kk);
-    check(cudaMemcpyAsync(ws_queries_.get(), pin_in_.get(), nq * qbytes, cudaMemcpyHostToDevice, s), "upload queries");
+    // Queries [q0, q0 + m) through their own part of the pinned buffer: the matrix path uploads
+    // each query tile just before its work, so copying the next tile on the host overlaps the
+    // GPU's work on this one (5 MB of queries took ~1 ms up front).
+    auto upload = [&](std::size_t q0, std::size_t m) {
+      std::memcpy(pin_in_.as<uint8_t>() + q0 * qbytes, static_cast<const uint8_t*>(queries) + q0 * qbytes, m * qbytes);
+      check(cudaMemcpyAsync(ws_queries_.as<uint8_t>() + q0 * qbytes, pin_in_.as<uint8_t>() + q0 * qbytes, m * qbytes,
+                            cudaMemcpyHostToDevice, s),
+            "upload queries");
+    };
     const auto* dq = ws_queries_.as<const uint8_t>();
-    if (use_gemm(nq)) {
+    const bool gemm = use_gemm(nq);
+    if (!gemm) upload(0, nq);
+    prof_mark("upload");
+    if (gemm) {
       // Query tiles of equal size (10 000 queries: 3 x 3334, not 4096 + 4096 + 1808).
       const std::size_t most = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
       const std::size_t tile = ceil_div(nq, ceil_div(nq, most));
       for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
         const std::size_t m = std::min(tile, nq - q0);
+        upload(q0, m);
         const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);
 #if defined(HIVE_GPU_HIP)
         const bool screened = false;  // the screen is NVIDIA tensor-core code
@@ -870,6 +941,10 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   if (!done) stream_->sync("search");
   std::memcpy(rows, host_rows, nq * kk * sizeof(int64_t));
   std::memcpy(distances, host_dist, nq * kk * sizeof(float));
+  if (nq > 1) {
+    prof_mark("download");
+    prof_print();
+  }
 }
 
 }  // namespace

@@ -140,21 +140,29 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
   const auto* base = static_cast<const unsigned char*>(p.base);
   if (tid == 0) *qcount = 0;  // ordered before any use by the first barrier
 
-  // Tile `tile` into stage `stage` (one commit group, empty past the last tile): consecutive
-  // threads take consecutive pieces of a row; rows past the end and the padded tail of each row
-  // read as zeros.
+  // Tile `tile` into stage `stage` (one commit group, empty past the last tile). Each thread
+  // copies the same 16-byte piece c of rows r0, r0 + kRowStep, ... of every tile (consecutive
+  // threads take consecutive pieces of a row), so its destination offsets and the swizzle
+  // (r & 7 is r0 & 7) are fixed for the kernel; rows past the end and the padded tail of each
+  // row read as zeros.
+  constexpr int kRowStep = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && kRowStep % 8 == 0, "fixed piece and swizzle per thread");
+  const int piece = tid % kChunks, r0 = tid / kChunks;
+  const bool piece_ok = std::size_t(piece) * 16 < p.row_bytes;
+  const uint32_t dst_off = uint32_t((piece >> 3) * kSpanBytes + r0 * 128 + (((piece & 7) ^ (r0 & 7)) << 4));
+  const unsigned char* const src_thread = base + std::size_t(r0) * p.row_bytes + std::size_t(piece) * 16;
+  const std::size_t step_bytes = std::size_t(kRowStep) * p.row_bytes;
   auto load_tile = [&](int tile, int stage) {
     if (tile < tiles) {
       const uint32_t buf = stages_u32 + uint32_t(stage * kStage);
       const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
       const int rows_left = int(min(row_end - tr0, std::size_t(kRows)));
+      const unsigned char* src = src_thread + tr0 * p.row_bytes;
 #pragma unroll
-      for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
-        const int idx = tid + i * kThreads;
-        const int r = idx / kChunks, c = idx % kChunks;
-        const bool ok = r < rows_left && std::size_t(c) * 16 < p.row_bytes;
-        const unsigned char* src = ok ? base + (tr0 + std::size_t(r)) * p.row_bytes + std::size_t(c) * 16 : base;
-        cp_async16(buf + uint32_t((c >> 3) * kSpanBytes + r * 128 + (((c & 7) ^ (r & 7)) << 4)), src, ok ? 16u : 0u);
+      for (int i = 0; i < kRows / kRowStep; ++i) {
+        const bool ok = piece_ok && r0 + i * kRowStep < rows_left;
+        cp_async16(buf + dst_off + uint32_t(i * kRowStep * 128), ok ? src + std::size_t(i) * step_bytes : base,
+                   ok ? 16u : 0u);
       }
       if (tid < kRows) {  // the row's terms (8-byte pieces: no read past the buffer's n entries)
         const bool ok = tid < rows_left;
@@ -190,13 +198,18 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
     qt[h] = v.z;
   }
 
+  // Descriptors: the stages' base one, plus (offset >> 4) in its low word (the start-address
+  // field, which no shared-memory offset here carries past).
+  const uint64_t desc0 = sw128_desc(stages_u32);
   auto issue = [&](float(&acc)[kAcc], int stage) {
-    const uint32_t sb = stages_u32 + uint32_t(stage * kStage);
+    const uint32_t lo = uint32_t(desc0) + (uint32_t(stage * kStage) >> 4);
 #pragma unroll
     for (int s = 0; s < NK; ++s)
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        wgmma_rs<S>(acc, af[s * 4 + kk], sw128_desc(sb + uint32_t(s * kSpanBytes + kk * 32)), (s | kk) != 0);
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint64_t desc = (desc0 & ~uint64_t(0xffffffffu)) | uint64_t(lo + uint32_t((s * kSpanBytes + kk * 32) >> 4));
+        wgmma_rs<S>(acc, af[s * 4 + kk], desc, (s | kk) != 0);
+      }
     wgmma_commit();
   };
 

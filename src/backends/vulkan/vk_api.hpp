@@ -71,7 +71,12 @@ namespace hive::gpu::vk {
   X(vkDestroyFence)                   \
   X(vkWaitForFences)                  \
   X(vkGetFenceStatus)                 \
-  X(vkResetFences)
+  X(vkResetFences)                    \
+  X(vkCreateQueryPool)                \
+  X(vkDestroyQueryPool)               \
+  X(vkCmdResetQueryPool)              \
+  X(vkCmdWriteTimestamp)              \
+  X(vkGetQueryPoolResults)
 
 struct Api {
 #define HIVE_VK_DECLARE(name) PFN_##name name = nullptr;

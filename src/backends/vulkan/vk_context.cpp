@@ -148,6 +148,7 @@ PhysicalDevice describe(VkPhysicalDevice h) {
     if (!(fam[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) break;
   }
   pd.queue_family = best < 0 ? UINT32_MAX : uint32_t(best);
+  if (best >= 0 && fam[std::size_t(best)].timestampValidBits != 0) pd.timestamp_period = p.limits.timestampPeriod;
   return pd;
 }
 
@@ -405,6 +406,7 @@ void Gpu::submit(VkCommandBuffer cb, VkFence fence) {
 // ---- Stream --------------------------------------------------------------------------------
 namespace {
 constexpr uint32_t kSetsPerPool = 256;
+constexpr uint32_t kMaxStamps = 2 * kSetsPerPool + 8;  // a command buffer holds at most kSetsPerPool dispatches
 }
 
 Stream::Stream(Gpu& gpu) : gpu_(gpu) {
@@ -428,6 +430,13 @@ Stream::Stream(Gpu& gpu) : gpu_(gpu) {
   dp.pPoolSizes = &ps;
   check(a.vkCreateDescriptorPool(d, &dp, nullptr, &dpool_), "vkCreateDescriptorPool");
   sets_left_ = kSetsPerPool;
+  const char* prof = std::getenv("HIVE_GPU_VULKAN_PROFILE");
+  if (prof != nullptr && std::strcmp(prof, "0") != 0 && gpu.physical().timestamp_period > 0.0f) {
+    VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    qi.queryCount = kMaxStamps;
+    check(a.vkCreateQueryPool(d, &qi, nullptr, &stamps_), "vkCreateQueryPool");
+  }
 }
 
 Stream::~Stream() {
@@ -439,6 +448,7 @@ Stream::~Stream() {
     a.vkEndCommandBuffer(cb_);
   }
   a.vkDestroyDescriptorPool(d, dpool_, nullptr);
+  if (stamps_ != VK_NULL_HANDLE) a.vkDestroyQueryPool(d, stamps_, nullptr);
   a.vkDestroyFence(d, fence_, nullptr);
   a.vkDestroyCommandPool(d, pool_, nullptr);
 }
@@ -451,6 +461,37 @@ void Stream::begin_if_needed() {
   check(api().vkBeginCommandBuffer(cb_, &bi), "vkBeginCommandBuffer");
   recording_ = true;
   pending_barrier_ = false;
+  if (stamps_ != VK_NULL_HANDLE) {
+    api().vkCmdResetQueryPool(cb_, stamps_, 0, kMaxStamps);
+    stamps_used_ = 0;
+    stamp_labels_.clear();
+    stamp("begin", 0, 0);
+  }
+}
+
+void Stream::stamp(const char* what, uint32_t x, uint32_t y) {
+  if (stamps_ == VK_NULL_HANDLE || stamps_used_ >= kMaxStamps) return;
+  api().vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, stamps_, stamps_used_++);
+  stamp_labels_.push_back(std::string(what) + " " + std::to_string(x) + "x" + std::to_string(y));
+}
+
+void Stream::print_profile() {
+  if (stamps_ == VK_NULL_HANDLE || stamps_used_ < 2) return;
+  const double host_us =
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - submitted_).count();
+  std::vector<uint64_t> t(stamps_used_);
+  const VkResult r = api().vkGetQueryPoolResults(gpu_.device(), stamps_, 0, stamps_used_, t.size() * 8, t.data(), 8,
+                                                 VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+  if (r != VK_SUCCESS) return;
+  const double ns = gpu_.physical().timestamp_period;
+  std::string line = "vk-profile: submit-to-signal " + std::to_string(int(host_us)) + " us, gpu " +
+                     std::to_string(int(double(t.back() - t.front()) * ns / 1000)) + " us:";
+  for (uint32_t i = 1; i < stamps_used_; ++i) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " [%s %.1f]", stamp_labels_[i].c_str(), double(t[i] - t[i - 1]) * ns / 1000);
+    line += buf;
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 void Stream::barrier() {
@@ -499,6 +540,7 @@ void Stream::dispatch(VkPipeline pipe, const Bindings& b, const void* push, uint
   if (push_bytes) a.vkCmdPushConstants(cb_, gpu_.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
   a.vkCmdDispatch(cb_, gx, gy, gz);
   pending_barrier_ = true;
+  stamp("dispatch", gx, gy);
 }
 
 void Stream::copy(const Buffer& src, VkDeviceSize src_off, const Buffer& dst, VkDeviceSize dst_off,
@@ -509,6 +551,7 @@ void Stream::copy(const Buffer& src, VkDeviceSize src_off, const Buffer& dst, Vk
   VkBufferCopy c{src_off, dst_off, bytes};
   api().vkCmdCopyBuffer(cb_, src.handle(), dst.handle(), 1, &c);
   pending_barrier_ = true;
+  stamp("copy", uint32_t(bytes), 1);
 }
 
 void Stream::copy_regions(const Buffer& src, const Buffer& dst, const std::vector<VkBufferCopy>& regions) {
@@ -517,6 +560,7 @@ void Stream::copy_regions(const Buffer& src, const Buffer& dst, const std::vecto
   barrier();
   api().vkCmdCopyBuffer(cb_, src.handle(), dst.handle(), uint32_t(regions.size()), regions.data());
   pending_barrier_ = true;
+  stamp("copies", uint32_t(regions.size()), 1);
 }
 
 void Stream::fill(const Buffer& dst, VkDeviceSize off, VkDeviceSize bytes, uint32_t value) {
@@ -525,6 +569,7 @@ void Stream::fill(const Buffer& dst, VkDeviceSize off, VkDeviceSize bytes, uint3
   barrier();
   api().vkCmdFillBuffer(cb_, dst.handle(), off, bytes, value);
   pending_barrier_ = true;
+  stamp("fill", uint32_t(bytes), 1);
 }
 
 void Stream::submit() {
@@ -538,6 +583,7 @@ void Stream::submit() {
                          VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
   recording_ = false;
   check(a.vkEndCommandBuffer(cb_), "vkEndCommandBuffer");
+  submitted_ = std::chrono::steady_clock::now();
   gpu_.submit(cb_, fence_);
   in_flight_ = true;
 }
@@ -556,6 +602,7 @@ void Stream::wait() {
   if (r == VK_NOT_READY) r = a.vkWaitForFences(d, 1, &fence_, VK_TRUE, UINT64_MAX);
   check(a.vkResetFences(d, 1, &fence_), "vkResetFences");
   check(r, "vkWaitForFences");
+  print_profile();
   check(a.vkResetCommandBuffer(cb_, 0), "vkResetCommandBuffer");
   check(a.vkResetDescriptorPool(d, dpool_, 0), "vkResetDescriptorPool");
   sets_left_ = kSetsPerPool;

@@ -2,6 +2,7 @@
 // (compute queue only), buffers, cached compute pipelines and a command stream that records
 // dispatches and copies and runs them to completion.
 #pragma once
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -27,6 +28,7 @@ struct PhysicalDevice {
   bool has_memory_budget = false;         // VK_EXT_memory_budget
   uint32_t subgroup_size = 0;
   bool compute_shuffle = false;           // subgroupShuffleXor in compute shaders
+  float timestamp_period = 0.0f;          // ns per timestamp tick (0: the queue has no timestamps)
 };
 
 // The process-wide instance and its devices, filtered by HIVE_GPU_VULKAN_DEVICE (an index
@@ -149,6 +151,15 @@ class Stream {
  private:
   void begin_if_needed();
   void barrier();
+  // HIVE_GPU_VULKAN_PROFILE=1: a timestamp after each command; wait() prints each command's GPU
+  // time (from the previous timestamp: its barrier included) and the host's submit-to-signal
+  // time to stderr. For finding where a search's time goes on a driver without other tools.
+  void stamp(const char* what, uint32_t a, uint32_t b);
+  void print_profile();
+  VkQueryPool stamps_ = VK_NULL_HANDLE;
+  uint32_t stamps_used_ = 0;
+  std::vector<std::string> stamp_labels_;
+  std::chrono::steady_clock::time_point submitted_{};
   Gpu& gpu_;
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cb_ = VK_NULL_HANDLE;

@@ -61,6 +61,11 @@ uint32_t next_pow2(uint32_t x) {
 }
 
 // merge_select's per-invocation list (KL): the next power of two >= k up to 32, else none.
+// The screen scan's rows per invocation and round (HIVE_GPU_VULKAN_SCREEN_E, a tuning knob read
+// per search), and its candidate buffer (entries).
+uint32_t screen_rows_per_round() { return uint32_t(std::clamp<std::size_t>(env_size("HIVE_GPU_VULKAN_SCREEN_E", 4), 1, 8)); }
+uint32_t screen_buffer(uint32_t e) { return std::max(8 * kWG, next_pow2(2 * e * kWG)); }
+
 int32_t private_list(uint32_t k) { return k <= 32 ? int32_t(next_pow2(k)) : 0; }
 
 int metric_code(Metric m) { return int(m); }  // the shader codes follow the enum (common.glsl)
@@ -416,7 +421,10 @@ class VulkanFlatStore final : public detail::FlatStore {
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
                             uint32_t kp, uint32_t bs, uint32_t e) const {
-  VkPipeline merge = gpu_->pipeline(Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e), private_list(k)});
+  // HIVE_GPU_VULKAN_MERGE_KL (tuning, read per search): the merge's private lists (0: none).
+  const std::size_t kl = env_size("HIVE_GPU_VULKAN_MERGE_KL", std::size_t(private_list(k)));
+  VkPipeline merge = gpu_->pipeline(
+      Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e), kl >= k && kl <= 32 ? int32_t(next_pow2(uint32_t(kl))) : 0});
   // One workgroup a query up to `whole` entries (one dispatch, no second level); beyond that,
   // segments of `seg` in parallel first.
   const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
@@ -445,11 +453,14 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
   uint32_t g = 1;
   // HIVE_GPU_VULKAN_NO_COOP: one invocation a row (for A/B timing); read once.
   static const bool no_coop = env_size("HIVE_GPU_VULKAN_NO_COOP", 0) != 0;
+  // HIVE_GPU_VULKAN_COOP_G (tuning, read per search): the most invocations a row.
+  const std::size_t g_max = env_size("HIVE_GPU_VULKAN_COOP_G", 8);
   if (pd.compute_shuffle && !no_coop)
-    while (g < 8 && 2 * g <= rv4 && 2 * g <= pd.subgroup_size) g *= 2;
+    while (g < g_max && 2 * g <= rv4 && 2 * g <= pd.subgroup_size) g *= 2;
   VkPipeline scan = gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
                                    {metric, storage, int32_t(kp), int32_t(bs), int32_t(rv4), int32_t(e), int32_t(g)});
-  const std::size_t max_wgs = k <= 64 ? 1024 : 256;
+  // HIVE_GPU_VULKAN_SCAN_WGS (tuning, read per search): the most workgroups a chunk and query.
+  const std::size_t max_wgs = std::max<std::size_t>(1, env_size("HIVE_GPU_VULKAN_SCAN_WGS", k <= 64 ? 1024 : 256));
   auto rows_per_wg = [&](std::size_t n) {
     const std::size_t r = std::max<std::size_t>(4 * kWG, (n + max_wgs - 1) / max_wgs);
     return (r + kWG - 1) / kWG * kWG;
@@ -586,7 +597,7 @@ bool VulkanFlatStore::screen_params(const float* q, ScreenParams& sp) const {
 
 void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp) const {
   // The copy's scan on the scaled queries (entries nq .. 2 nq of the query buffer): 32 a query.
-  const uint32_t e = 4, bs = 8 * kWG;
+  const uint32_t e = screen_rows_per_round(), bs = screen_buffer(e);
   const int scan_metric = metric_code(cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct);
   search_fused(nq, nq, kScreenList, kScreenList, bs, e, &copy_, scan_metric);
   const int cur = result_buf_;
@@ -639,7 +650,8 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     const std::size_t n = std::min(block, nq - q0);
     // The screen: the queries again after them, scaled for the copy (see screen_params).
     ScreenParams sp;
-    bool screen = scan_shared(kScreenList, 8 * kWG) <= gpu_->physical().max_shared_bytes && screen_ready(n, k);
+    bool screen = scan_shared(kScreenList, screen_buffer(screen_rows_per_round())) <= gpu_->physical().max_shared_bytes &&
+                  screen_ready(n, k);
     for (std::size_t i = 0; i < n && screen; ++i) {
       ScreenParams one;
       screen = screen_params(reinterpret_cast<const float*>(src + (q0 + i) * in_row), one);
