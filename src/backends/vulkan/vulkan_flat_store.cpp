@@ -74,6 +74,9 @@ int storage_code(ScalarType s) { return int(s); }
 struct ScanPush {
   uint32_t n, row_base, rows_per_wg, k, out_ld, out_off, q_first;
 };
+struct ListsPush {  // merge_lists.comp
+  uint32_t lists, in_ld, in_off, lists_per_wg, k, out_ld, out_off;
+};
 struct MergePush {
   uint32_t m, in_ld, in_off, seg_len, k, out_ld, out_off, row_base;
 };
@@ -421,6 +424,26 @@ class VulkanFlatStore final : public detail::FlatStore {
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
                             uint32_t kp, uint32_t bs, uint32_t e) const {
+  // Sorted lists of k <= 32 pairs (the fused scan's) on subgroups of 32: merged by shuffles
+  // (merge_lists.comp), 32 lists a workgroup and level. HIVE_GPU_VULKAN_NO_LIST_MERGE=1 (read per
+  // search) keeps merge_select, for A/B timing.
+  const PhysicalDevice& pd = gpu_->physical();
+  if (k <= 32 && pd.subgroup_size == 32 && pd.compute_shuffle && (m - first) % k == 0 &&
+      !env_flag("HIVE_GPU_VULKAN_NO_LIST_MERGE")) {
+    VkPipeline merge = gpu_->pipeline(Shader::MergeLists, {});
+    constexpr std::size_t kListsPerWg = 32;
+    std::size_t lists = (m - first) / k;
+    while (true) {
+      const std::size_t groups = (lists + kListsPerWg - 1) / kListsPerWg;
+      ListsPush lp{uint32_t(lists), uint32_t(ld), uint32_t(first), uint32_t(kListsPerWg), k, uint32_t(ld), 0};
+      stream_.dispatch(merge, {&keys(cur), &rowsb(cur), &keys(cur ^ 1), &rowsb(cur ^ 1)}, &lp, sizeof lp,
+                       uint32_t(groups), uint32_t(nq));
+      cur ^= 1;
+      if (groups == 1) return cur;
+      lists = groups;
+      first = 0;
+    }
+  }
   // HIVE_GPU_VULKAN_MERGE_KL (tuning, read per search): the merge's private lists (0: none).
   const std::size_t kl = env_size("HIVE_GPU_VULKAN_MERGE_KL", std::size_t(private_list(k)));
   VkPipeline merge = gpu_->pipeline(
