@@ -131,6 +131,38 @@ __device__ inline void flush_queue(const Params& p, std::size_t q0, const uint64
   __syncthreads();
 }
 
+// The passing scores of one thread's tile into the CTA's queue (entries row << 7 | local query),
+// or emitted directly where the queue is full. mask[i] bit b marks a passing score; where(i, b)
+// gives its (local query, row). Entries outside the queries or the CTA's rows go in as empty
+// slots (the slot was counted).
+template <int N, class Where>
+__device__ __forceinline__ void enqueue_passes(const Params& p, std::size_t q0, std::size_t row_end,
+                                               const uint32_t (&mask)[N], uint64_t* queue, uint32_t* qcount,
+                                               Where where) {
+  uint32_t total = 0;
+#pragma unroll
+  for (int i = 0; i < N; ++i) total += uint32_t(__popc(mask[i]));
+  if (total == 0u) return;
+  uint32_t slot = atomicAdd(qcount, total);
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    uint32_t m = mask[i];
+    while (m != 0u) {
+      const int bit = __ffs(int(m)) - 1;
+      m &= m - 1u;
+      uint32_t ql = 0;
+      std::size_t row = 0;
+      where(i, bit, ql, row);
+      const bool ok = q0 + ql < p.nq && row < row_end;
+      if (slot < uint32_t(kQueue))
+        queue[slot] = ok ? (uint64_t(row) << 7) | uint64_t(ql) : kEmptyKey;
+      else if (ok)
+        emit_one(p, q0 + ql, row);
+      ++slot;
+    }
+  }
+}
+
 // Per-query terms of the test into qvals[0, kBM) (see the kernels' epilogues) and the queries,
 // rounded once to the operand type, into qtile (kBM rows of p.kp bytes at qpitch, zero-padded).
 // Every thread of the CTA calls it; qvals and qtile are complete after the caller's next barrier.

@@ -233,26 +233,11 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
       }
     }
     if (tr0 >= row_end) mask[0] = mask[1] = 0u;
-    if ((mask[0] | mask[1]) != 0u) {
-      uint32_t slot = atomicAdd(qcount, uint32_t(__popc(mask[0]) + __popc(mask[1])));
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        uint32_t m = mask[i];
-        while (m != 0u) {
-          const int bit = __ffs(int(m)) - 1;
-          m &= m - 1u;
-          const int j = i * 8 + (bit >> 2), c = bit & 3;
-          const uint32_t ql = uint32_t(wg * 64 + wq * 16 + (c >> 1) * 8 + g);
-          const std::size_t row = tr0 + std::size_t(j * 8 + 2 * t + (c & 1));
-          const bool ok = q0 + ql < p.nq && row < row_end;
-          if (slot < uint32_t(kQueue))
-            queue[slot] = ok ? (uint64_t(row) << 7) | uint64_t(ql) : kEmptyKey;
-          else if (ok)
-            emit_one(p, q0 + ql, row);
-          ++slot;
-        }
-      }
-    }
+    enqueue_passes(p, q0, row_end, mask, queue, qcount, [&](int i, int bit, uint32_t& ql, std::size_t& row) {
+      const int j = i * 8 + (bit >> 2), c = bit & 3;
+      ql = uint32_t(wg * 64 + wq * 16 + (c >> 1) * 8 + g);
+      row = tr0 + std::size_t(j * 8 + 2 * t + (c & 1));
+    });
   };
 
   float acc0[kAcc], acc1[kAcc];
