@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "backends/vulkan/vk_shaders.hpp"
+#include "core/env.hpp"
 #include "hive_gpu/error.hpp"
 
 namespace hive::gpu::vk {
@@ -430,8 +431,7 @@ Stream::Stream(Gpu& gpu) : gpu_(gpu) {
   dp.pPoolSizes = &ps;
   check(a.vkCreateDescriptorPool(d, &dp, nullptr, &dpool_), "vkCreateDescriptorPool");
   sets_left_ = kSetsPerPool;
-  const char* prof = std::getenv("HIVE_GPU_VULKAN_PROFILE");
-  if (prof != nullptr && std::strcmp(prof, "0") != 0 && gpu.physical().timestamp_period > 0.0f) {
+  if (detail::env_flag("HIVE_GPU_VULKAN_PROFILE") && gpu.physical().timestamp_period > 0.0f) {
     VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
     qi.queryCount = kMaxStamps;

@@ -60,12 +60,12 @@ uint32_t next_pow2(uint32_t x) {
   return p;
 }
 
-// merge_select's per-invocation list (KL): the next power of two >= k up to 32, else none.
 // The screen scan's rows per invocation and round (HIVE_GPU_VULKAN_SCREEN_E, a tuning knob read
 // per search), and its candidate buffer (entries).
 uint32_t screen_rows_per_round() { return uint32_t(std::clamp<std::size_t>(env_size("HIVE_GPU_VULKAN_SCREEN_E", 4), 1, 8)); }
 uint32_t screen_buffer(uint32_t e) { return std::max(8 * kWG, next_pow2(2 * e * kWG)); }
 
+// merge_select's per-invocation list (KL): the next power of two >= k up to 32, else none.
 int32_t private_list(uint32_t k) { return k <= 32 ? int32_t(next_pow2(k)) : 0; }
 
 int metric_code(Metric m) { return int(m); }  // the shader codes follow the enum (common.glsl)
@@ -444,10 +444,7 @@ int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::siz
       first = 0;
     }
   }
-  // HIVE_GPU_VULKAN_MERGE_KL (tuning, read per search): the merge's private lists (0: none).
-  const std::size_t kl = env_size("HIVE_GPU_VULKAN_MERGE_KL", std::size_t(private_list(k)));
-  VkPipeline merge = gpu_->pipeline(
-      Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e), kl >= k && kl <= 32 ? int32_t(next_pow2(uint32_t(kl))) : 0});
+  VkPipeline merge = gpu_->pipeline(Shader::MergeSelect, {0, int32_t(kp), int32_t(bs), int32_t(e), private_list(k)});
   // One workgroup a query up to `whole` entries (one dispatch, no second level); beyond that,
   // segments of `seg` in parallel first.
   const std::size_t seg = std::max<std::size_t>(4096, 4 * std::size_t(kp));
