@@ -141,6 +141,38 @@ void check_list_offer(int last_lane, int rounds, uint32_t seed, int distinct_sco
   EXPECT_TRUE(std::is_sorted(list.begin(), list.end()));
 }
 
+// The same through list_merge_batch (rounds batches of W keys, lane L's key keys[round * W + L]);
+// with `mixed`, odd rounds go through list_offer instead (the fused scan's lists meet both).
+template <int W>
+void check_list_merge_batch(int last_lane, int rounds, uint32_t seed, int distinct_scores, bool mixed) {
+  SCOPED_TRACE("W=" + std::to_string(W) + " last_lane=" + std::to_string(last_lane) + " seed=" +
+               std::to_string(seed) + (mixed ? " mixed" : ""));
+  const std::vector<uint64_t> keys = random_keys(std::size_t(rounds) * W, seed, distinct_scores);
+  std::vector<uint64_t> list(static_cast<std::size_t>(W), 0), worst(static_cast<std::size_t>(W), 0);
+  run_wave<W>([&](const EmuWave<W>& wv) {
+    uint64_t l[1] = {kEmpty};
+    uint64_t w = kEmpty;
+    for (int r = 0; r < rounds; ++r) {
+      const uint64_t key = keys[std::size_t(r) * W + std::size_t(wv.lane())];
+      if (mixed && r % 2 == 1)
+        hive::gpu::wave::list_offer<1>(wv, key, l, w, last_lane);
+      else
+        hive::gpu::wave::list_merge_batch(wv, key, l[0], w, last_lane);
+    }
+    list[std::size_t(wv.lane())] = l[0];
+    worst[std::size_t(wv.lane())] = w;
+  });
+  const std::size_t exact = std::size_t(last_lane + 1);
+  std::vector<uint64_t> live;
+  for (uint64_t k : keys)
+    if (k != kEmpty) live.push_back(k);
+  std::vector<uint64_t> want = best_of(live, exact);
+  want.resize(exact, kEmpty);
+  for (std::size_t i = 0; i < exact; ++i) ASSERT_EQ(list[i], want[i]) << "entry " << i;
+  for (int lane = 0; lane < W; ++lane) ASSERT_EQ(worst[std::size_t(lane)], want[exact - 1]) << "lane " << lane;
+  EXPECT_TRUE(std::is_sorted(list.begin(), list.end()));
+}
+
 template <int W>
 void check_merge_lists(uint32_t seed) {
   SCOPED_TRACE("W=" + std::to_string(W) + " seed=" + std::to_string(seed));
@@ -223,6 +255,19 @@ TEST(WaveSelect, ListOfferWave64) {
   check_list_offer<64, 1>(9, 16, 8, 5);
   check_list_offer<64, 4>(63, 16, 9, 1 << 20);  // capacity 256
   check_list_offer<64, 4>(63, 6, 10, 1 << 20);  // fewer keys than the capacity
+}
+
+TEST(WaveSelect, ListMergeBatch) {
+  check_list_merge_batch<32>(31, 20, 11, 1 << 20, false);
+  check_list_merge_batch<32>(9, 20, 12, 1 << 20, false);
+  check_list_merge_batch<32>(0, 6, 13, 1 << 20, false);
+  check_list_merge_batch<32>(31, 1, 14, 1 << 20, false);  // one batch: fewer keys than the list
+  check_list_merge_batch<32>(31, 12, 15, 5, false);       // ties on the score
+  check_list_merge_batch<32>(9, 20, 16, 1 << 20, true);
+  check_list_merge_batch<32>(31, 20, 17, 1 << 20, true);
+  check_list_merge_batch<64>(63, 12, 18, 1 << 20, false);
+  check_list_merge_batch<64>(31, 12, 19, 1 << 20, true);
+  check_list_merge_batch<64>(9, 12, 20, 7, false);
 }
 
 TEST(WaveSelect, MergeLists) {

@@ -192,46 +192,57 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
 constexpr unsigned kMergeGroup = 16;
 constexpr int kMergeLoads = 8;  // lists each wave loads (and merges as a tree) per round
 
-// Wave 0: the merge of the block's wave lists in sh (lane-major, sh[w * W + lane]), a tree of
-// bitonic merges. Other waves: unspecified.
+// The merge of the block's wave lists in sh (lane-major, sh[w * W + lane]; waves from `live` on
+// hold empty lists), as a tree whose levels run on parallel waves: log2(kWaves) merges deep, not
+// kWaves - 1 (the serial chain was most of a small search's tail). Every thread of the block
+// calls it; the result is in wave 0 (lane i: the i-th best). Wave w's list must have been
+// written to sh by its own lanes (each reads back only its own slot before the first barrier).
 template <int W>
-__device__ __forceinline__ uint64_t merge_shared_lists(const HwWave<W>& wv, const uint64_t* sh) {
+__device__ __forceinline__ uint64_t merge_shared_lists(const HwWave<W>& wv, uint64_t* sh, int wave_id, int live) {
   constexpr int kWaves = kScanThreads / W;
-  uint64_t l[kWaves];
+  const int lane = wv.lane();
+  uint64_t mine = sh[wave_id * W + lane];
 #pragma unroll
-  for (int w = 0; w < kWaves; ++w) l[w] = sh[w * W + wv.lane()];
-#pragma unroll
-  for (int span = 1; span < kWaves; span *= 2)
-#pragma unroll
-    for (int w = 0; w + span < kWaves; w += 2 * span) l[w] = wave::merge_lists(wv, l[w], l[w + span]);
-  return l[0];
+  for (int span = 1; span < kWaves; span *= 2) {
+    __syncthreads();  // the partners' lists are in sh
+    // Wave w (a multiple of 2 span) takes in wave w + span's list, and writes its own back when
+    // it is the partner at the next level (no wave reads that slot at this level), merged or not.
+    if (wave_id % (2 * span) == 0) {
+      if (wave_id + span < live) mine = wave::merge_lists(wv, mine, sh[(wave_id + span) * W + lane]);
+      if (wave_id % (4 * span) == 2 * span) sh[wave_id * W + lane] = mine;
+    }
+  }
+  return mine;
 }
 
 // The whole block: the merge of `count` sorted W-key lists at src (written by other blocks, so
-// read past the per-SM cache), each wave a share of them, kMergeLoads at a time as a tree, then
-// the waves' lists through sh. The result is in wave 0 (lane i: the i-th best).
+// read past the per-SM cache), each wave a share of them, up to kMergeLoads at a time as a tree
+// (merges with lists past `count` skipped), then the waves' lists through sh. The result is in
+// wave 0 (lane i: the i-th best).
 template <int W>
 __device__ __forceinline__ uint64_t merge_global_lists(const HwWave<W>& wv, const uint64_t* src, unsigned count,
                                                        uint64_t* sh, int wave_id) {
   constexpr int kWaves = kScanThreads / W;
   uint64_t list = kEmptyKey;
   for (unsigned b0 = unsigned(wave_id); b0 < count; b0 += kWaves * kMergeLoads) {
+    // This wave's lists of the round: b0, b0 + kWaves, ... below count (nl of them, uniform).
+    const int nl = int(min(unsigned(kMergeLoads), (count - b0 + kWaves - 1) / kWaves));
     uint64_t l[kMergeLoads];
 #pragma unroll
     for (int u = 0; u < kMergeLoads; ++u) {
       const unsigned b = b0 + unsigned(u * kWaves);
-      l[u] = b < count ? load_cg(src + std::size_t(b) * W + std::size_t(wv.lane())) : kEmptyKey;
+      l[u] = u < nl ? load_cg(src + std::size_t(b) * W + std::size_t(wv.lane())) : kEmptyKey;
     }
 #pragma unroll
     for (int span = 1; span < kMergeLoads; span *= 2)
 #pragma unroll
-      for (int u = 0; u + span < kMergeLoads; u += 2 * span) l[u] = wave::merge_lists(wv, l[u], l[u + span]);
-    list = wave::merge_lists(wv, list, l[0]);
+      for (int u = 0; u + span < kMergeLoads; u += 2 * span)
+        if (u + span < nl) l[u] = wave::merge_lists(wv, l[u], l[u + span]);
+    list = b0 == unsigned(wave_id) ? l[0] : wave::merge_lists(wv, list, l[0]);
   }
   __syncthreads();  // sh may still be read by wave 0 of an earlier merge
   sh[threadIdx.x] = list;
-  __syncthreads();
-  return merge_shared_lists(wv, sh);
+  return merge_shared_lists(wv, sh, wave_id, int(min(count, unsigned(kWaves))));
 }
 
 // Resident blocks per SM the fused kernel is built for: 4 (64 registers) for fp32; the half
@@ -410,7 +421,7 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
   const std::size_t step_rows = std::size_t(split ? (W / 16) * kFG : kFG);
   const std::size_t groups = (n + step_rows - 1) / step_rows;
   const std::size_t waves = std::size_t(gridDim.x) * kWaves;
-  uint64_t list[1] = {kEmptyKey}, worst = kEmptyKey;
+  uint64_t list = kEmptyKey, worst = kEmptyKey;
   // Only the k best are asked for: a key enters only when it beats the k-th (fewer insertions).
   const int last = min(max(args.list_k, 1), W) - 1;
   float* const scores = args.scores == nullptr ? nullptr : args.scores + std::size_t(blockIdx.y) * n;
@@ -426,6 +437,12 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
   const bool hi_a = (lane & off_a) != 0, hi_b = (lane & off_b) != 0;
   const int my_row = (hi_a ? 2 : 0) + (hi_b ? 1 : 0);
   const bool offers = (lane & (off_b - 1)) == 0;  // one lane per row offers its key
+  // Keys wait in `pending` (one per lane) until a batch of W is gathered, which then enters the
+  // list at once (wave::list_merge_batch): step s of a batch puts the offering lanes' keys (every
+  // off_b-th lane) at lanes (lane & ~(off_b - 1)) + s.
+  uint64_t pending = kEmptyKey;
+  int fill = 0;
+  const int gather_from = lane & ~(off_b - 1), gather_slot = lane & (off_b - 1);
   auto emit = [&](std::size_t r0, int nr, float (&acc)[kFG]) {
     const float s0 = hi_a ? acc[0] : acc[2], s1 = hi_a ? acc[1] : acc[3];
     const float k0 = hi_a ? acc[2] : acc[0], k1 = hi_a ? acc[3] : acc[1];
@@ -443,7 +460,15 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
       else if (!is_deleted(args.deleted, row))
         key = make_key(finish<M>(v), uint32_t(row));
     }
-    if (scores == nullptr) wave::list_offer<1>(wv, key, list, worst, last);
+    if (scores == nullptr) {
+      const uint64_t got = wv.shfl(key, gather_from);
+      if (gather_slot == fill) pending = got;
+      if (++fill == off_b) {
+        wave::list_merge_batch(wv, pending, list, worst, last);
+        pending = kEmptyKey;
+        fill = 0;
+      }
+    }
   };
   const std::size_t g0 = std::size_t(blockIdx.x) * kWaves + std::size_t(wave_id);
   constexpr bool kPipe = VEC;
@@ -504,12 +529,13 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
     }
   }
   if (scores != nullptr) return;
-  // The block's wave lists, merged by wave 0.
-  lists[threadIdx.x] = list[0];
-  __syncthreads();
+  wave::list_merge_batch(wv, pending, list, worst, last);  // the last, partial batch
+  // The block's wave lists, merged into wave 0.
+  lists[threadIdx.x] = list;
+  const uint64_t block_best = merge_shared_lists(wv, lists, wave_id, kWaves);
   uint64_t* const out = args.out + std::size_t(blockIdx.y) * args.out_ld;
   if (wave_id == 0) {
-    out[std::size_t(blockIdx.x) * W + std::size_t(lane)] = merge_shared_lists(wv, lists);
+    out[std::size_t(blockIdx.x) * W + std::size_t(lane)] = block_best;
     __threadfence();  // the list is visible to every block before this block's ticket is
   }
   // Two levels of "last one merges" (tickets per query, left at zero for the next launch): the

@@ -112,4 +112,19 @@ HIVE_WAVE_UNROLL
   return v;
 }
 
+// A batch of keys, one per lane (any order; ~0 offers nothing), into a wave-wide sorted list of
+// W keys (list_offer's layout with R = 1, lane L holding entry L; the same exactness: the first
+// last_lane + 1 entries are the best of all keys offered, the rest larger ones in order): the
+// keys that beat `worst` are sorted across the lanes and merged with the list, then `worst` is
+// entry last_lane again. Nothing happens when none beats it. A fixed log2(W) (log2(W) + 1) / 2 +
+// log2(W) + 2 shuffles per batch, where list_offer takes ~5 wave operations for every key that enters: the
+// fused scan gathers its keys into batches (while the lists fill, every key enters).
+template <class Wv>
+HIVE_WAVE_FN void list_merge_batch(const Wv& wv, uint64_t batch, uint64_t& list, uint64_t& worst, int last_lane) {
+  const bool enters = batch < worst;
+  if (wv.ballot(enters) == 0) return;
+  list = merge_lists(wv, list, sort_lanes(wv, enters ? batch : ~uint64_t(0)));
+  worst = wv.shfl(list, last_lane);
+}
+
 }  // namespace hive::gpu::wave
