@@ -113,6 +113,7 @@ PhysicalDevice describe(VkPhysicalDevice h) {
     std::snprintf(bus, sizeof bus, "%04x:%02x:%02x.%x", pci.pciDomain, pci.pciBus, pci.pciDevice, pci.pciFunction);
     d.pci_bus_id = bus;
   }
+  pd.vendor_id = p.vendorID;
   pd.software = p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
   pd.subgroup_size = sub.subgroupSize;
   pd.compute_shuffle = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
@@ -346,12 +347,23 @@ uint32_t Gpu::memory_type(uint32_t bits, Memory kind) const {
   } else if (kind == Memory::Readback) {
     t = find(host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
     if (t < 0) t = find(host);
+  } else if (kind == Memory::Mapped) {
+    t = find(host | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    if (t < 0) t = find(host);
   } else {
     t = find(host);
   }
   if (t < 0) t = find(0);
   if (t < 0) throw Error(ErrorCode::Internal, "Vulkan: no memory type fits the buffer");
   return uint32_t(t);
+}
+
+bool Gpu::has_mapped_memory() const {
+  const VkMemoryPropertyFlags want =
+      VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  for (uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i)
+    if ((mem_props_.memoryTypes[i].propertyFlags & want) == want) return true;
+  return false;
 }
 
 uint64_t Gpu::free_memory() const {

@@ -21,6 +21,7 @@ struct PhysicalDevice {
   VkPhysicalDevice handle = VK_NULL_HANDLE;
   DeviceInfo info;
   uint32_t queue_family = 0;
+  uint32_t vendor_id = 0;                 // 0x10DE NVIDIA, 0x1002 AMD, 0x8086 Intel
   bool software = false;                  // VK_PHYSICAL_DEVICE_TYPE_CPU (lavapipe, SwiftShader)
   VkDeviceSize max_buffer_bytes = 0;      // largest storage buffer a binding may cover
   uint32_t max_shared_bytes = 0;          // maxComputeSharedMemorySize
@@ -44,8 +45,10 @@ const Discovery& discover();
 class Gpu;
 
 // A buffer and its own memory. Device buffers live in device-local memory; Upload and
-// Readback buffers are host-visible, coherent and mapped for their whole life.
-enum class Memory { Device, Upload, Readback };
+// Readback buffers are host-visible, coherent and mapped for their whole life; Mapped buffers
+// are device-local and mapped too, where the device has such memory (Gpu::has_mapped_memory:
+// a resizable BAR, or a CPU device), else as Upload.
+enum class Memory { Device, Upload, Readback, Mapped };
 
 class Buffer {
  public:
@@ -100,6 +103,8 @@ class Gpu {
   void submit(VkCommandBuffer cb, VkFence fence);
   // Memory type for a buffer: device-local, or host-visible + coherent (cached preferred for readback).
   uint32_t memory_type(uint32_t type_bits, Memory kind) const;
+  // Whether some memory is device-local, host-visible and coherent (Memory::Mapped).
+  bool has_mapped_memory() const;
   // Bytes free on the device-local heaps (VK_EXT_memory_budget), or their size without it.
   uint64_t free_memory() const;
 

@@ -20,7 +20,8 @@
 //    kScreenMinRows rows, dim % 8 == 0): the fused scan reads an fp16 copy of the rows instead
 //    (half the bytes) and keeps 32 per query; screen_finish.comp re-scores them from the fp32
 //    rows and answers where error bounds prove no other row enters the k best (screen_params),
-//    else the fp32 rows are scanned. HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
+//    writing the results straight into the host-visible readback buffer; else the fp32 rows are
+//    scanned. HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
 // The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
 // the first merge of a search skips the (not yet written) running list.
 // Everything is recorded into one command buffer and waited for once (Stream::run).
@@ -60,9 +61,20 @@ uint32_t next_pow2(uint32_t x) {
   return p;
 }
 
+// The screen's copy scan on NVIDIA GPUs that tell their SM count (VK_NV_shader_sm_builtins): 8
+// rows an invocation and round, kNvScreenWgsPerSm workgroups an SM (all resident at once, each
+// a long run of rows). On an H100 (132 SMs) the copy scan of a million rows took 122.7 us so,
+// 133.8 us with the defaults (4 rows, up to 1024 workgroups); other counts (264 to 2112
+// workgroups, 2, 4 or 8 rows) took 130-216 us: too few workgroups leave SMs idle, more than
+// fit at once leave a partial last wave.
+constexpr std::size_t kNvScreenWgsPerSm = 3;
+bool nv_screen_tuned(const PhysicalDevice& pd) { return pd.vendor_id == 0x10DE && pd.info.compute_units > 0; }
+
 // The screen scan's rows per invocation and round (HIVE_GPU_VULKAN_SCREEN_E, a tuning knob read
 // per search), and its candidate buffer (entries).
-uint32_t screen_rows_per_round() { return uint32_t(std::clamp<std::size_t>(env_size("HIVE_GPU_VULKAN_SCREEN_E", 4), 1, 8)); }
+uint32_t screen_rows_per_round(const PhysicalDevice& pd) {
+  return uint32_t(std::clamp<std::size_t>(env_size("HIVE_GPU_VULKAN_SCREEN_E", nv_screen_tuned(pd) ? 8 : 4), 1, 8));
+}
 uint32_t screen_buffer(uint32_t e) { return std::max(8 * kWG, next_pow2(2 * e * kWG)); }
 
 // merge_select's per-invocation list (KL): the next power of two >= k up to 32, else none.
@@ -90,6 +102,7 @@ struct EncodePush {
 struct FinishPush {
   uint32_t in_ld, out_ld, k, q_first;
   float score_scale, bound_g, bound_e;
+  uint32_t rows_off;
 };
 
 // The single-query screen's parameters for one query (see VulkanFlatStore::screen_params).
@@ -405,6 +418,11 @@ class VulkanFlatStore final : public detail::FlatStore {
   std::vector<uint32_t> deleted_;  // master copy, one bit per row
   // Workspace, grown on demand and kept: the search path allocates only when a larger call comes.
   mutable Buffer upload_, readback_, queries_, dist_, ak_, ar_, bk_, br_;
+  // Few queries (<= kFusedQueries) go straight into device-local mapped memory where the device
+  // has it, sparing the staging copy and its barrier (~4 us a single query on an H100);
+  // qbuf_ is the query buffer of the search being recorded.
+  mutable Buffer queries_mapped_;
+  mutable const Buffer* qbuf_ = nullptr;
   Buffer ring_[2];                                // row uploads (upload_rows)
   std::unique_ptr<Stream> ring_streams_[2];
   mutable int result_buf_ = 0;         // which candidate buffer holds the last block's results
@@ -479,11 +497,17 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
     while (g < g_max && 2 * g <= rv4 && 2 * g <= pd.subgroup_size) g *= 2;
   VkPipeline scan = gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
                                    {metric, storage, int32_t(kp), int32_t(bs), int32_t(rv4), int32_t(e), int32_t(g)});
-  // HIVE_GPU_VULKAN_SCAN_WGS (tuning, read per search): the most workgroups a chunk and query.
-  const std::size_t max_wgs = std::max<std::size_t>(1, env_size("HIVE_GPU_VULKAN_SCAN_WGS", k <= 64 ? 1024 : 256));
+  // HIVE_GPU_VULKAN_SCAN_WGS (tuning, read per search): the most workgroups a chunk and query
+  // (with it, a workgroup's rows may go down to kWG instead of 4 kWG).
+  const std::size_t forced_wgs = env_size("HIVE_GPU_VULKAN_SCAN_WGS", 0);
+  const std::size_t max_wgs = forced_wgs > 0                                   ? forced_wgs
+                              : rows_copy != nullptr && nv_screen_tuned(pd) ? kNvScreenWgsPerSm * pd.info.compute_units
+                              : k <= 64                                     ? 1024
+                                                                            : 256;
+  const std::size_t min_rows = forced_wgs > 0 ? kWG : 4 * kWG;
   auto rows_per_wg = [&](std::size_t n) {
-    const std::size_t r = std::max<std::size_t>(4 * kWG, (n + max_wgs - 1) / max_wgs);
-    return (r + kWG - 1) / kWG * kWG;
+    const std::size_t r = std::max<std::size_t>(min_rows, (n + max_wgs - 1) / max_wgs);
+    return (r + 31) / 32 * 32;
   };
   std::size_t wmax = 1;
   for (const auto& ch : chunks_)
@@ -498,7 +522,7 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
     const std::size_t rpw = rows_per_wg(ch.n), w = (ch.n + rpw - 1) / rpw;
     ScanPush sp{uint32_t(ch.n), uint32_t(c * chunk_max_), uint32_t(rpw), k, uint32_t(ld), k, uint32_t(q0)};
     const Buffer& rows = rows_copy != nullptr ? *rows_copy : ch.rows;  // (a copy: one chunk)
-    stream_.dispatch(scan, {&rows, &queries_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
+    stream_.dispatch(scan, {&rows, qbuf_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
                      uint32_t(nq));
     cur = reduce(cur, nq, running ? 0 : k, (w + 1) * k, ld, k, kp, bs, e);
     running = true;
@@ -534,7 +558,7 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
     for (std::size_t r0 = 0; r0 < ch.n; r0 += rt) {
       const std::size_t nr = std::min(rt, ch.n - r0);
       TilePush tp{uint32_t(ch.n), uint32_t(r0), uint32_t(nr), uint32_t(q0), uint32_t(nq), uint32_t(rt)};
-      stream_.dispatch(tile, {&ch.rows, &queries_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
+      stream_.dispatch(tile, {&ch.rows, qbuf_, &ch.deleted, &dist_}, &tp, sizeof tp, uint32_t((nr + 63) / 64),
                        uint32_t((nq + 63) / 64));
       const std::size_t s = (nr + seg - 1) / seg;
       MergePush mp{uint32_t(nr), uint32_t(rt), 0, uint32_t(seg), k, uint32_t(ld), k, uint32_t(c * chunk_max_ + r0)};
@@ -617,15 +641,17 @@ bool VulkanFlatStore::screen_params(const float* q, ScreenParams& sp) const {
 
 void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp) const {
   // The copy's scan on the scaled queries (entries nq .. 2 nq of the query buffer): 32 a query.
-  const uint32_t e = screen_rows_per_round(), bs = screen_buffer(e);
+  const uint32_t e = screen_rows_per_round(gpu_->physical()), bs = screen_buffer(e);
   const int scan_metric = metric_code(cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct);
   search_fused(nq, nq, kScreenList, kScreenList, bs, e, &copy_, scan_metric);
   const int cur = result_buf_;
   VkPipeline finish = gpu_->pipeline(Shader::ScreenFinish, {metric_code(cfg_.metric), int32_t(row_v4_)});
-  FinishPush fp{uint32_t(result_ld_), uint32_t(result_ld_), k, 0, sp.score_scale, sp.bound_g, sp.bound_e};
-  stream_.dispatch(finish, {&chunks_[0].rows, &queries_, &keys(cur), &rowsb(cur), &keys(cur ^ 1), &rowsb(cur ^ 1)},
-                   &fp, sizeof fp, 1, uint32_t(nq));
-  result_buf_ = cur ^ 1;
+  // The results go straight to the host-visible readback buffer (keys, then rows: the layout
+  // read_results copies into), sparing the copies and their barriers.
+  ensure(readback_, VkDeviceSize(nq * k) * 8, Memory::Readback);
+  FinishPush fp{uint32_t(result_ld_), k, k, 0, sp.score_scale, sp.bound_g, sp.bound_e, uint32_t(nq * k)};
+  stream_.dispatch(finish, {&chunks_[0].rows, qbuf_, &keys(cur), &rowsb(cur), &readback_, &readback_}, &fp,
+                   sizeof fp, 1, uint32_t(nq));
 }
 
 void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, float* distances, int64_t* rows) const {
@@ -670,7 +696,7 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     const std::size_t n = std::min(block, nq - q0);
     // The screen: the queries again after them, scaled for the copy (see screen_params).
     ScreenParams sp;
-    bool screen = scan_shared(kScreenList, screen_buffer(screen_rows_per_round())) <= gpu_->physical().max_shared_bytes &&
+    bool screen = scan_shared(kScreenList, screen_buffer(screen_rows_per_round(gpu_->physical()))) <= gpu_->physical().max_shared_bytes &&
                   screen_ready(n, k);
     for (std::size_t i = 0; i < n && screen; ++i) {
       ScreenParams one;
@@ -681,9 +707,16 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
       sp.bound_e = std::max(sp.bound_e, one.bound_e);
     }
     const std::size_t staged = screen ? 2 * n : n;
-    ensure(upload_, VkDeviceSize(staged * qbytes), Memory::Upload);
-    ensure(queries_, VkDeviceSize(staged * qbytes), Memory::Device);
-    auto* dst = upload_.as<unsigned char>();
+    const bool direct = n <= kFusedQueries && gpu_->has_mapped_memory();
+    if (direct) {
+      ensure(queries_mapped_, VkDeviceSize(staged * qbytes), Memory::Mapped);
+      qbuf_ = &queries_mapped_;
+    } else {
+      ensure(upload_, VkDeviceSize(staged * qbytes), Memory::Upload);
+      ensure(queries_, VkDeviceSize(staged * qbytes), Memory::Device);
+      qbuf_ = &queries_;
+    }
+    auto* dst = (direct ? queries_mapped_ : upload_).as<unsigned char>();
     for (std::size_t i = 0; i < n; ++i) {
       std::memcpy(dst + i * qbytes, src + (q0 + i) * in_row, in_row);
       std::memset(dst + i * qbytes + in_row, 0, qbytes - in_row);
@@ -693,14 +726,17 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
       for (std::size_t j = 0; j < cfg_.dim; ++j) scaled[j] = qi[j] * sp.qscale;
       std::memset(dst + (n + i) * qbytes + in_row, 0, qbytes - in_row);
     }
-    stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(staged * qbytes));
+    if (!direct) stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(staged * qbytes));
     if (screen)
       search_screened(n, k, sp);
     else if (n <= kFusedQueries && fits)
       search_fused(0, n, k, kp, bs, e);
     else
       search_tiled(0, n, k, kp, bs, e);
-    read_results(n);
+    if (screen)
+      stream_.run();  // screen_finish wrote the readback buffer
+    else
+      read_results(n);
     if (screen) {
       bool unsure = false;
       for (std::size_t i = 0; i < n; ++i) unsure = unsure || readback_.as<uint32_t>()[(n + i) * k] == kUnsure;

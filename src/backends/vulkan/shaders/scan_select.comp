@@ -54,6 +54,30 @@ shared uvec4 sq[Q_V4];
 #define G_EFF G
 #endif
 
+// Combines this invocation's partial result over the G_EFF invocations of its row and
+// finishes the key. Every invocation of the group must call it (the shuffles).
+float finish_part(vec4 acc) {
+  float part = METRIC == M_LINF ? max(max(acc.x, acc.y), max(acc.z, acc.w)) : (acc.x + acc.y) + (acc.z + acc.w);
+#ifdef COOP
+  for (uint o = G_EFF >> 1; o > 0u; o >>= 1) {
+    float other = subgroupShuffleXor(part, o);
+    part = METRIC == M_LINF ? max(part, other) : part + other;
+  }
+#endif
+  if (METRIC == M_IP) return -part;
+  if (METRIC == M_COS) return 1.0 - part;
+  return part;
+}
+
+// acc with stored piece c (16 bytes: 4 fp32 or 8 half values) of a row against the query.
+vec4 step_piece(vec4 acc, uint c, uvec4 x) {
+  if (STORAGE == S_F32) return metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(x));
+  vec4 lo, hi;
+  decode8(STORAGE, x, lo, hi);
+  acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
+  return metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
+}
+
 // This invocation's part of row r's key: pieces g, g + G, ... (all of them when G_EFF = 1),
 // combined over the G_EFF invocations of the row, then finished. Every invocation of the group
 // must call it (the shuffles), with valid = false for rows past the end.
@@ -72,29 +96,9 @@ float row_key(uint r, uint g, bool valid) {
     return float(bits);
   }
   vec4 acc = vec4(0.0);
-  if (valid) {
-    if (STORAGE == S_F32) {
-      for (uint c = g; c < ROW_V4; c += G_EFF)
-        acc = metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(rows[base + c]));
-    } else {
-      for (uint c = g; c < ROW_V4; c += G_EFF) {
-        vec4 lo, hi;
-        decode8(STORAGE, rows[base + c], lo, hi);
-        acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
-        acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
-      }
-    }
-  }
-  float part = METRIC == M_LINF ? max(max(acc.x, acc.y), max(acc.z, acc.w)) : (acc.x + acc.y) + (acc.z + acc.w);
-#ifdef COOP
-  for (uint o = G_EFF >> 1; o > 0u; o >>= 1) {
-    float other = subgroupShuffleXor(part, o);
-    part = METRIC == M_LINF ? max(part, other) : part + other;
-  }
-#endif
-  if (METRIC == M_IP) return -part;
-  if (METRIC == M_COS) return 1.0 - part;
-  return part;
+  if (valid)
+    for (uint c = g; c < ROW_V4; c += G_EFF) acc = step_piece(acc, c, rows[base + c]);
+  return finish_part(acc);
 }
 
 void main() {
@@ -110,8 +114,9 @@ void main() {
   for (uint r0 = first; r0 < last; r0 += E * RPR) {
     for (uint e = 0u; e < E; ++e) {
       uint r = r0 + e * RPR + slot;
+      // The deleted bit gates only the offer: the row's loads need not wait for it.
       bool live = r < last && (deleted[r >> 5] & (1u << (r & 31u))) == 0u;
-      float key = row_key(r, g, live);
+      float key = row_key(r, g, r < last);
       sel_offer(live && g == 0u, key, p.row_base + r);
     }
     sel_round_end(p.k);

@@ -5,8 +5,9 @@
 // outside row's copy key is at least the largest of the 32, s, and its exact key then at least
 //   inner product: s - bound_e (cosine: 1 + s - bound_e, s being -dot);
 //   L2: (1 - g) max(0, sqrt(s / (1 + g)) - bound_e)^2, g = bound_g, s in true units (key * score_scale).
-// Then out holds the k best (key, row) in order; otherwise out_rows[y * out_ld] = UNSURE and the
-// host scans the fp32 rows. Workgroup y: 8 invocations per candidate, each a share of its pieces.
+// Then out holds the k best (key, row) in order (out_keys[y * out_ld + i], out_rows[rows_off +
+// y * out_ld + i]: the host's readback buffer, so no copy follows); otherwise
+// out_rows[rows_off + y * out_ld] = UNSURE and the host scans the fp32 rows. Workgroup y: 8 invocations per candidate, each a share of its pieces.
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x = 256) in;
@@ -35,19 +36,26 @@ layout(push_constant) uniform Push {
   float score_scale;
   float bound_g;
   float bound_e;
+  uint rows_off;     // out_rows entries before the first query's (out_keys and out_rows may be one buffer)
 } p;
 
 shared uvec4 sq[ROW_V4];
 shared float part[WG];
 shared float ekey[W];
 shared uint erow[W];
+shared float skey[W];  // the exact keys in order
+shared uint srow[W];
+shared float ckey[W];  // the copy's keys
+shared bool cfull[W];
+shared float s_worst;
+shared bool s_full, s_sure;
 
 void main() {
   uint tid = gl_LocalInvocationIndex, y = gl_WorkGroupID.y;
+  uint j = tid / PARTS, g = tid % PARTS;
+  uint row = in_rows[y * p.in_ld + j];  // (loaded before the query's barrier: their latencies overlap)
   for (uint c = tid; c < ROW_V4; c += WG) sq[c] = queries[(p.q_first + y) * ROW_V4 + c];
   barrier();
-  uint j = tid / PARTS, g = tid % PARTS;
-  uint row = in_rows[y * p.in_ld + j];
   vec4 acc = vec4(0.0);
   if (row != NONE)
     for (uint c = g; c < ROW_V4; c += PARTS)
@@ -62,51 +70,60 @@ void main() {
     bool ok = r != NONE && !isnan(key);
     ekey[tid] = ok ? key : INF;
     erow[tid] = ok ? r : NONE;
+    // The copy's key, for the largest among the candidates (empty slots: -INF).
+    ckey[tid] = r == NONE ? -INF : in_keys[y * p.in_ld + tid];
+    cfull[tid] = r != NONE;
   }
   barrier();
-  if (tid != 0u) return;
-  // The largest copy key among the candidates, and whether all 32 slots hold a row (fewer:
-  // every live row was a candidate).
-  float worst = -INF;
-  bool full = true;
-  for (uint i = 0u; i < W; ++i) {
-    if (in_rows[y * p.in_ld + i] == NONE) full = false;
-    else worst = max(worst, in_keys[y * p.in_ld + i]);
+  // Each candidate's place among the exact keys, by counting those before it (key, then row,
+  // then slot: empty slots are all (INF, NONE)), in parallel: the single-invocation insertion
+  // sort and scans this replaced took ~10 us of a single query on an H100.
+  if (tid < W) {
+    float kk = ekey[tid];
+    uint rr = erow[tid], rank = 0u;
+    for (uint i = 0u; i < W; ++i)
+      if (ekey[i] < kk || (ekey[i] == kk && (erow[i] < rr || (erow[i] == rr && i < tid)))) ++rank;
+    skey[rank] = kk;
+    srow[rank] = rr;
   }
-  // Insertion sort of the exact keys (key, then row).
-  for (uint i = 1u; i < W; ++i) {
-    float kk = ekey[i];
-    uint rr = erow[i];
-    uint t = i;
-    while (t > 0u && (ekey[t - 1u] > kk || (ekey[t - 1u] == kk && erow[t - 1u] > rr))) {
-      ekey[t] = ekey[t - 1u];
-      erow[t] = erow[t - 1u];
-      --t;
+  if (tid == 0u) {
+    // The largest copy key among the candidates, and whether all 32 slots hold a row (fewer:
+    // every live row was a candidate).
+    float worst = -INF;
+    bool full = true;
+    for (uint i = 0u; i < W; ++i) {
+      full = full && cfull[i];
+      worst = max(worst, ckey[i]);
     }
-    ekey[t] = kk;
-    erow[t] = rr;
+    s_worst = worst;
+    s_full = full;
   }
-  bool sure = !full;
-  float kth = ekey[p.k - 1u];
-  if (!sure && erow[p.k - 1u] != NONE) {
-    float s = worst * p.score_scale;
-    float lower;
-    if (METRIC == M_L2) {
-      float r = sqrt(max(s, 0.0) / (1.0 + p.bound_g)) * (1.0 - 1e-6) - p.bound_e;
-      lower = r > 0.0 ? (1.0 - p.bound_g) * r * r * (1.0 - 1e-6) : 0.0;
-    } else {
-      lower = s - p.bound_e + (METRIC == M_COS ? 1.0 : 0.0);
-      lower -= abs(lower) * 1e-6 + abs(s) * 1e-6;  // the float arithmetic of this line
+  barrier();
+  if (tid == 0u) {
+    bool sure = !s_full;
+    float kth = skey[p.k - 1u];
+    if (!sure && srow[p.k - 1u] != NONE) {
+      float s = s_worst * p.score_scale;
+      float lower;
+      if (METRIC == M_L2) {
+        float r = sqrt(max(s, 0.0) / (1.0 + p.bound_g)) * (1.0 - 1e-6) - p.bound_e;
+        lower = r > 0.0 ? (1.0 - p.bound_g) * r * r * (1.0 - 1e-6) : 0.0;
+      } else {
+        lower = s - p.bound_e + (METRIC == M_COS ? 1.0 : 0.0);
+        lower -= abs(lower) * 1e-6 + abs(s) * 1e-6;  // the float arithmetic of this line
+      }
+      sure = lower > kth;
     }
-    sure = lower > kth;
+    s_sure = sure;
   }
+  barrier();
   uint o = y * p.out_ld;
-  if (sure) {
-    for (uint i = 0u; i < p.k; ++i) {
-      out_keys[o + i] = ekey[i];
-      out_rows[o + i] = erow[i];
+  if (s_sure) {
+    if (tid < p.k) {
+      out_keys[o + tid] = skey[tid];
+      out_rows[p.rows_off + o + tid] = srow[tid];
     }
-  } else {
-    out_rows[o] = UNSURE;
+  } else if (tid == 0u) {
+    out_rows[p.rows_off + o] = UNSURE;
   }
 }
