@@ -313,6 +313,9 @@ class CudaFlatStore final : public detail::FlatStore {
   // rows[0] == kScreenInconclusive asks for the plain scan.
   bool single_fused() const;
   bool single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows, bool screen) const;
+  // Waits for the work single_query enqueued: where its kernel signals FusedOutput::done
+  // (signal_pending_), by watching that flag, else by synchronising the stream.
+  void wait_single() const;
   // Fills the screen's part of `o` (the copy, the scaled query, the error bounds) where it
   // applies (k <= max_k among other conditions).
   bool single_screen(const float* hq, int k, FusedOutput& o, int max_k) const;
@@ -362,6 +365,11 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_rows_;
+  // The single-query kernel's completion flag (FusedOutput::done), the value it will write,
+  // and whether the last single_query enqueued such a kernel.
+  mutable PinnedBuffer pin_done_;
+  mutable unsigned done_seq_ = 0;
+  mutable bool signal_pending_ = false;
 #if !defined(HIVE_GPU_HIP)
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
@@ -468,9 +476,15 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
     o.tickets = ws_tickets_.as<unsigned>();
     o.rows = rows;
     o.distances = dist;
+    pin_done_.ensure(64);
+    done_seq_ = done_seq_ + 1 == 0 ? 1 : done_seq_ + 1;  // (the flag starts at 0)
+    o.done = pin_done_.as<unsigned>();
+    o.seq = done_seq_;
     launch_scan_select(a, o, s);
+    signal_pending_ = true;
     return screened;
   }
+  signal_pending_ = false;
   // Larger k: the same scan writes every score, then a radix selection over them.
   ws_scores_.ensure(n * sizeof(float));
   o.scores = ws_scores_.as<float>();
@@ -484,6 +498,34 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   radix_select(ws_scores_.as<float>(), n, 1, n, bitmap, k, ws_keys_.as<uint64_t>(), std::size_t(k), ws_radix_.get(), s);
   launch_finalize(ws_keys_.as<uint64_t>(), std::size_t(k), 1, k, o.negate, dist, rows, s);
   return false;
+}
+
+// Watching the flag in host memory sees the kernel's end ~2.7 us sooner than
+// cudaStreamSynchronize (an empty kernel's launch-to-return: 8.6 vs 11.3 us on an H100, CUDA
+// 13). The kernel may still be exiting when the flag is seen: the next work on the stream waits
+// for it, and every free of a buffer it uses synchronises. A kernel that failed never writes the
+// flag: after 20 ms the stream's synchronisation reports the error.
+// HIVE_GPU_CUDA_SYNC_WAIT=1 (read per search) synchronises the stream instead, for A/B timing.
+void CudaFlatStore::wait_single() const {
+  const bool flagged = signal_pending_;
+  signal_pending_ = false;
+  if (!flagged || env_flag("HIVE_GPU_CUDA_SYNC_WAIT")) {
+    stream_->sync("search");
+    return;
+  }
+  const volatile unsigned* flag = pin_done_.as<volatile unsigned>();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (unsigned spins = 1; *flag != done_seq_; ++spins) {
+    if (spins % 4096 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(20)) {
+      stream_->sync("search");
+      if (*flag != done_seq_) throw Error(ErrorCode::Internal, "CUDA single query: the kernel did not signal");
+      break;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);  // the results are read after the flag
 }
 
 // Large k through the fp16 copy: its scores of every row, their m = 2k best by radix selection,
@@ -876,17 +918,18 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   pin_rows_.ensure(out_bytes);
   int64_t* const host_rows = pin_rows_.as<int64_t>();
   float* const host_dist = reinterpret_cast<float*>(host_rows + nq * kk);
-  bool done = false;  // the results are in host_rows / host_dist and the stream is idle
-  if (nq == 1 && !hamming() && single_fused()) {
+  bool done = false;  // the results are in host_rows / host_dist
+  const bool single = nq == 1 && !hamming() && single_fused();
+  if (single) {
     const auto* hq = static_cast<const float*>(queries);
     if (single_query(hq, k, bitmap, host_dist, host_rows, true)) {
-      stream_->sync("search");
+      wait_single();
       done = true;
       screen_tally_.note(host_rows[0] == kScreenInconclusive);
       if (host_rows[0] == kScreenInconclusive) {  // the fp16 copy could not decide: the fp32 rows
         g_screen_inconclusive.fetch_add(1, std::memory_order_relaxed);
         single_query(hq, k, bitmap, host_dist, host_rows, false);
-        done = false;
+        wait_single();
       } else {
         g_screen_answered.fetch_add(1, std::memory_order_relaxed);
       }
@@ -938,7 +981,12 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     }
     check(cudaMemcpyAsync(host_rows, drows_all, out_bytes, cudaMemcpyDeviceToHost, s), "download results");
   }
-  if (!done) stream_->sync("search");
+  if (!done) {
+    if (single)
+      wait_single();
+    else
+      stream_->sync("search");
+  }
   std::memcpy(rows, host_rows, nq * kk * sizeof(int64_t));
   std::memcpy(distances, host_dist, nq * kk * sizeof(float));
   if (nq > 1) {

@@ -64,6 +64,11 @@ struct FusedOutput {
   Metric exact_metric = Metric::L2;
   float qscale = 1.0f;
   double score_scale = 1.0, bound_g = 0.0, bound_e = 0.0;
+  // With k <= 32 and `done` set (host memory the device can write): once the results are in
+  // rows / distances (host memory too), the last block writes `seq` to *done after a
+  // system-scope fence, so the host can wait by watching it instead of synchronising the stream.
+  unsigned* done = nullptr;
+  unsigned seq = 0;
 };
 inline constexpr int64_t kScreenInconclusive = -2;
 inline constexpr int kFusedScreenMaxK = 16;

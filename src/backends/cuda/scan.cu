@@ -275,8 +275,21 @@ struct FusedArgs {
   int exact_metric;    // int(Metric): L2, or InnerProduct / Cosine (both scanned as InnerProduct)
   float qscale;
   double score_scale, bound_g, bound_e;
+  unsigned* done;  // FusedOutput::done / seq
+  unsigned seq;
   float qv[kParamDims];
 };
+
+// After wave 0's lanes wrote the results: FusedOutput::done. The warp barrier orders the lanes'
+// writes before lane 0's system-scope fence, and that fence before the flag.
+template <int W>
+__device__ __forceinline__ void signal_done(const HwWave<W>& wv, const FusedArgs& a) {
+  wv.sync();
+  if (wv.lane() == 0 && a.done != nullptr) {
+    __threadfence_system();
+    *reinterpret_cast<volatile unsigned*>(a.done) = a.seq;
+  }
+}
 
 // The screen's exact scores of R fp32 rows (VEC layout, dim % 4 == 0; a null row scores
 // nothing) against the fp32 query q in shared memory, their loads issued together: chunk c of a
@@ -386,8 +399,9 @@ __device__ __forceinline__ void screen_finish(const HwWave<W>& wv, const FusedAr
   }
   if (lane == 0) {
     if (!sure) a.res_rows[0] = kScreenInconclusive;
-    tk[0] = 0;  // (the kernel's completion makes the host writes visible)
+    tk[0] = 0;
   }
+  signal_done(wv, a);
 }
 
 // The fused kernel's body for waves of W lanes (see scan_select_kernel).
@@ -580,7 +594,8 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
       args.res_rows[i] = best == kEmptyKey ? -1 : int64_t(key_row(best));
       args.res_dist[i] = args.negate ? -s : s;
     }
-    if (lane == 0) tk[0] = 0;  // (the kernel's completion makes the host writes visible)
+    if (lane == 0) tk[0] = 0;
+    signal_done(wv, args);
   }
 }
 
@@ -778,6 +793,8 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   f.negate = o.negate ? 1 : 0;
   f.res_rows = o.rows;
   f.res_dist = o.distances;
+  f.done = o.scores == nullptr ? o.done : nullptr;
+  f.seq = o.seq;
   f.list_k = o.k;
   f.qscale = o.qscale;
   std::size_t smem = a.dim * sizeof(float);
