@@ -871,8 +871,10 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   sa.cand = ws_scand_.as<uint64_t>();
   sa.count = ws_count_.as<uint32_t>();
   sa.cap = cap;
-  ws_row_terms_.ensure(n * 2 * sizeof(float));  // the wgmma kernel's per-row terms
-  sa.row_terms = ws_row_terms_.get();
+  if (screen_wgmma_runs(sa.storage, dim)) {  // the wgmma kernel's per-row terms (else mma.sync runs)
+    ws_row_terms_.ensure(n * 2 * sizeof(float));
+    sa.row_terms = ws_row_terms_.get();
+  }
   launch_screen(sa, s);
   pin_count_.ensure(nq * sizeof(uint32_t));
   check(cudaMemcpyAsync(pin_count_.get(), ws_count_.get(), nq * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
