@@ -77,7 +77,16 @@ class Buffer {
 };
 
 // The compute shaders compiled into the library (SPIR-V embedded at build time).
-enum class Shader { ScanSelect, ScanSelectCoop, MergeSelect, DistanceTile, EncodeHalf, ScreenFinish, MergeLists };
+enum class Shader {
+  ScanSelect,
+  ScanSelectCoop,
+  MergeSelect,
+  DistanceTile,
+  EncodeHalf,
+  ScreenFinish,
+  ScreenFinishLists,
+  MergeLists
+};
 
 // Every pipeline shares one layout: kBindings storage buffers and kPushBytes of push constants.
 inline constexpr uint32_t kBindings = 6;

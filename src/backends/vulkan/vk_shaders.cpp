@@ -23,6 +23,9 @@ const uint32_t kEncodeHalf[] =
 const uint32_t kScreenFinish[] =
 #include "screen_finish.spv.inc"
     ;
+const uint32_t kScreenFinishLists[] =
+#include "screen_finish_lists.spv.inc"
+    ;
 const uint32_t kMergeLists[] =
 #include "merge_lists.spv.inc"
     ;
@@ -36,6 +39,7 @@ Spirv spirv(Shader s) {
     case Shader::DistanceTile: return {kDistanceTile, sizeof kDistanceTile};
     case Shader::EncodeHalf: return {kEncodeHalf, sizeof kEncodeHalf};
     case Shader::ScreenFinish: return {kScreenFinish, sizeof kScreenFinish};
+    case Shader::ScreenFinishLists: return {kScreenFinishLists, sizeof kScreenFinishLists};
     case Shader::MergeLists: return {kMergeLists, sizeof kMergeLists};
   }
   return {nullptr, 0};

@@ -20,8 +20,8 @@
 //    kScreenMinRows rows, dim % 8 == 0): the fused scan reads an fp16 copy of the rows instead
 //    (half the bytes) and keeps 32 per query; screen_finish.comp re-scores them from the fp32
 //    rows and answers where error bounds prove no other row enters the k best (screen_params),
-//    writing the results straight into the host-visible readback buffer; else the fp32 rows are
-//    scanned. HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
+//    writing the results straight into the host-visible readback buffer (on 32-wide subgroups it
+//    also does the last list merge); else the fp32 rows are scanned. HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
 // The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
 // the first merge of a search skips the (not yet written) running list.
 // Everything is recorded into one command buffer and waited for once (Stream::run).
@@ -34,6 +34,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <string>
 
 #include "core/copy_screen.hpp"
@@ -102,7 +103,7 @@ struct EncodePush {
 struct FinishPush {
   uint32_t in_ld, out_ld, k, q_first;
   float score_scale, bound_g, bound_e;
-  uint32_t rows_off;
+  uint32_t rows_off, lists, in_off;
 };
 
 // The single-query screen's parameters for one query (see VulkanFlatStore::screen_params).
@@ -385,8 +386,10 @@ class VulkanFlatStore final : public detail::FlatStore {
   std::size_t scan_shared(uint32_t kp, uint32_t bs) const { return std::size_t(kp + bs) * 8 + query_v4() * 16 + 64; }
 
   // rows_copy: scan that buffer (the fp16 copy of chunk 0) with metric scan_metric instead.
+  // leave_lists (one chunk): the last list merge is left to the caller (see reduce; the lists
+  // and their offset go to result_lists_).
   void search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e,
-                    const Buffer* rows_copy = nullptr, int scan_metric = 0) const;
+                    const Buffer* rows_copy = nullptr, int scan_metric = 0, bool leave_lists = false) const;
   // The single-query screen: whether it applies to a search for k (making or extending the
   // copy), the parameters for a query, and the recorded work (copy scan, screen_finish).
   bool screen_ready(std::size_t nq, uint32_t k) const;
@@ -395,9 +398,11 @@ class VulkanFlatStore final : public detail::FlatStore {
   void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
   // Reduces entries [first, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
   // entries [0, k) of the buffer it returns (cur or the other one). first = k skips the running
-  // list (the first merge, before there is one).
+  // list (the first merge, before there is one). With `leave` (and the subgroup list merge in
+  // use), the last merge, of at most 32 lists, is left to the caller's own shader: *leave becomes
+  // {lists, offset of the first}; otherwise {0, 0}.
   int reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp,
-             uint32_t bs, uint32_t e) const;
+             uint32_t bs, uint32_t e, std::pair<std::size_t, std::size_t>* leave = nullptr) const;
   Buffer& keys(int which) const { return which ? bk_ : ak_; }
   // Both candidate buffers (keys and rows) for `entries` entries.
   void ensure_candidates(std::size_t entries) const {
@@ -427,6 +432,8 @@ class VulkanFlatStore final : public detail::FlatStore {
   std::unique_ptr<Stream> ring_streams_[2];
   mutable int result_buf_ = 0;         // which candidate buffer holds the last block's results
   mutable std::size_t result_ld_ = 0;  // and its entries per query
+  // search_fused's leave_lists: {lists left, offset of the first} ({0, 0}: merged to one)
+  mutable std::pair<std::size_t, std::size_t> result_lists_{0, 0};
   // The screen's fp16 copy of chunk 0 (rows times copy_scale_, a power of two that put the
   // largest |value| into [2^14, 2^15) when it was made), valid for rows [0, copy_rows_) while
   // copy_ok_; appends are encoded at the next screened search while they fit its scale.
@@ -441,7 +448,8 @@ class VulkanFlatStore final : public detail::FlatStore {
 };
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
-                            uint32_t kp, uint32_t bs, uint32_t e) const {
+                            uint32_t kp, uint32_t bs, uint32_t e, std::pair<std::size_t, std::size_t>* leave) const {
+  if (leave != nullptr) *leave = {0, 0};
   // Sorted lists of k <= 32 pairs (the fused scan's) on subgroups of 32: merged by shuffles
   // (merge_lists.comp), 32 lists a workgroup and level. HIVE_GPU_VULKAN_NO_LIST_MERGE=1 (read per
   // search) keeps merge_select, for A/B timing.
@@ -453,6 +461,10 @@ int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::siz
     std::size_t lists = (m - first) / k;
     while (true) {
       const std::size_t groups = (lists + kListsPerWg - 1) / kListsPerWg;
+      if (groups == 1 && leave != nullptr) {
+        *leave = {lists, first};
+        return cur;
+      }
       ListsPush lp{uint32_t(lists), uint32_t(ld), uint32_t(first), uint32_t(kListsPerWg), k, uint32_t(ld), 0};
       stream_.dispatch(merge, {&keys(cur), &rowsb(cur), &keys(cur ^ 1), &rowsb(cur ^ 1)}, &lp, sizeof lp,
                        uint32_t(groups), uint32_t(nq));
@@ -481,7 +493,7 @@ int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::siz
 }
 
 void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e,
-                                   const Buffer* rows_copy, int scan_metric) const {
+                                   const Buffer* rows_copy, int scan_metric, bool leave_lists) const {
   // The fp16 copy: 8 values a piece, so half the pieces of the fp32 rows (dim % 8 == 0).
   const std::size_t rv4 = rows_copy != nullptr ? row_v4_ / 2 : row_v4_;
   const int metric = rows_copy != nullptr ? scan_metric : metric_code(cfg_.metric);
@@ -524,7 +536,8 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
     const Buffer& rows = rows_copy != nullptr ? *rows_copy : ch.rows;  // (a copy: one chunk)
     stream_.dispatch(scan, {&rows, qbuf_, &ch.deleted, &keys(cur), &rowsb(cur)}, &sp, sizeof sp, uint32_t(w),
                      uint32_t(nq));
-    cur = reduce(cur, nq, running ? 0 : k, (w + 1) * k, ld, k, kp, bs, e);
+    const bool leave = leave_lists && chunks_.size() == 1;
+    cur = reduce(cur, nq, running ? 0 : k, (w + 1) * k, ld, k, kp, bs, e, leave ? &result_lists_ : nullptr);
     running = true;
   }
   result_buf_ = cur;
@@ -643,13 +656,19 @@ void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenPa
   // The copy's scan on the scaled queries (entries nq .. 2 nq of the query buffer): 32 a query.
   const uint32_t e = screen_rows_per_round(gpu_->physical()), bs = screen_buffer(e);
   const int scan_metric = metric_code(cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct);
-  search_fused(nq, nq, kScreenList, kScreenList, bs, e, &copy_, scan_metric);
+  // The last list merge (of at most 32 lists) happens inside screen_finish where subgroups have
+  // 32 invocations (its LISTS variant): one dispatch fewer.
+  result_lists_ = {0, 0};
+  search_fused(nq, nq, kScreenList, kScreenList, bs, e, &copy_, scan_metric, /*leave_lists=*/true);
   const int cur = result_buf_;
-  VkPipeline finish = gpu_->pipeline(Shader::ScreenFinish, {metric_code(cfg_.metric), int32_t(row_v4_)});
+  const bool lists = result_lists_.first > 0;
+  VkPipeline finish = gpu_->pipeline(lists ? Shader::ScreenFinishLists : Shader::ScreenFinish,
+                                     {metric_code(cfg_.metric), int32_t(row_v4_)});
   // The results go straight to the host-visible readback buffer (keys, then rows: the layout
   // read_results copies into), sparing the copies and their barriers.
   ensure(readback_, VkDeviceSize(nq * k) * 8, Memory::Readback);
-  FinishPush fp{uint32_t(result_ld_), k, k, 0, sp.score_scale, sp.bound_g, sp.bound_e, uint32_t(nq * k)};
+  FinishPush fp{uint32_t(result_ld_), k, k, 0, sp.score_scale, sp.bound_g, sp.bound_e, uint32_t(nq * k),
+                uint32_t(result_lists_.first), uint32_t(result_lists_.second)};
   stream_.dispatch(finish, {&chunks_[0].rows, qbuf_, &keys(cur), &rowsb(cur), &readback_, &readback_}, &fp,
                    sizeof fp, 1, uint32_t(nq));
 }

@@ -36,32 +36,7 @@ layout(push_constant) uniform Push {
   uint out_off;
 } p;
 
-shared float s_key[WG];
-shared uint s_row[WG];
-
-// The order of merge_select and select.glsl: smaller key first, ties by the smaller row; empty
-// slots are (INF, NONE), after every real pair.
-bool pair_less(float ak, uint ar, float bk, uint br) { return ak < bk || (ak == bk && ar < br); }
-
-// (ak, ar) of lane i is the i-th pair of a sorted list A, (bk, br) of a sorted list B: A becomes
-// the 32 smallest pairs of both, sorted. Every invocation of the subgroup calls it.
-void merge_into(inout float ak, inout uint ar, float bk, uint br, uint lane) {
-  float rk = subgroupShuffle(bk, SG - 1u - lane);
-  uint rr = subgroupShuffle(br, SG - 1u - lane);
-  if (pair_less(rk, rr, ak, ar)) {
-    ak = rk;
-    ar = rr;
-  }
-  for (uint j = SG / 2u; j > 0u; j >>= 1) {
-    float ok = subgroupShuffleXor(ak, j);
-    uint orow = subgroupShuffleXor(ar, j);
-    // The lower lane of each pair keeps the smaller pair, the upper one the larger.
-    if (pair_less(ok, orow, ak, ar) == ((lane & j) == 0u)) {
-      ak = ok;
-      ar = orow;
-    }
-  }
-}
+#include "list_merge.glsl"
 
 void main() {
   uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
@@ -81,19 +56,7 @@ void main() {
     }
     merge_into(ak, ar, bk, br, lane);
   }
-  // The subgroups' lists, joined pairwise through shared memory.
-  s_key[sg * SG + lane] = ak;
-  s_row[sg * SG + lane] = ar;
-  barrier();
-  for (uint span = WG / SG / 2u; span > 0u; span >>= 1) {
-    if (sg < span) merge_into(ak, ar, s_key[(sg + span) * SG + lane], s_row[(sg + span) * SG + lane], lane);
-    barrier();
-    if (sg < span) {
-      s_key[sg * SG + lane] = ak;
-      s_row[sg * SG + lane] = ar;
-    }
-    barrier();
-  }
+  join_subgroups(ak, ar, lane, sg);
   if (sg == 0u && lane < p.k) {
     uint o = q * p.out_ld + p.out_off + gl_WorkGroupID.x * p.k + lane;
     out_keys[o] = ak;

@@ -7,8 +7,20 @@
 //   L2: (1 - g) max(0, sqrt(s / (1 + g)) - bound_e)^2, g = bound_g, s in true units (key * score_scale).
 // Then out holds the k best (key, row) in order (out_keys[y * out_ld + i], out_rows[rows_off +
 // y * out_ld + i]: the host's readback buffer, so no copy follows); otherwise
-// out_rows[rows_off + y * out_ld] = UNSURE and the host scans the fp32 rows. Workgroup y: 8 invocations per candidate, each a share of its pieces.
+// out_rows[rows_off + y * out_ld] = UNSURE and the host scans the fp32 rows. Workgroup y: 8
+// invocations per candidate, each a share of its pieces.
+//
+// Built twice. Plain: the 32 candidates are in_keys / in_rows[y * in_ld + i]. With LISTS (devices
+// whose subgroups have 32 invocations): `lists` sorted lists of 32 pairs at in[y * in_ld + in_off
+// + l * 32 ...] are first merged here by subgroup shuffles (list_merge.glsl) into the 32 best:
+// the last merge level in this dispatch, not one of its own (~4.5 us of barrier and launch on an
+// H100).
 #extension GL_GOOGLE_include_directive : require
+#ifdef LISTS
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#define SG 32u
+#endif
 
 layout(local_size_x = 256) in;
 #define WG 256u
@@ -37,7 +49,20 @@ layout(push_constant) uniform Push {
   float bound_g;
   float bound_e;
   uint rows_off;     // out_rows entries before the first query's (out_keys and out_rows may be one buffer)
+  uint lists;        // LISTS: the lists to merge, and where the first starts
+  uint in_off;
 } p;
+
+#ifdef LISTS
+#include "list_merge.glsl"
+shared float m_key[W];  // the merged 32 candidates
+shared uint m_row[W];
+#define CAND_ROW(i) m_row[i]
+#define CAND_KEY(i) m_key[i]
+#else
+#define CAND_ROW(i) in_rows[y * p.in_ld + (i)]
+#define CAND_KEY(i) in_keys[y * p.in_ld + (i)]
+#endif
 
 shared uvec4 sq[ROW_V4];
 shared float part[WG];
@@ -53,9 +78,27 @@ shared bool s_full, s_sure;
 void main() {
   uint tid = gl_LocalInvocationIndex, y = gl_WorkGroupID.y;
   uint j = tid / PARTS, g = tid % PARTS;
-  uint row = in_rows[y * p.in_ld + j];  // (loaded before the query's barrier: their latencies overlap)
   for (uint c = tid; c < ROW_V4; c += WG) sq[c] = queries[(p.q_first + y) * ROW_V4 + c];
+#ifdef LISTS
+  {
+    uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
+    uint base = y * p.in_ld + p.in_off;
+    float ak = INF;
+    uint ar = NONE;
+    for (uint l = sg; l < p.lists; l += WG / SG)  // uniform within each subgroup
+      merge_into(ak, ar, in_keys[base + l * W + lane], in_rows[base + l * W + lane], lane);
+    join_subgroups(ak, ar, lane, sg);  // (its barriers also publish sq)
+    if (sg == 0u) {
+      m_key[lane] = ak;
+      m_row[lane] = ar;
+    }
+    barrier();
+  }
+  uint row = CAND_ROW(j);
+#else
+  uint row = CAND_ROW(j);  // (loaded before the query's barrier: their latencies overlap)
   barrier();
+#endif
   vec4 acc = vec4(0.0);
   if (row != NONE)
     for (uint c = g; c < ROW_V4; c += PARTS)
@@ -63,7 +106,7 @@ void main() {
   part[tid] = (acc.x + acc.y) + (acc.z + acc.w);
   barrier();
   if (tid < W) {
-    uint r = in_rows[y * p.in_ld + tid];
+    uint r = CAND_ROW(tid);
     float s = 0.0;
     for (uint i = 0u; i < PARTS; ++i) s += part[tid * PARTS + i];
     float key = METRIC == M_IP ? -s : METRIC == M_COS ? 1.0 - s : s;
@@ -71,7 +114,7 @@ void main() {
     ekey[tid] = ok ? key : INF;
     erow[tid] = ok ? r : NONE;
     // The copy's key, for the largest among the candidates (empty slots: -INF).
-    ckey[tid] = r == NONE ? -INF : in_keys[y * p.in_ld + tid];
+    ckey[tid] = r == NONE ? -INF : CAND_KEY(tid);
     cfull[tid] = r != NONE;
   }
   barrier();
