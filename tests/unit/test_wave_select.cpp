@@ -112,6 +112,21 @@ std::vector<uint64_t> best_of(std::vector<uint64_t> keys, std::size_t count) {
   return keys;
 }
 
+// A wave list after offers of `keys`: its first `exact` entries are the best keys offered, every
+// lane's `worst` is the last of them, and the entries past them are still in order (merging such
+// lists relies on it).
+void expect_wave_list(const std::vector<uint64_t>& keys, const std::vector<uint64_t>& list,
+                      const std::vector<uint64_t>& worst, std::size_t exact) {
+  std::vector<uint64_t> live;
+  for (uint64_t k : keys)
+    if (k != kEmpty) live.push_back(k);
+  std::vector<uint64_t> want = best_of(live, exact);
+  want.resize(exact, kEmpty);
+  for (std::size_t i = 0; i < exact; ++i) ASSERT_EQ(list[i], want[i]) << "entry " << i;
+  for (std::size_t lane = 0; lane < worst.size(); ++lane) ASSERT_EQ(worst[lane], want[exact - 1]) << "lane " << lane;
+  EXPECT_TRUE(std::is_sorted(list.begin(), list.end()));
+}
+
 // Offers rounds x W keys (lane L offers keys[round * W + L]) to a wave list of W R entries
 // that keeps the first (last_lane + 1) R exact, and checks them (and the order of the rest).
 template <int W, int R>
@@ -129,16 +144,7 @@ void check_list_offer(int last_lane, int rounds, uint32_t seed, int distinct_sco
     for (int j = 0; j < R; ++j) list[std::size_t(wv.lane()) * R + std::size_t(j)] = l[j];
     worst[std::size_t(wv.lane())] = w;
   });
-  const std::size_t exact = std::size_t(last_lane + 1) * R;
-  std::vector<uint64_t> live;
-  for (uint64_t k : keys)
-    if (k != kEmpty) live.push_back(k);
-  std::vector<uint64_t> want = best_of(live, exact);
-  want.resize(exact, kEmpty);
-  for (std::size_t i = 0; i < exact; ++i) ASSERT_EQ(list[i], want[i]) << "entry " << i;
-  for (int lane = 0; lane < W; ++lane) ASSERT_EQ(worst[std::size_t(lane)], want[exact - 1]) << "lane " << lane;
-  // Entries past the exact ones are still in order (merging such lists relies on it).
-  EXPECT_TRUE(std::is_sorted(list.begin(), list.end()));
+  expect_wave_list(keys, list, worst, std::size_t(last_lane + 1) * R);
 }
 
 // The same through list_merge_batch (rounds batches of W keys, lane L's key keys[round * W + L]);
@@ -162,15 +168,7 @@ void check_list_merge_batch(int last_lane, int rounds, uint32_t seed, int distin
     list[std::size_t(wv.lane())] = l[0];
     worst[std::size_t(wv.lane())] = w;
   });
-  const std::size_t exact = std::size_t(last_lane + 1);
-  std::vector<uint64_t> live;
-  for (uint64_t k : keys)
-    if (k != kEmpty) live.push_back(k);
-  std::vector<uint64_t> want = best_of(live, exact);
-  want.resize(exact, kEmpty);
-  for (std::size_t i = 0; i < exact; ++i) ASSERT_EQ(list[i], want[i]) << "entry " << i;
-  for (int lane = 0; lane < W; ++lane) ASSERT_EQ(worst[std::size_t(lane)], want[exact - 1]) << "lane " << lane;
-  EXPECT_TRUE(std::is_sorted(list.begin(), list.end()));
+  expect_wave_list(keys, list, worst, std::size_t(last_lane + 1));
 }
 
 template <int W>
