@@ -476,8 +476,11 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
     o.tickets = ws_tickets_.as<unsigned>();
     o.rows = rows;
     o.distances = dist;
-    pin_done_.ensure(64);
-    done_seq_ = done_seq_ + 1 == 0 ? 1 : done_seq_ + 1;  // (the flag starts at 0)
+    if (pin_done_.get() == nullptr) {  // pinned memory may come back from the pool as it was left
+      pin_done_.ensure(64);
+      std::memset(pin_done_.get(), 0, 64);
+    }
+    done_seq_ = done_seq_ + 1 == 0 ? 1 : done_seq_ + 1;  // (the flag starts at 0; never 0 again)
     o.done = pin_done_.as<unsigned>();
     o.seq = done_seq_;
     launch_scan_select(a, o, s);
