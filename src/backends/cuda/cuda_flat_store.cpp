@@ -9,8 +9,9 @@
 //  - single query (float metrics): the fused kernel scores the rows, 16-byte loads with the next
 //    step's rows in flight (rows of at most 16 16-byte chunks split across half-warps), and keeps
 //    each block's 32 best in warp-register lists; the last block to finish merges them and writes
-//    the results straight into pinned host memory. One launch, no upload (the query travels in
-//    the kernel's arguments, d <= 256) and no download. k > 32: the same kernel writes the
+//    the results straight into pinned host memory, then a completion flag the host watches
+//    (wait_single). One launch, no upload (the query travels in the kernel's arguments,
+//    d <= 256), no download and no stream synchronisation. k > 32: the same kernel writes the
 //    scores, then a radix selection. HIVE_GPU_CUDA_LEGACY_SCAN=1 turns this off (scan + select);
 //    HIVE_GPU_CUDA_LEGACY_FUSED=1 keeps the whole-warp-per-row layout without the prefetch.
 //    fp32 stores (L2 / inner product / cosine, k <= 16, >= kSingleScreenMinRows rows) scan
