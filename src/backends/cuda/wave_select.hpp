@@ -117,8 +117,8 @@ HIVE_WAVE_UNROLL
 // last_lane + 1 entries are the best of all keys offered, the rest larger ones in order): the
 // keys that beat `worst` are sorted across the lanes and merged with the list, then `worst` is
 // entry last_lane again. Nothing happens when none beats it. A fixed log2(W) (log2(W) + 1) / 2 +
-// log2(W) + 2 shuffles per batch, where list_offer takes ~5 wave operations for every key that enters: the
-// fused scan gathers its keys into batches (while the lists fill, every key enters).
+// log2(W) + 2 shuffles per batch, where list_offer takes ~5 wave operations for every key that
+// enters: the fused scan gathers its keys into batches (while the lists fill, every key enters).
 template <class Wv>
 HIVE_WAVE_FN void list_merge_batch(const Wv& wv, uint64_t batch, uint64_t& list, uint64_t& worst, int last_lane) {
   const bool enters = batch < worst;

@@ -334,13 +334,19 @@ Gpu::~Gpu() {
   a.vkDestroyDevice(dev_, nullptr);
 }
 
+namespace {
+constexpr VkMemoryPropertyFlags kHostCoherent = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+}
+
+int Gpu::find_memory_type(uint32_t bits, VkMemoryPropertyFlags want) const {
+  for (uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i)
+    if ((bits & (1u << i)) && (mem_props_.memoryTypes[i].propertyFlags & want) == want) return int(i);
+  return -1;
+}
+
 uint32_t Gpu::memory_type(uint32_t bits, Memory kind) const {
-  const VkMemoryPropertyFlags host = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-  auto find = [&](VkMemoryPropertyFlags want) -> int {
-    for (uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i)
-      if ((bits & (1u << i)) && (mem_props_.memoryTypes[i].propertyFlags & want) == want) return int(i);
-    return -1;
-  };
+  const VkMemoryPropertyFlags host = kHostCoherent;
+  auto find = [&](VkMemoryPropertyFlags want) { return find_memory_type(bits, want); };
   int t = -1;
   if (kind == Memory::Device) {
     t = find(VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
@@ -359,11 +365,7 @@ uint32_t Gpu::memory_type(uint32_t bits, Memory kind) const {
 }
 
 bool Gpu::has_mapped_memory() const {
-  const VkMemoryPropertyFlags want =
-      VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-  for (uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i)
-    if ((mem_props_.memoryTypes[i].propertyFlags & want) == want) return true;
-  return false;
+  return find_memory_type(~0u, kHostCoherent | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) >= 0;
 }
 
 uint64_t Gpu::free_memory() const {

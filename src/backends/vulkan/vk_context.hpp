@@ -125,6 +125,8 @@ class Gpu {
   VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   VkPhysicalDeviceMemoryProperties mem_props_{};
+  // The first memory type among `bits` with every flag of `want`, or -1.
+  int find_memory_type(uint32_t bits, VkMemoryPropertyFlags want) const;
   std::mutex pipe_mu_;
   std::map<std::pair<int, std::vector<int32_t>>, VkPipeline> pipelines_;
 };

@@ -21,7 +21,8 @@
 //    (half the bytes) and keeps 32 per query; screen_finish.comp re-scores them from the fp32
 //    rows and answers where error bounds prove no other row enters the k best (screen_params),
 //    writing the results straight into the host-visible readback buffer (on 32-wide subgroups it
-//    also does the last list merge); else the fp32 rows are scanned. HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
+//    also does the last list merge); else the fp32 rows are scanned.
+//    HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
 // The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
 // the first merge of a search skips the (not yet written) running list.
 // Everything is recorded into one command buffer and waited for once (Stream::run).
@@ -394,7 +395,7 @@ class VulkanFlatStore final : public detail::FlatStore {
   // copy), the parameters for a query, and the recorded work (copy scan, screen_finish).
   bool screen_ready(std::size_t nq, uint32_t k) const;
   bool screen_params(const float* q, ScreenParams& sp) const;
-  void search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp) const;
+  void search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp, uint32_t e) const;
   void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
   // Reduces entries [first, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
   // entries [0, k) of the buffer it returns (cur or the other one). first = k skips the running
@@ -652,9 +653,10 @@ bool VulkanFlatStore::screen_params(const float* q, ScreenParams& sp) const {
   return std::isfinite(sp.bound_e) && std::isfinite(sp.bound_g);
 }
 
-void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp) const {
-  // The copy's scan on the scaled queries (entries nq .. 2 nq of the query buffer): 32 a query.
-  const uint32_t e = screen_rows_per_round(gpu_->physical()), bs = screen_buffer(e);
+void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp, uint32_t e) const {
+  // The copy's scan on the scaled queries (entries nq .. 2 nq of the query buffer): 32 a query,
+  // e rows an invocation and round (screen_rows_per_round).
+  const uint32_t bs = screen_buffer(e);
   const int scan_metric = metric_code(cfg_.metric == Metric::L2 ? Metric::L2 : Metric::InnerProduct);
   // The last list merge (of at most 32 lists) happens inside screen_finish where subgroups have
   // 32 invocations (its LISTS variant): one dispatch fewer.
@@ -715,8 +717,9 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     const std::size_t n = std::min(block, nq - q0);
     // The screen: the queries again after them, scaled for the copy (see screen_params).
     ScreenParams sp;
-    bool screen = scan_shared(kScreenList, screen_buffer(screen_rows_per_round(gpu_->physical()))) <= gpu_->physical().max_shared_bytes &&
-                  screen_ready(n, k);
+    const uint32_t screen_e = screen_rows_per_round(gpu_->physical());
+    bool screen =
+        scan_shared(kScreenList, screen_buffer(screen_e)) <= gpu_->physical().max_shared_bytes && screen_ready(n, k);
     for (std::size_t i = 0; i < n && screen; ++i) {
       ScreenParams one;
       screen = screen_params(reinterpret_cast<const float*>(src + (q0 + i) * in_row), one);
@@ -747,7 +750,7 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     }
     if (!direct) stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(staged * qbytes));
     if (screen)
-      search_screened(n, k, sp);
+      search_screened(n, k, sp, screen_e);
     else if (n <= kFusedQueries && fits)
       search_fused(0, n, k, kp, bs, e);
     else
