@@ -72,7 +72,41 @@ std::string lower(std::string s) {
   return s;
 }
 
-PhysicalDevice describe(VkPhysicalDevice h) {
+// Whether the device offers VK_NV_cooperative_matrix with the shape batch_screen.comp uses
+// (16 x 8 x 16, fp16 operands, fp32 sums, subgroup scope) on 32-wide subgroups, and the features
+// that shader needs besides: cooperativeMatrix, shaderFloat16 and vulkanMemoryModel (through
+// their extensions: the instance asks for Vulkan 1.1).
+bool coop_matrix_usable(VkInstance inst, VkPhysicalDevice h, uint32_t subgroup_size) {
+  const Api& a = api();
+  if (subgroup_size != 32 || !has_extension(h, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) ||
+      !has_extension(h, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME) ||
+      !has_extension(h, VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME))
+    return false;
+  auto props_fn = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+      a.vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+  if (!props_fn) return false;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR};
+  VkPhysicalDeviceVulkanMemoryModelFeaturesKHR mm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES_KHR};
+  cm.pNext = &f16;
+  f16.pNext = &mm;
+  VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+  f2.pNext = &cm;
+  a.vkGetPhysicalDeviceFeatures2(h, &f2);
+  if (!cm.cooperativeMatrix || !f16.shaderFloat16 || !mm.vulkanMemoryModel) return false;
+  uint32_t n = 0;
+  if (props_fn(h, &n, nullptr) != VK_SUCCESS || n == 0) return false;
+  std::vector<VkCooperativeMatrixPropertiesNV> props(n, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+  if (props_fn(h, &n, props.data()) != VK_SUCCESS) return false;
+  for (const auto& c : props)
+    if (c.MSize == 16 && c.NSize == 8 && c.KSize == 16 && c.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+        c.BType == VK_COMPONENT_TYPE_FLOAT16_NV && c.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+        c.DType == VK_COMPONENT_TYPE_FLOAT32_NV && c.scope == VK_SCOPE_SUBGROUP_NV)
+      return true;
+  return false;
+}
+
+PhysicalDevice describe(VkInstance inst, VkPhysicalDevice h) {
   const Api& a = api();
   PhysicalDevice pd;
   pd.handle = h;
@@ -118,6 +152,7 @@ PhysicalDevice describe(VkPhysicalDevice h) {
   pd.subgroup_size = sub.subgroupSize;
   pd.compute_shuffle = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                        (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
+  pd.coop_matrix = coop_matrix_usable(inst, h, sub.subgroupSize);
   if (has_nv) {
     d.compute_units = int(nv.shaderSMCount);
   } else if (has_amd) {
@@ -186,7 +221,7 @@ Discovery make_discovery() {
   a.vkEnumeratePhysicalDevices(out.instance, &n, handles.data());
   std::vector<PhysicalDevice> all;
   for (VkPhysicalDevice h : handles) {
-    PhysicalDevice pd = describe(h);
+    PhysicalDevice pd = describe(out.instance, h);
     VkPhysicalDeviceProperties p{};
     a.vkGetPhysicalDeviceProperties(h, &p);
     if (p.apiVersion < VK_API_VERSION_1_1 || pd.queue_family == UINT32_MAX) continue;  // too old / no compute
@@ -297,6 +332,21 @@ Gpu::Gpu(const PhysicalDevice& pd) : pd_(pd) {
   std::vector<const char*> ext;
   if (pd.has_memory_budget) ext.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
   VkDeviceCreateInfo di{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+  // The cooperative-matrix shaders' features (see coop_matrix_usable).
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR};
+  VkPhysicalDeviceVulkanMemoryModelFeaturesKHR mm{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES_KHR};
+  if (pd.coop_matrix) {
+    ext.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    ext.push_back(VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
+    ext.push_back(VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME);
+    cm.cooperativeMatrix = VK_TRUE;
+    f16.shaderFloat16 = VK_TRUE;
+    mm.vulkanMemoryModel = VK_TRUE;
+    cm.pNext = &f16;
+    f16.pNext = &mm;
+    di.pNext = &cm;
+  }
   di.queueCreateInfoCount = 1;
   di.pQueueCreateInfos = &qi;
   di.enabledExtensionCount = uint32_t(ext.size());

@@ -30,6 +30,10 @@ struct PhysicalDevice {
   uint32_t subgroup_size = 0;
   bool compute_shuffle = false;           // subgroupShuffleXor in compute shaders
   float timestamp_period = 0.0f;          // ns per timestamp tick (0: the queue has no timestamps)
+  // VK_NV_cooperative_matrix with 16 x 8 x 16 fp16 products and fp32 sums on 32-wide subgroups,
+  // and the features its shaders need (fp16 arithmetic, the Vulkan memory model): the logical
+  // device enables them all (batch_screen.comp's COOP variant).
+  bool coop_matrix = false;
 };
 
 // The process-wide instance and its devices, filtered by HIVE_GPU_VULKAN_DEVICE (an index
@@ -85,7 +89,11 @@ enum class Shader {
   EncodeHalf,
   ScreenFinish,
   ScreenFinishLists,
-  MergeLists
+  MergeLists,
+  BatchScreen,
+  BatchScreenCoop,  // needs PhysicalDevice::coop_matrix
+  Rescore,
+  RowNorms
 };
 
 // Every pipeline shares one layout: kBindings storage buffers and kPushBytes of push constants.

@@ -29,6 +29,18 @@ const uint32_t kScreenFinishLists[] =
 const uint32_t kMergeLists[] =
 #include "merge_lists.spv.inc"
     ;
+const uint32_t kBatchScreen[] =
+#include "batch_screen.spv.inc"
+    ;
+const uint32_t kBatchScreenCoop[] =
+#include "batch_screen_coop.spv.inc"
+    ;
+const uint32_t kRescore[] =
+#include "rescore.spv.inc"
+    ;
+const uint32_t kRowNorms[] =
+#include "row_norms.spv.inc"
+    ;
 }  // namespace
 
 Spirv spirv(Shader s) {
@@ -41,6 +53,10 @@ Spirv spirv(Shader s) {
     case Shader::ScreenFinish: return {kScreenFinish, sizeof kScreenFinish};
     case Shader::ScreenFinishLists: return {kScreenFinishLists, sizeof kScreenFinishLists};
     case Shader::MergeLists: return {kMergeLists, sizeof kMergeLists};
+    case Shader::BatchScreen: return {kBatchScreen, sizeof kBatchScreen};
+    case Shader::BatchScreenCoop: return {kBatchScreenCoop, sizeof kBatchScreenCoop};
+    case Shader::Rescore: return {kRescore, sizeof kRescore};
+    case Shader::RowNorms: return {kRowNorms, sizeof kRowNorms};
   }
   return {nullptr, 0};
 }

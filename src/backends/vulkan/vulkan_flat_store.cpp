@@ -29,7 +29,9 @@
 #include "backends/vulkan/vulkan_flat_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -53,6 +55,20 @@ constexpr std::size_t kScreenMinRows = 16384;  // below it the screen's extra di
 constexpr uint32_t kScreenList = 32;          // rows the copy's scan keeps per query
 constexpr uint32_t kScreenMaxK = 16;
 constexpr uint32_t kUnsure = 0xfffffffeu;     // screen_finish: the copy could not decide
+// The batch screen (search_batch_screened): blocks of at least kBatchMinQueries queries, k <=
+// kBatchMaxK, stores of at least kBatchMinRows rows (HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS, read
+// per search, lets tests use fewer); thresholds from a sample of rows / kBatchSampleRatio rows
+// (HIVE_GPU_VULKAN_SCREEN_SAMPLE; at most kBatchMaxSample); at most kBatchMaxCandidates
+// candidates a query, else the block takes the tiled path.
+constexpr std::size_t kBatchMinQueries = 32;
+constexpr uint32_t kBatchMaxK = 64;
+constexpr std::size_t kBatchMinRows = 65536;
+constexpr std::size_t kBatchSampleRatio = 64;
+constexpr std::size_t kBatchMaxSample = 65536;
+constexpr std::size_t kBatchMaxCandidates = 8192;
+constexpr uint32_t kBatchQueriesPerWg = 128;  // batch_screen.comp
+constexpr uint32_t kBatchTile = 64;
+std::atomic<uint64_t> g_batch_screened{0}, g_batch_fallback{0};
 
 using detail::env_flag;
 using detail::env_size;
@@ -100,6 +116,16 @@ struct TilePush {
 struct EncodePush {
   uint32_t first, count;
   float scale;
+};
+struct BatchScreenPush {  // batch_screen.comp
+  uint32_t n, rows_per_wg, nq, cap, t_ld, t_off, info_off;
+  float rel, rc;
+};
+struct RescorePush {
+  uint32_t nq, cap, ld, off;
+};
+struct NormsPush {
+  uint32_t first, count;
 };
 struct FinishPush {
   uint32_t in_ld, out_ld, k, q_first;
@@ -394,16 +420,32 @@ class VulkanFlatStore final : public detail::FlatStore {
   // The single-query screen: whether it applies to a search for k (making or extending the
   // copy), the parameters for a query, and the recorded work (copy scan, screen_finish).
   bool screen_ready(std::size_t nq, uint32_t k) const;
+  // Whether the rows can have an fp16 copy (one chunk, fp32 rows of a finite range), and the
+  // copy and the rows' squared norms made or extended (recorded, not run).
+  bool copy_possible() const;
+  void ensure_copy() const;
+  // The batch screen: whether it serves a search of nq queries for k (making the copy), the
+  // per-query terms of its test (false: a query outside the ranges its bounds cover), the
+  // sample of rows its thresholds come from, and the recorded work for one block (thresholds,
+  // screen, exact re-score, select); returns the candidate capacity a query had.
+  bool batch_screen_ok(std::size_t nq, uint32_t k) const;
+  bool batch_query_terms(const float* q, float* terms) const;
+  void make_sample(uint32_t k) const;
+  std::size_t search_batch_screened(std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
   bool screen_params(const float* q, ScreenParams& sp) const;
   void search_screened(std::size_t nq, uint32_t k, const ScreenParams& sp, uint32_t e) const;
-  void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
+  // only: that chunk instead of the store's (the batch screen's sample; rows numbered from 0).
+  void search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e,
+                    const Chunk* only = nullptr) const;
   // Reduces entries [first, m) of each of nq rows of `cur` (row length ld) to k, leaving them in
   // entries [0, k) of the buffer it returns (cur or the other one). first = k skips the running
   // list (the first merge, before there is one). With `leave` (and the subgroup list merge in
   // use), the last merge, of at most 32 lists, is left to the caller's own shader: *leave becomes
   // {lists, offset of the first}; otherwise {0, 0}.
+  // sorted: entries [first, m) are sorted lists of k (the merge by shuffles may take them).
   int reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k, uint32_t kp,
-             uint32_t bs, uint32_t e, std::pair<std::size_t, std::size_t>* leave = nullptr) const;
+             uint32_t bs, uint32_t e, std::pair<std::size_t, std::size_t>* leave = nullptr,
+             bool sorted = true) const;
   Buffer& keys(int which) const { return which ? bk_ : ak_; }
   // Both candidate buffers (keys and rows) for `entries` entries.
   void ensure_candidates(std::size_t entries) const {
@@ -439,6 +481,7 @@ class VulkanFlatStore final : public detail::FlatStore {
   // largest |value| into [2^14, 2^15) when it was made), valid for rows [0, copy_rows_) while
   // copy_ok_; appends are encoded at the next screened search while they fit its scale.
   mutable Buffer copy_;
+  mutable Buffer norms_;  // the fp32 rows' squared norms, made and extended with the copy
   mutable bool copy_ok_ = false;
   mutable std::size_t copy_rows_ = 0;
   mutable float copy_scale_ = 1.0f;
@@ -446,16 +489,21 @@ class VulkanFlatStore final : public detail::FlatStore {
   bool finite_ = true;
   // The screen's outcomes since the copy was made.
   mutable detail::ScreenTally screen_tally_;
+  // The batch screen: its sample of rows (a chunk of its own, no row deleted), its candidates
+  // (nq counts, then nq x cap rows) and their counts read back.
+  mutable Chunk sample_;
+  mutable Buffer cand_, cand_rb_;
 };
 
 int VulkanFlatStore::reduce(int cur, std::size_t nq, std::size_t first, std::size_t m, std::size_t ld, uint32_t k,
-                            uint32_t kp, uint32_t bs, uint32_t e, std::pair<std::size_t, std::size_t>* leave) const {
+                            uint32_t kp, uint32_t bs, uint32_t e, std::pair<std::size_t, std::size_t>* leave,
+                            bool sorted) const {
   if (leave != nullptr) *leave = {0, 0};
   // Sorted lists of k <= 32 pairs (the fused scan's) on subgroups of 32: merged by shuffles
   // (merge_lists.comp), 32 lists a workgroup and level. HIVE_GPU_VULKAN_NO_LIST_MERGE=1 (read per
   // search) keeps merge_select, for A/B timing.
   const PhysicalDevice& pd = gpu_->physical();
-  if (k <= 32 && pd.subgroup_size == 32 && pd.compute_shuffle && (m - first) % k == 0 &&
+  if (sorted && k <= 32 && pd.subgroup_size == 32 && pd.compute_shuffle && (m - first) % k == 0 &&
       !env_flag("HIVE_GPU_VULKAN_NO_LIST_MERGE")) {
     VkPipeline merge = gpu_->pipeline(Shader::MergeLists, {});
     constexpr std::size_t kListsPerWg = 32;
@@ -545,7 +593,8 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
   result_ld_ = ld;
 }
 
-void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const {
+void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e,
+                                   const Chunk* only) const {
   VkPipeline tile = gpu_->pipeline(Shader::DistanceTile,
                                    {metric_code(cfg_.metric), storage_code(cfg_.storage), int32_t(row_v4_)});
   VkPipeline select = gpu_->pipeline(Shader::MergeSelect, {1, int32_t(kp), int32_t(bs), int32_t(e), private_list(k)});
@@ -555,6 +604,7 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
       std::min<VkDeviceSize>({max_buffer_, 1ull << 30, gpu_->physical().info.total_memory / 8});
   std::size_t rt = std::min<std::size_t>(chunk_max_, std::size_t(dist_limit / 4 / nq));
   rt = std::clamp<std::size_t>(rt / 64 * 64, 64, std::size_t(1) << 20);  // x groups stay below 65535
+  if (only != nullptr) rt = std::min(rt, (only->n + 63) / 64 * 64);
   // Segment of a key-matrix row per workgroup. With per-invocation lists (small k) a segment
   // costs one shared-memory merge however long it is: segments as long as ~1024 workgroups a
   // row tile allow (on the H100 this took the select of a 10 000 x 1M batch from ~230 to ~115 ms).
@@ -567,8 +617,9 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
   ensure_candidates(nq * ld);
   int cur = 0;
   bool running = false;
-  for (std::size_t c = 0; c < chunks_.size(); ++c) {
-    const Chunk& ch = chunks_[c];
+  const std::size_t nchunks = only != nullptr ? 1 : chunks_.size();
+  for (std::size_t c = 0; c < nchunks; ++c) {
+    const Chunk& ch = only != nullptr ? *only : chunks_[c];
     for (std::size_t r0 = 0; r0 < ch.n; r0 += rt) {
       const std::size_t nr = std::min(rt, ch.n - r0);
       TilePush tp{uint32_t(ch.n), uint32_t(r0), uint32_t(nr), uint32_t(q0), uint32_t(nq), uint32_t(rt)};
@@ -585,20 +636,26 @@ void VulkanFlatStore::search_tiled(std::size_t q0, std::size_t nq, uint32_t k, u
   result_ld_ = ld;
 }
 
-bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
-  if (nq > kFusedQueries || k > kScreenMaxK || !tracks_maxima() || cfg_.dim % 8 != 0 ||
-      rows_ < kScreenMinRows || chunks_.size() != 1 || !finite_ || !(max_abs_ > 0x1p-24 && max_abs_ < 0x1p100))
-    return false;
-  if (env_flag("HIVE_GPU_VULKAN_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
-  if (!screen_tally_.worth_trying()) return false;
+bool VulkanFlatStore::copy_possible() const {
+  return tracks_maxima() && cfg_.dim % 8 == 0 && chunks_.size() == 1 && finite_ &&
+         max_abs_ > 0x1p-24 && max_abs_ < 0x1p100;
+}
+
+void VulkanFlatStore::ensure_copy() const {
   const Chunk& ch = chunks_[0];
-  const VkDeviceSize bytes = VkDeviceSize(ch.cap) * (stride_ / 2);
+  // Whole 64-row steps of the batch screen stay inside both buffers (it reads past the last row).
+  const std::size_t rows_cap = (ch.cap + kBatchTile - 1) / kBatchTile * kBatchTile;
+  const VkDeviceSize bytes = VkDeviceSize(rows_cap) * (stride_ / 2);
   VkPipeline encode = gpu_->pipeline(Shader::EncodeHalf, {});
-  auto encode_rows = [&](std::size_t first, std::size_t n) {  // copy pieces of rows [first, first + n)
+  VkPipeline norms = gpu_->pipeline(Shader::RowNorms, {int32_t(row_v4_)});
+  auto encode_rows = [&](std::size_t first, std::size_t n) {  // rows [first, first + n): copy and norms
     const std::size_t per_row = row_v4_ / 2, pieces = n * per_row;
     const std::size_t groups = (pieces + 255) / 256, gx = std::min<std::size_t>(groups, 65535);
     EncodePush ep{uint32_t(first * per_row), uint32_t(pieces), copy_scale_};
     stream_.dispatch(encode, {&ch.rows, &copy_}, &ep, sizeof ep, uint32_t(gx), uint32_t((groups + gx - 1) / gx));
+    const std::size_t ngroups = (n + 255) / 256, nx = std::min<std::size_t>(ngroups, 65535);
+    NormsPush np{uint32_t(first), uint32_t(n)};
+    stream_.dispatch(norms, {&ch.rows, &norms_}, &np, sizeof np, uint32_t(nx), uint32_t((ngroups + nx - 1) / nx));
   };
   // Appended rows join the copy while their values fit its scale (below fp16's largest, 65504).
   if (copy_ok_ && copy_.size() >= bytes && max_abs_ * double(copy_scale_) < 65504.0) {
@@ -608,11 +665,19 @@ bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
     (void)std::frexp(max_abs_, &ex);  // max_abs_ = m 2^ex, m in [0.5, 1): scaled into [2^14, 2^15)
     copy_scale_ = std::ldexp(1.0f, 15 - ex);
     ensure(copy_, bytes, Memory::Device);
+    ensure(norms_, VkDeviceSize(rows_cap) * 4, Memory::Device);
     encode_rows(0, rows_);
     copy_ok_ = true;
     screen_tally_.reset();
   }
   copy_rows_ = rows_;
+}
+
+bool VulkanFlatStore::screen_ready(std::size_t nq, uint32_t k) const {
+  if (nq > kFusedQueries || k > kScreenMaxK || rows_ < kScreenMinRows || !copy_possible()) return false;
+  if (env_flag("HIVE_GPU_VULKAN_NO_F16_SCREEN")) return false;  // read per search: one benchmark times both
+  if (!screen_tally_.worth_trying()) return false;
+  ensure_copy();
   return true;
 }
 
@@ -675,6 +740,183 @@ void VulkanFlatStore::search_screened(std::size_t nq, uint32_t k, const ScreenPa
                    sizeof fp, 1, uint32_t(nq));
 }
 
+// The batch screen's error bounds. With acc the shader's product of the fp16 operands (the
+// query times s_q, the copy times its scale S) and dot_hat = acc / (s_q S), the screened score
+// S_hat (L2: |q|^2 + |r|^2 - 2 dot_hat; inner product: -dot_hat; cosine: 1 - dot_hat, with the
+// rows' squared norms from row_norms.comp) is within
+//   a |q| |r| + b (|q|^2 + |r|^2) + c |q|
+// of the key rescore.comp computes, the bound CUDA's screen proves (screen_bound there) with
+// Vulkan's looser arithmetic: packHalf2x16 may round toward zero (2^-10 for the query and for the
+// copy) and flush fp16 subnormals (the query's, below 2^-28 |q| each after its scaling: sqrt(d)
+// 2^-27 into a; the copy's, below 2^-14 / S each: c), an fma may round twice, and the products
+// are summed in fp32 in any order (d 2^-22: the tensor cores' truncating adds or fp32 FMAs).
+// The b terms also cover the few fp32 operations of the test itself; everything is doubled.
+// The thresholds come from the tiled search's arithmetic (distance_tile.comp), which may round
+// differently from rescore.comp: tau' = tau + |tau| rel (L2's sums of squares: 3 g_d) + A_q (dot
+// products: 2 g_d |q| X, X bounding the row norms).
+struct BatchBounds {
+  double a, b, c, rel, gd, X;
+  float rc;
+};
+BatchBounds batch_bounds(Metric metric, std::size_t dim, double copy_scale, double max_norm2) {
+  const double d = double(dim), u = 0x1p-24, uh = 0x1p-10;
+  const double gd = 2 * (d + 2) * u / (1 - 2 * (d + 2) * u);
+  const double dot = 2 * uh + uh * uh + d * 0x1p-22 + std::sqrt(d) * 0x1p-27;
+  const double flush = std::sqrt(d) * 0x1p-14 / copy_scale;
+  BatchBounds bb{};
+  if (metric == Metric::L2) {
+    bb.a = 2 * dot;
+    bb.b = (d + 8) * 0x1p-21 + 0x1p-19;
+    bb.c = 2 * flush;
+  } else {
+    bb.a = dot + d * 0x1p-21;
+    bb.b = 0x1p-21 + 0x1p-19;
+    bb.c = flush;
+  }
+  bb.a *= 2;
+  bb.b *= 2;
+  bb.c *= 2;
+  bb.rel = 3 * gd + 0x1p-20;
+  bb.gd = gd;
+  bb.X = std::sqrt(max_norm2) * (1 + 0x1p-20);
+  bb.rc = float(metric == Metric::L2 ? 1 - bb.b : -bb.b);
+  return bb;
+}
+
+// x rounded to a float no larger (smaller: `down`) or no smaller than it.
+float round_float(double x, bool down) {
+  float f = float(x);
+  if (down && double(f) > x) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  if (!down && double(f) < x) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+bool VulkanFlatStore::batch_screen_ok(std::size_t nq, uint32_t k) const {
+  if (nq < kBatchMinQueries || k > kBatchMaxK || cfg_.dim % 16 != 0 || cfg_.dim > 128 || !copy_possible())
+    return false;
+  // Both read per search: tests lower the row count, benchmarks time both paths.
+  if (rows_ < env_size("HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS", kBatchMinRows)) return false;
+  if (env_flag("HIVE_GPU_VULKAN_NO_BATCH_SCREEN")) return false;
+  const PhysicalDevice& pd = gpu_->physical();
+  const bool coop = pd.coop_matrix && !env_flag("HIVE_GPU_VULKAN_NO_COOPMAT");
+  const std::size_t cv4 = cfg_.dim / 8;  // batch_screen.comp's shared memory
+  const std::size_t shared = (coop ? std::max<std::size_t>(kBatchQueriesPerWg * cv4, kBatchQueriesPerWg * 72 / 4)
+                                   : kBatchQueriesPerWg * cv4) * 16 + kBatchQueriesPerWg * 16;
+  if (shared > pd.max_shared_bytes) return false;
+  std::size_t dead = 0;
+  for (uint32_t w : deleted_) dead += std::size_t(__builtin_popcount(w));
+  if (rows_ - dead < 64 * std::size_t(k)) return false;
+  ensure_copy();
+  return true;
+}
+
+// terms: (W, P, Qb, A, s_q, 0, 0, 0) as batch_screen.comp reads them.
+bool VulkanFlatStore::batch_query_terms(const float* q, float* terms) const {
+  const detail::QueryMagnitudes qm = detail::query_magnitudes(q, cfg_.dim);
+  const double d = double(cfg_.dim), qmax = qm.max, qn2 = qm.norm2;
+  if (!std::isfinite(qn2)) return false;
+  // The scaled query's largest component in [2^14, 2^15) (no fp16 overflow), and products and
+  // squared distances far from fp32's range.
+  if (qmax > 0 && (qmax < 0x1p-24 || qmax > 0x1p100)) return false;
+  if (!(qmax * max_abs_ * d < 0x1p100) || !((qmax + max_abs_) * (qmax + max_abs_) * d < 0x1p120)) return false;
+  int ex = 0;
+  (void)std::frexp(qmax, &ex);
+  const double sq = qmax > 0 ? std::ldexp(1.0, 15 - ex) : 1.0;
+  const BatchBounds bb = batch_bounds(cfg_.metric, cfg_.dim, copy_scale_, max_norm2_);
+  const double qn = std::sqrt(qn2);
+  const double w = (cfg_.metric == Metric::L2 ? 2.0 : 1.0) / (sq * double(copy_scale_));  // a power of two
+  double qb = -bb.b * qn2 - bb.c * qn;
+  if (cfg_.metric == Metric::L2) qb += qn2;
+  if (cfg_.metric == Metric::Cosine) qb += 1.0;
+  qb -= 0x1p-20 * (qn2 + 1.0 + bb.c * qn) + 0x1p-120 * d;
+  double A = 0;
+  if (cfg_.metric != Metric::L2) A = 2 * bb.gd * qn * bb.X;
+  if (cfg_.metric == Metric::Cosine) A += 4 * 0x1p-24 * (1 + qn * bb.X);
+  terms[0] = float(w);
+  terms[1] = round_float(-bb.a * qn, true);
+  terms[2] = round_float(qb, true);
+  terms[3] = round_float(A * (1 + 0x1p-20), false);
+  terms[4] = float(sq);
+  terms[5] = terms[6] = terms[7] = 0.0f;
+  return std::isfinite(terms[1]) && std::isfinite(terms[2]) && std::isfinite(terms[3]) && terms[0] > 0.0f &&
+         std::isfinite(terms[0]);
+}
+
+// Live rows spread evenly over the store (the next live row of each of m strides), gathered
+// into sample_.
+void VulkanFlatStore::make_sample(uint32_t k) const {
+  const std::size_t n = rows_;
+  const std::size_t ratio = std::max<std::size_t>(1, env_size("HIVE_GPU_VULKAN_SCREEN_SAMPLE", kBatchSampleRatio));
+  std::size_t m = std::clamp<std::size_t>(std::max(n / ratio, std::size_t(k) * (n / 1024)), 64 * std::size_t(k),
+                                          kBatchMaxSample);
+  m = std::min(m, n);
+  std::vector<VkBufferCopy> regions;
+  regions.reserve(m);
+  const std::size_t step = n / m, rem = n % m;
+  std::size_t start = 0, frac = 0;  // start = i n / m, frac = i n % m
+  for (std::size_t i = 0; i < m; ++i) {
+    std::size_t end = start + step;
+    frac += rem;
+    if (frac >= m) {
+      frac -= m;
+      ++end;
+    }
+    std::size_t r = start;
+    while (r < end && (deleted_[r / 32] >> (r % 32) & 1u)) ++r;
+    if (r < end)
+      regions.push_back({VkDeviceSize(r) * stride_, VkDeviceSize(regions.size()) * stride_, VkDeviceSize(stride_)});
+    start = end;
+  }
+  if (sample_.cap < round32(regions.size())) sample_ = make_chunk(round32(std::max<std::size_t>(regions.size(), 32)));
+  sample_.n = regions.size();
+  if (!regions.empty()) stream_.copy_regions(chunks_[0].rows, sample_.rows, regions);
+}
+
+std::size_t VulkanFlatStore::search_batch_screened(std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs,
+                                                   uint32_t e) const {
+  const PhysicalDevice& pd = gpu_->physical();
+  // Candidates: about e = k n / m rows beat a threshold from m sample rows, a count whose spread
+  // is about e / sqrt(k) (for k = 1, an exponential one: above 18 e once in 10^8 queries). Room
+  // for e (2 + 16 / sqrt(k)), in whole rescore.comp workgroups.
+  const double expect = double(k) * double(rows_) / double(std::max<std::size_t>(sample_.n, 1));
+  const double want = std::max(256.0, expect * (2.0 + 16.0 / std::sqrt(double(k))));
+  const std::size_t cap = std::min<std::size_t>(kBatchMaxCandidates, (std::size_t(want) + 255) / 256 * 256);
+  const std::size_t ld = k + cap;
+  ensure_candidates(nq * ld);  // first: the thresholds' search then leaves them in place
+  // 1. Thresholds: each query's k-th best exact key among the sample rows.
+  search_tiled(0, nq, k, kp, bs, e, &sample_);
+  const int t = result_buf_;
+  // 2. The screen.
+  ensure(cand_, VkDeviceSize(nq + nq * cap) * 4, Memory::Device);
+  stream_.fill(cand_, 0, VkDeviceSize(nq) * 4, 0u);
+  const bool coop = pd.coop_matrix && !env_flag("HIVE_GPU_VULKAN_NO_COOPMAT");
+  VkPipeline screen = gpu_->pipeline(coop ? Shader::BatchScreenCoop : Shader::BatchScreen,
+                                     {metric_code(cfg_.metric), int32_t(cfg_.dim / 16)});
+  const std::size_t gy = (nq + kBatchQueriesPerWg - 1) / kBatchQueriesPerWg;
+  // Row ranges: about 12 workgroups an SM in all (HIVE_GPU_VULKAN_BATCH_WGS, tuning, read per search).
+  const std::size_t units = pd.info.compute_units > 0 ? std::size_t(pd.info.compute_units) : 64;
+  const std::size_t target = std::max<std::size_t>(1, env_size("HIVE_GPU_VULKAN_BATCH_WGS", 12 * units));
+  const std::size_t ranges = std::clamp<std::size_t>(target / gy, 1, 65535);
+  std::size_t rpw = (rows_ + ranges - 1) / ranges;
+  rpw = (rpw + kBatchTile - 1) / kBatchTile * kBatchTile;
+  const std::size_t gx = (rows_ + rpw - 1) / rpw;
+  const BatchBounds bb = batch_bounds(cfg_.metric, cfg_.dim, copy_scale_, max_norm2_);
+  BatchScreenPush bp{uint32_t(rows_), uint32_t(rpw), uint32_t(nq), uint32_t(cap), uint32_t(result_ld_), k - 1,
+                     uint32_t(nq * row_v4_), float(bb.rel), bb.rc};
+  stream_.dispatch(screen, {&copy_, qbuf_, &keys(t), &norms_, &chunks_[0].deleted, &cand_}, &bp, sizeof bp,
+                   uint32_t(gx), uint32_t(gy));
+  // 3. Exact keys of the candidates, then the k best of them.
+  VkPipeline rescore = gpu_->pipeline(Shader::Rescore, {metric_code(cfg_.metric), int32_t(row_v4_)});
+  RescorePush rp{uint32_t(nq), uint32_t(cap), uint32_t(ld), k};
+  stream_.dispatch(rescore, {&chunks_[0].rows, qbuf_, &cand_, &keys(t ^ 1), &rowsb(t ^ 1)}, &rp, sizeof rp,
+                   uint32_t(cap / 256), uint32_t(nq));
+  result_buf_ = reduce(t ^ 1, nq, k, k + cap, ld, k, kp, bs, e, nullptr, /*sorted=*/false);
+  result_ld_ = ld;
+  ensure(cand_rb_, VkDeviceSize(nq) * 4, Memory::Readback);
+  stream_.copy(cand_, 0, cand_rb_, 0, VkDeviceSize(nq) * 4);
+  return cap;
+}
+
 void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, float* distances, int64_t* rows) const {
   std::lock_guard<std::mutex> lock(mu_);
   const uint32_t k = uint32_t(k_in);
@@ -698,8 +940,14 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
   // binding limit, and the merge grid's y extent within 65535.
   const std::size_t in_row = cfg_.metric == Metric::Hamming ? cfg_.row_bytes() : cfg_.dim * 4;
   // Candidate lists take at most 6 k entries a query on the tiled path (see search_tiled).
-  const std::size_t block = std::max<std::size_t>(
+  std::size_t block = std::max<std::size_t>(
       1, std::min<std::size_t>({nq, 4096, std::size_t(max_buffer_ / qbytes), std::size_t(max_buffer_ / (24 * k))}));
+  // The batch screen: its candidates (k + cap entries a query, at most) within a binding too.
+  const bool batch = batch_screen_ok(nq, k);
+  if (batch) block = std::min<std::size_t>(block, max_buffer_ / (4 * (k + kBatchMaxCandidates + 1)));
+  block = (nq + (nq + block - 1) / block - 1) / ((nq + block - 1) / block);  // equal blocks
+  bool sampled = false;  // the batch screen's sample, gathered once a search
+  std::vector<float> terms;
   const auto* src = static_cast<const unsigned char*>(queries);
   // Each query's first k entries of the result buffer -> readback, one region per query.
   auto read_results = [&](std::size_t n) {
@@ -728,14 +976,22 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
       sp.bound_g = std::max(sp.bound_g, one.bound_g);
       sp.bound_e = std::max(sp.bound_e, one.bound_e);
     }
+    // The batch screen: each query's terms (batch_query_terms) go after the queries.
+    bool bscreen = batch && !screen && n >= kBatchMinQueries;
+    if (bscreen) {
+      terms.resize(n * 8);
+      for (std::size_t i = 0; i < n && bscreen; ++i)
+        bscreen = batch_query_terms(reinterpret_cast<const float*>(src + (q0 + i) * in_row), &terms[i * 8]);
+    }
     const std::size_t staged = screen ? 2 * n : n;
+    const VkDeviceSize staged_bytes = VkDeviceSize(staged * qbytes + (bscreen ? n * 32 : 0));
     const bool direct = n <= kFusedQueries && gpu_->has_mapped_memory();
     if (direct) {
-      ensure(queries_mapped_, VkDeviceSize(staged * qbytes), Memory::Mapped);
+      ensure(queries_mapped_, staged_bytes, Memory::Mapped);
       qbuf_ = &queries_mapped_;
     } else {
-      ensure(upload_, VkDeviceSize(staged * qbytes), Memory::Upload);
-      ensure(queries_, VkDeviceSize(staged * qbytes), Memory::Device);
+      ensure(upload_, staged_bytes, Memory::Upload);
+      ensure(queries_, staged_bytes, Memory::Device);
       qbuf_ = &queries_;
     }
     auto* dst = (direct ? queries_mapped_ : upload_).as<unsigned char>();
@@ -748,8 +1004,14 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
       for (std::size_t j = 0; j < cfg_.dim; ++j) scaled[j] = qi[j] * sp.qscale;
       std::memset(dst + (n + i) * qbytes + in_row, 0, qbytes - in_row);
     }
-    if (!direct) stream_.copy(upload_, 0, queries_, 0, VkDeviceSize(staged * qbytes));
-    if (screen)
+    if (bscreen) std::memcpy(dst + n * qbytes, terms.data(), n * 32);
+    if (!direct) stream_.copy(upload_, 0, queries_, 0, staged_bytes);
+    std::size_t cap = 0;
+    if (bscreen) {
+      if (!sampled) make_sample(k);
+      sampled = true;
+      cap = search_batch_screened(n, k, kp, bs, e);
+    } else if (screen)
       search_screened(n, k, sp, screen_e);
     else if (n <= kFusedQueries && fits)
       search_fused(0, n, k, kp, bs, e);
@@ -759,6 +1021,20 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
       stream_.run();  // screen_finish wrote the readback buffer
     else
       read_results(n);
+    if (bscreen) {
+      const uint32_t* counts = cand_rb_.as<uint32_t>();
+      const std::size_t most = *std::max_element(counts, counts + n);
+      const bool over = most > cap;  // some query's candidates overflowed: the tiled path for the block
+      (over ? g_batch_fallback : g_batch_screened).fetch_add(1, std::memory_order_relaxed);
+      if (env_flag("HIVE_GPU_VULKAN_SCREEN_REPORT"))
+        std::fprintf(stderr, "vulkan-batch-screen: %zu queries, %zu sample rows, most candidates %zu of %zu, %s%s\n", n,
+                     sample_.n, most, cap, over ? "fallback" : "screened",
+                     gpu_->physical().coop_matrix && !env_flag("HIVE_GPU_VULKAN_NO_COOPMAT") ? " (coopmat)" : "");
+      if (over) {
+        search_tiled(0, n, k, kp, bs, e);
+        read_results(n);
+      }
+    }
     if (screen) {
       bool unsure = false;
       for (std::size_t i = 0; i < n; ++i) unsure = unsure || readback_.as<uint32_t>()[(n + i) * k] == kUnsure;
