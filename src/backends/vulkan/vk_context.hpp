@@ -93,7 +93,8 @@ enum class Shader {
   BatchScreen,
   BatchScreenCoop,  // needs PhysicalDevice::coop_matrix
   Rescore,
-  RowNorms
+  RowNorms,
+  GatherRows
 };
 
 // Every pipeline shares one layout: kBindings storage buffers and kPushBytes of push constants.

@@ -41,6 +41,9 @@ const uint32_t kRescore[] =
 const uint32_t kRowNorms[] =
 #include "row_norms.spv.inc"
     ;
+const uint32_t kGatherRows[] =
+#include "gather_rows.spv.inc"
+    ;
 }  // namespace
 
 Spirv spirv(Shader s) {
@@ -57,6 +60,7 @@ Spirv spirv(Shader s) {
     case Shader::BatchScreenCoop: return {kBatchScreenCoop, sizeof kBatchScreenCoop};
     case Shader::Rescore: return {kRescore, sizeof kRescore};
     case Shader::RowNorms: return {kRowNorms, sizeof kRowNorms};
+    case Shader::GatherRows: return {kGatherRows, sizeof kGatherRows};
   }
   return {nullptr, 0};
 }

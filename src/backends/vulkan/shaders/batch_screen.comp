@@ -5,13 +5,15 @@
 // scores never reach memory. The host proves the bound (VulkanFlatStore::batch_screen_terms) and
 // re-scores the candidates exactly (rescore.comp).
 //
-// A workgroup takes 128 queries (4 groups of 32) and a range of rows, 64 rows at a time. With
-// COOP (VK_NV_cooperative_matrix, 32-wide subgroups) each subgroup multiplies its 32 queries by
-// the 64 rows on the tensor cores (16 x 8 x 16 fp16 products, fp32 sums), its queries held in
-// registers, the rows loaded straight from the copy, and the 32 x 64 scores go through shared
-// memory (the fragments' layout is the driver's); without it each group of 32 invocations
-// computes the same products with fp32 FMAs. Invocation l of a group tests rows l and l + 32
-// against the group's 32 queries:
+// A workgroup takes 128 queries (4 groups of 32) and a range of rows. With COOP
+// (VK_NV_cooperative_matrix, 32-wide subgroups) each subgroup multiplies its 32 queries, held in
+// registers, by 32 rows at a time on the tensor cores (16 x 8 x 16 fp16 products, fp32 sums).
+// The rows reach shared memory through registers, two steps ahead, in coalesced 16-byte loads
+// (every subgroup reads them; straight from the buffer each subgroup waited on its own loads),
+// double-buffered so that one workgroup barrier a step suffices; the 32 x 32 scores go through
+// shared memory too (the fragments' layout is the driver's). Without COOP each group of 32
+// invocations computes the products with fp32 FMAs, 64 rows a step. Either way invocation l of
+// a group tests its rows against the group's 32 queries:
 //   emit (query q, row r) iff  acc * W_q >= fma(|r|, P_q, |r|^2 rc) + Q_q
 // with acc the scaled product (queries times s_q, rows times the copy's scale), W_q = 2 or 1
 // over both scales (a power of two: exact), P_q = -a |q|, and Q_q the query's remaining terms
@@ -36,9 +38,17 @@ layout(constant_id = 1) const uint KB = 8;  // dim / 16 (at most 8: a subgroup's
 
 const uint QV4 = 4u * KB;  // 16-byte pieces of an fp32 query
 const uint CV4 = 2u * KB;  // 16-byte pieces of a copy row (8 halves each)
-const uint TILE = 64u;     // rows a step
-const uint SC = 72u;       // floats per shared score line (64 + 8: stores of 8-wide columns spread over the banks)
 const uint QW = 128u;      // queries a workgroup
+#ifdef COOP
+const uint TILE = 32u;     // rows a step
+const uint BP = CV4 + 1u;  // 16-byte pieces a row takes in shared memory (one of padding: no bank conflicts)
+const uint SC = 40u;       // floats a score line (32 + 8: stores of 8-wide columns spread over the banks)
+const uint B_AT = 0u;                  // two row buffers, TILE x BP pieces each
+const uint SC_AT = 2u * TILE * BP;     // then the scores, QW x SC floats
+const uint PRE = 4u;                   // pieces an invocation stages a step: TILE CV4 / 128 <= 4
+#else
+const uint TILE = 64u;
+#endif
 
 layout(std430, binding = 0) readonly buffer Copy { uvec4 copy[]; };
 // The fp32 queries (QV4 pieces each), then two vec4 of terms per query at info_off:
@@ -62,17 +72,35 @@ layout(push_constant) uniform Push {
 } p;
 
 // The workgroup's queries times s_q in fp16, row-major (CV4 pieces a query); with COOP, once
-// they are in registers, the same memory holds each step's scores, [query][row] as float bits
-// (SC a line): a shared-memory budget of 48 KiB (NVIDIA's) fits both uses at dim 128.
+// they are in registers, the same memory holds the two row buffers and the scores, [query][row]
+// as float bits: within a shared-memory budget of 48 KiB (NVIDIA's) at dim 128.
 #ifdef COOP
-const uint SM = QW * CV4 > QW * SC / 4u ? QW * CV4 : QW * SC / 4u;
+const uint SM = QW * CV4 > SC_AT + QW * SC / 4u ? QW * CV4 : SC_AT + QW * SC / 4u;
 #else
 const uint SM = QW * CV4;
 #endif
 shared uvec4 sm[SM];
 shared vec4 qt[QW];  // (W, P, Q) per query
 
+#ifdef COOP
 float score_at(uint i) { return uintBitsToFloat(sm[i >> 2][i & 3u]); }
+
+// The TILE rows from r0 into registers (coalesced: invocation t takes pieces t, t + 128, ...),
+// then into a row buffer at `at`, each row BP pieces apart. Past the last row the copy's
+// buffer still holds whole steps (its rows are rounded up to 64): those rows are never tested.
+void stage_rows(uint r0, inout uvec4 pre[PRE]) {
+  [[unroll]] for (uint u = 0u; u < PRE; ++u) {
+    uint i = gl_LocalInvocationIndex + 128u * u;
+    if (i < TILE * CV4) pre[u] = copy[r0 * CV4 + i];
+  }
+}
+void put_rows(uint at, uvec4 pre[PRE]) {
+  [[unroll]] for (uint u = 0u; u < PRE; ++u) {
+    uint i = gl_LocalInvocationIndex + 128u * u;
+    if (i < TILE * CV4) sm[at + (i / CV4) * BP + i % CV4] = pre[u];
+  }
+}
+#endif
 
 void emit(uint q, uint r) {
   if ((deleted[r >> 5] & (1u << (r & 31u))) != 0u) return;
@@ -88,7 +116,8 @@ void test(float s, uint ql, uint r, float nr, float rr, uint qbase) {
 
 void main() {
   uint tid = gl_LocalInvocationIndex;
-  uint qbase = gl_WorkGroupID.y * QW;
+  // x: the query group, y: the row range (workgroups side by side share rows: L2 hits)
+  uint qbase = gl_WorkGroupID.x * QW;
 
   // The workgroup's queries: terms with the threshold folded in, and the fp16 operands.
   {
@@ -122,45 +151,66 @@ void main() {
     coopMatLoadNV(a0[kb], sm, (grp * 32u) * CV4 + 2u * kb, CV4, false);
     coopMatLoadNV(a1[kb], sm, (grp * 32u + 16u) * CV4 + 2u * kb, CV4, false);
   }
-  barrier();  // every subgroup has its queries: sm now holds scores
+  barrier();  // every subgroup has its queries: sm now holds rows and scores
 #else
   uint grp = tid / 32u, lane = tid % 32u;
 #endif
-  uint rstart = gl_WorkGroupID.x * p.rows_per_wg;
+  uint rstart = gl_WorkGroupID.y * p.rows_per_wg;
   uint rend = min(p.n, rstart + p.rows_per_wg);
-  uint line0 = grp * 32u * SC;
-
-  for (uint r0 = rstart; r0 < rend; r0 += TILE) {
 #ifdef COOP
-    fcoopmatNV<32, gl_ScopeSubgroup, 16, 8> c0[8], c1[8];
-    [[unroll]] for (uint rb = 0u; rb < 8u; ++rb) {
+  uint line0 = grp * 32u * SC;  // the group's first score line (floats from SC_AT)
+#endif
+
+#ifdef COOP
+  // Steps of TILE rows: rows of step t + 1 wait in pre while step t is multiplied and tested.
+  uvec4 pre[PRE];
+  uint buf = 0u;
+  if (rstart < rend) {
+    stage_rows(rstart, pre);
+    put_rows(B_AT, pre);
+    if (rstart + TILE < rend) stage_rows(rstart + TILE, pre);
+  }
+  barrier();
+  for (uint r0 = rstart; r0 < rend; r0 += TILE) {
+    fcoopmatNV<32, gl_ScopeSubgroup, 16, 8> c0[4], c1[4];
+    [[unroll]] for (uint rb = 0u; rb < 4u; ++rb) {
       c0[rb] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 8>(0.0);
       c1[rb] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 8>(0.0);
     }
+    uint bat = B_AT + buf * TILE * BP;
     [[unroll]] for (uint kb = 0u; kb < KB; ++kb) {
-      [[unroll]] for (uint rb = 0u; rb < 8u; ++rb) {
+      [[unroll]] for (uint rb = 0u; rb < 4u; ++rb) {
         fcoopmatNV<16, gl_ScopeSubgroup, 16, 8> b;
         // rows r0 + 8 rb .. + 7 as the columns of a 16 x 8 matrix (column-major: each row's
         // 16 halves of this step are contiguous)
-        coopMatLoadNV(b, copy, (r0 + 8u * rb) * CV4 + 2u * kb, CV4, true);
+        coopMatLoadNV(b, sm, bat + 8u * rb * BP + 2u * kb, BP, true);
         c0[rb] = coopMatMulAddNV(a0[kb], b, c0[rb]);
         c1[rb] = coopMatMulAddNV(a1[kb], b, c1[rb]);
       }
     }
-    [[unroll]] for (uint rb = 0u; rb < 8u; ++rb) {  // (in 16-byte units: SC / 4 a line)
-      coopMatStoreNV(c0[rb], sm, (line0 + 8u * rb) / 4u, SC / 4u, false);
-      coopMatStoreNV(c1[rb], sm, (line0 + 16u * SC + 8u * rb) / 4u, SC / 4u, false);
+    // The group's own score lines: subgroup barriers suffice around them.
+    [[unroll]] for (uint rb = 0u; rb < 4u; ++rb) {  // (in 16-byte units: SC / 4 a line)
+      coopMatStoreNV(c0[rb], sm, SC_AT + (line0 + 8u * rb) / 4u, SC / 4u, false);
+      coopMatStoreNV(c1[rb], sm, SC_AT + (line0 + 16u * SC + 8u * rb) / 4u, SC / 4u, false);
     }
-    barrier();
-    [[unroll]] for (uint h = 0u; h < 2u; ++h) {
-      uint j = lane + 32u * h, r = r0 + j;
-      if (r >= rend) continue;
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    uint r = r0 + lane;
+    if (r < rend) {
       float rn2 = norms[r];
       float nr = sqrt(rn2), rr = rn2 * p.rc;
-      for (uint qi = 0u; qi < 32u; ++qi) test(score_at(line0 + qi * SC + j), grp * 32u + qi, r, nr, rr, qbase);
+      for (uint qi = 0u; qi < 32u; ++qi) test(score_at(4u * SC_AT + line0 + qi * SC + lane), grp * 32u + qi, r, nr, rr, qbase);
     }
+    subgroupBarrier();
+    // The next step's rows into the other buffer (last read by the step before this one, which
+    // every subgroup finished before the previous barrier), and the step after into registers.
+    if (r0 + TILE < rend) put_rows(B_AT + (buf ^ 1u) * TILE * BP, pre);
+    if (r0 + 2u * TILE < rend) stage_rows(r0 + 2u * TILE, pre);
     barrier();
+    buf ^= 1u;
+  }
 #else
+  for (uint r0 = rstart; r0 < rend; r0 += TILE) {
     // Rows r0 + lane and r0 + 32 + lane against the group's 32 queries, in fp32 FMAs, each
     // score tested as it is made.
     [[unroll]] for (uint h = 0u; h < 2u; ++h) {
@@ -181,6 +231,6 @@ void main() {
         test((acc.x + acc.y) + (acc.z + acc.w), ql, r, nr, rr, qbase);
       }
     }
-#endif
   }
+#endif
 }
