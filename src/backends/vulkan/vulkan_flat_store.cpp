@@ -133,6 +133,8 @@ struct FinishPush {
   uint32_t rows_off, lists, in_off;
 };
 
+struct BatchBounds;  // the batch screen's error bounds (see batch_bounds)
+
 // The single-query screen's parameters for one query (see VulkanFlatStore::screen_params).
 struct ScreenParams {
   float qscale = 1, score_scale = 1, bound_g = 0, bound_e = 0;
@@ -429,7 +431,8 @@ class VulkanFlatStore final : public detail::FlatStore {
   // sample of rows its thresholds come from, and the recorded work for one block (thresholds,
   // screen, exact re-score, select); returns the candidate capacity a query had.
   bool batch_screen_ok(std::size_t nq, uint32_t k) const;
-  bool batch_query_terms(const float* q, float* terms) const;
+  BatchBounds batch_bounds() const;
+  bool batch_query_terms(const float* q, const BatchBounds& bb, float* terms) const;
   void make_sample(uint32_t k) const;
   std::size_t search_batch_screened(std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs, uint32_t e) const;
   bool screen_params(const float* q, ScreenParams& sp) const;
@@ -758,8 +761,10 @@ struct BatchBounds {
   double a, b, c, rel, gd, X;
   float rc;
 };
-BatchBounds batch_bounds(Metric metric, std::size_t dim, double copy_scale, double max_norm2) {
-  const double d = double(dim), u = 0x1p-24, uh = 0x1p-10;
+BatchBounds VulkanFlatStore::batch_bounds() const {
+  const Metric metric = cfg_.metric;
+  const double copy_scale = copy_scale_, max_norm2 = max_norm2_;
+  const double d = double(cfg_.dim), u = 0x1p-24, uh = 0x1p-10;
   const double gd = 2 * (d + 2) * u / (1 - 2 * (d + 2) * u);
   const double dot = 2 * uh + uh * uh + d * 0x1p-22 + std::sqrt(d) * 0x1p-27;
   const double flush = std::sqrt(d) * 0x1p-14 / copy_scale;
@@ -812,7 +817,7 @@ bool VulkanFlatStore::batch_screen_ok(std::size_t nq, uint32_t k) const {
 }
 
 // terms: (W, P, Qb, A, s_q, 0, 0, 0) as batch_screen.comp reads them.
-bool VulkanFlatStore::batch_query_terms(const float* q, float* terms) const {
+bool VulkanFlatStore::batch_query_terms(const float* q, const BatchBounds& bb, float* terms) const {
   const detail::QueryMagnitudes qm = detail::query_magnitudes(q, cfg_.dim);
   const double d = double(cfg_.dim), qmax = qm.max, qn2 = qm.norm2;
   if (!std::isfinite(qn2)) return false;
@@ -823,7 +828,6 @@ bool VulkanFlatStore::batch_query_terms(const float* q, float* terms) const {
   int ex = 0;
   (void)std::frexp(qmax, &ex);
   const double sq = qmax > 0 ? std::ldexp(1.0, 15 - ex) : 1.0;
-  const BatchBounds bb = batch_bounds(cfg_.metric, cfg_.dim, copy_scale_, max_norm2_);
   const double qn = std::sqrt(qn2);
   const double w = (cfg_.metric == Metric::L2 ? 2.0 : 1.0) / (sq * double(copy_scale_));  // a power of two
   double qb = -bb.b * qn2 - bb.c * qn;
@@ -908,7 +912,7 @@ std::size_t VulkanFlatStore::search_batch_screened(std::size_t nq, uint32_t k, u
   std::size_t rpw = (rows_ + ranges - 1) / ranges;
   rpw = (rpw + kBatchTile - 1) / kBatchTile * kBatchTile;
   const std::size_t gy = (rows_ + rpw - 1) / rpw;
-  const BatchBounds bb = batch_bounds(cfg_.metric, cfg_.dim, copy_scale_, max_norm2_);
+  const BatchBounds bb = batch_bounds();
   BatchScreenPush bp{uint32_t(rows_), uint32_t(rpw), uint32_t(nq), uint32_t(cap), uint32_t(result_ld_), k - 1,
                      uint32_t(nq * row_v4_), float(bb.rel), bb.rc};
   stream_.dispatch(screen, {&copy_, qbuf_, &keys(t), &norms_, &chunks_[0].deleted, &cand_}, &bp, sizeof bp,
@@ -1002,8 +1006,9 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     bool bscreen = batch && !screen && n >= kBatchMinQueries;
     if (bscreen) {
       terms.resize(n * 8);
+      const BatchBounds bb = batch_bounds();
       for (std::size_t i = 0; i < n && bscreen; ++i)
-        bscreen = batch_query_terms(reinterpret_cast<const float*>(src + (q0 + i) * in_row), &terms[i * 8]);
+        bscreen = batch_query_terms(reinterpret_cast<const float*>(src + (q0 + i) * in_row), bb, &terms[i * 8]);
     }
     const std::size_t staged = screen ? 2 * n : n;
     const VkDeviceSize staged_bytes = VkDeviceSize(staged * qbytes + (bscreen ? n * 32 : 0));

@@ -83,8 +83,6 @@ shared uvec4 sm[SM];
 shared vec4 qt[QW];  // (W, P, Q) per query
 
 #ifdef COOP
-float score_at(uint i) { return uintBitsToFloat(sm[i >> 2][i & 3u]); }
-
 // The TILE rows from r0 into registers (coalesced: invocation t takes pieces t, t + 128, ...),
 // then into a row buffer at `at`, each row BP pieces apart. Past the last row the copy's
 // buffer still holds whole steps (its rows are rounded up to 64): those rows are never tested.
@@ -171,7 +169,13 @@ void main() {
     if (rstart + TILE < rend) stage_rows(rstart + TILE, pre);
   }
   barrier();
+  // The test's share of a lane: rows r0 + 4 c4 .. + 3 (one 16-byte load of scores per query) of
+  // the group's queries qsub, qsub + 4, ..., qsub + 28.
+  uint c4 = lane & 7u, qsub = lane >> 3;
   for (uint r0 = rstart; r0 < rend; r0 += TILE) {
+    // The rows' norms, loaded now and used after the products (which hide the load).
+    vec4 n4;
+    [[unroll]] for (uint e = 0u; e < 4u; ++e) n4[e] = norms[r0 + 4u * c4 + e];
     fcoopmatNV<32, gl_ScopeSubgroup, 16, 8> c0[4], c1[4];
     [[unroll]] for (uint rb = 0u; rb < 4u; ++rb) {
       c0[rb] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 8>(0.0);
@@ -195,11 +199,18 @@ void main() {
     }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
-    uint r = r0 + lane;
-    if (r < rend) {
-      float rn2 = norms[r];
-      float nr = sqrt(rn2), rr = rn2 * p.rc;
-      for (uint qi = 0u; qi < 32u; ++qi) test(score_at(4u * SC_AT + line0 + qi * SC + lane), grp * 32u + qi, r, nr, rr, qbase);
+    vec4 nr4 = sqrt(n4), rr4 = n4 * p.rc;
+    [[unroll]] for (uint it = 0u; it < 8u; ++it) {
+      uint qi = 4u * it + qsub;
+      vec4 sv = uintBitsToFloat(sm[SC_AT + (line0 + qi * SC) / 4u + c4]);
+      vec4 t = qt[grp * 32u + qi];
+      bvec4 hit = greaterThanEqual(sv * t.x, fma(nr4, vec4(t.y), rr4) + t.z);
+      if (any(hit)) {
+        [[unroll]] for (uint e = 0u; e < 4u; ++e) {
+          uint r = r0 + 4u * c4 + e;
+          if (hit[e] && r < rend) emit(qbase + grp * 32u + qi, r);
+        }
+      }
     }
     subgroupBarrier();
     // The next step's rows into the other buffer (last read by the step before this one, which
