@@ -94,7 +94,8 @@ enum class Shader {
   BatchScreenCoop,  // needs PhysicalDevice::coop_matrix
   Rescore,
   RowNorms,
-  GatherRows
+  GatherRows,
+  ScanLists  // 32-wide subgroups with shuffles only
 };
 
 // Every pipeline shares one layout: kBindings storage buffers and kPushBytes of push constants.

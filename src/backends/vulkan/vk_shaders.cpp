@@ -44,6 +44,9 @@ const uint32_t kRowNorms[] =
 const uint32_t kGatherRows[] =
 #include "gather_rows.spv.inc"
     ;
+const uint32_t kScanLists[] =
+#include "scan_lists.spv.inc"
+    ;
 }  // namespace
 
 Spirv spirv(Shader s) {
@@ -61,6 +64,7 @@ Spirv spirv(Shader s) {
     case Shader::Rescore: return {kRescore, sizeof kRescore};
     case Shader::RowNorms: return {kRowNorms, sizeof kRowNorms};
     case Shader::GatherRows: return {kGatherRows, sizeof kGatherRows};
+    case Shader::ScanLists: return {kScanLists, sizeof kScanLists};
   }
   return {nullptr, 0};
 }

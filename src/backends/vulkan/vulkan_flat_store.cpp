@@ -559,8 +559,15 @@ void VulkanFlatStore::search_fused(std::size_t q0, std::size_t nq, uint32_t k, u
   const std::size_t g_max = env_size("HIVE_GPU_VULKAN_COOP_G", 8);
   if (pd.compute_shuffle && !no_coop)
     while (g < g_max && 2 * g <= rv4 && 2 * g <= pd.subgroup_size) g *= 2;
-  VkPipeline scan = gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
-                                   {metric, storage, int32_t(kp), int32_t(bs), int32_t(rv4), int32_t(e), int32_t(g)});
+  // The screen's copy scan on 32-wide subgroups keeps its lists in registers (scan_lists.comp:
+  // 8 invocations a row, 8 rows a round); HIVE_GPU_VULKAN_NO_SCAN_LISTS=1 (read per search) keeps
+  // scan_select, for A/B timing.
+  const bool lists = rows_copy != nullptr && k == 32 && e == 8 && g == 8 && pd.subgroup_size == 32 &&
+                     !env_flag("HIVE_GPU_VULKAN_NO_SCAN_LISTS");
+  VkPipeline scan = lists ? gpu_->pipeline(Shader::ScanLists, {metric, storage, int32_t(rv4)})
+                          : gpu_->pipeline(g > 1 ? Shader::ScanSelectCoop : Shader::ScanSelect,
+                                           {metric, storage, int32_t(kp), int32_t(bs), int32_t(rv4), int32_t(e),
+                                            int32_t(g)});
   // HIVE_GPU_VULKAN_SCAN_WGS (tuning, read per search): the most workgroups a chunk and query
   // (with it, a workgroup's rows may go down to kWG instead of 4 kWG).
   const std::size_t forced_wgs = env_size("HIVE_GPU_VULKAN_SCAN_WGS", 0);
