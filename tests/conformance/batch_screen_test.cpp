@@ -5,9 +5,10 @@
 // answer: on random data, on near-ties the copy cannot resolve (the Vulkan screen then
 // overflows its candidate lists and falls back), and after appends, removals and upserts.
 //
-// Vulkan screens stores of 65 536 rows and more; this suite lowers that to 4 096 rows
-// (HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS, read per search) so that CI's lavapipe runs it in
-// seconds. ctest's `vulkan.batch_screen` entry checks that the screen did answer.
+// Vulkan screens stores of 65 536 rows and more, on devices with cooperative matrices; this suite
+// lowers that to 4 096 rows (HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS, read per search) and allows
+// the fp32-FMA variant elsewhere (HIVE_GPU_VULKAN_BATCH_SCREEN_FMA=1), so that CI's lavapipe runs
+// it in seconds. ctest's `vulkan.batch_screen` entry checks that the screen did answer.
 #include <cstdlib>
 
 #include "reference.hpp"
@@ -20,8 +21,12 @@ class BatchScreenTest : public IndexTest {
   void SetUp() override {
     IndexTest::SetUp();
     setenv("HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS", "4096", 1);
+    setenv("HIVE_GPU_VULKAN_BATCH_SCREEN_FMA", "1", 1);
   }
-  void TearDown() override { unsetenv("HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS"); }
+  void TearDown() override {
+    unsetenv("HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS");
+    unsetenv("HIVE_GPU_VULKAN_BATCH_SCREEN_FMA");
+  }
 
   // The batch q for several k: within the screens' limits and above Vulkan's (64).
   void batches(const FlatIndex& idx, const Model& m, const Vectors& q, const std::string& what) const {

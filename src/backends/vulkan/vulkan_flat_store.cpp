@@ -14,14 +14,20 @@
 //    once per query, every workgroup keeping its own top-k, then merge_select.comp merges the
 //    workgroup lists with the running top-k of the chunks before;
 //  - otherwise tiles: distance_tile.comp fills a queries x rows key matrix for a tile of
-//    rows (64 x 64 per workgroup), merge_select.comp (MODE 1) takes each segment's top-k of it and a second
-//    merge_select merges those with the running top-k.
+//    rows (64 x 64 per workgroup), merge_select.comp (MODE 1) takes each segment's top-k of it
+//    and a second merge_select merges those with the running top-k;
+//  - batches of kBatchMinQueries or more on fp32 stores (L2 / inner product / cosine, k <=
+//    kBatchMaxK, one chunk of at least kBatchMinRows rows, dim % 16 == 0 and <= 128) where the
+//    device has cooperative matrices: the batch screen (search_batch_screened): thresholds from
+//    the tiled search of a sample of rows, batch_screen.comp on the fp16 copy, exact re-score
+//    (rescore.comp) and select; a block whose candidates overflow takes the tiled path.
 //  - single queries on fp32 stores (L2 / inner product / cosine, k <= 16, one chunk of at least
 //    kScreenMinRows rows, dim % 8 == 0): the fused scan reads an fp16 copy of the rows instead
-//    (half the bytes) and keeps 32 per query; screen_finish.comp re-scores them from the fp32
-//    rows and answers where error bounds prove no other row enters the k best (screen_params),
-//    writing the results straight into the host-visible readback buffer (on 32-wide subgroups it
-//    also does the last list merge); else the fp32 rows are scanned.
+//    (half the bytes; scan_lists.comp on 32-wide subgroups) and keeps 32 per query;
+//    screen_finish.comp re-scores them from the fp32 rows and answers where error bounds prove
+//    no other row enters the k best (screen_params), writing the results straight into the
+//    host-visible readback buffer (on 32-wide subgroups it also does the last list merge); else
+//    the fp32 rows are scanned.
 //    HIVE_GPU_VULKAN_NO_F16_SCREEN=1 (read per search) turns it off.
 // The running lists ping-pong between two candidate buffers (A, B): [query][k running | lists];
 // the first merge of a search skips the (not yet written) running list.
@@ -810,7 +816,13 @@ bool VulkanFlatStore::batch_screen_ok(std::size_t nq, uint32_t k) const {
   if (rows_ < env_size("HIVE_GPU_VULKAN_BATCH_SCREEN_MIN_ROWS", kBatchMinRows)) return false;
   if (env_flag("HIVE_GPU_VULKAN_NO_BATCH_SCREEN")) return false;
   const PhysicalDevice& pd = gpu_->physical();
-  const bool coop = pd.coop_matrix && !env_flag("HIVE_GPU_VULKAN_NO_COOPMAT");
+  // The fp32-FMA variant (no cooperative matrices) is a correctness path: on the H100 it took
+  // 744 ms for 10 000 x 1M, the tiled search 211 ms. It runs only when asked for: by
+  // HIVE_GPU_VULKAN_NO_COOPMAT=1 (A/B on a device with them) or HIVE_GPU_VULKAN_BATCH_SCREEN_FMA=1
+  // (tests, on lavapipe).
+  const bool no_coop = env_flag("HIVE_GPU_VULKAN_NO_COOPMAT");
+  const bool coop = pd.coop_matrix && !no_coop;
+  if (!coop && !no_coop && !env_flag("HIVE_GPU_VULKAN_BATCH_SCREEN_FMA")) return false;
   const std::size_t cv4 = cfg_.dim / 8;  // batch_screen.comp's shared memory (16-byte pieces)
   const std::size_t rows_and_scores = 2 * 32 * (cv4 + 1) + kBatchQueriesPerWg * 40 / 4;
   const std::size_t shared = (coop ? std::max<std::size_t>(kBatchQueriesPerWg * cv4, rows_and_scores)

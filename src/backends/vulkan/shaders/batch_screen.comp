@@ -11,9 +11,10 @@
 // The rows reach shared memory through registers, two steps ahead, in coalesced 16-byte loads
 // (every subgroup reads them; straight from the buffer each subgroup waited on its own loads),
 // double-buffered so that one workgroup barrier a step suffices; the 32 x 32 scores go through
-// shared memory too (the fragments' layout is the driver's). Without COOP each group of 32
-// invocations computes the products with fp32 FMAs, 64 rows a step. Either way invocation l of
-// a group tests its rows against the group's 32 queries:
+// shared memory too (the fragments' layout is the driver's), where lane l of a subgroup tests
+// rows 4 (l % 8) .. + 3 of queries l / 8, l / 8 + 4, ... (one 16-byte load of scores a query).
+// Without COOP each group of 32 invocations computes the products with fp32 FMAs, 64 rows a step,
+// invocation l testing rows l and l + 32 as it scores them. The test:
 //   emit (query q, row r) iff  acc * W_q >= fma(|r|, P_q, |r|^2 rc) + Q_q
 // with acc the scaled product (queries times s_q, rows times the copy's scale), W_q = 2 or 1
 // over both scales (a power of two: exact), P_q = -a |q|, and Q_q the query's remaining terms
