@@ -1,11 +1,14 @@
-// Shared by the GPU backends' single-query screens, which scan an fp16 copy of fp32 rows and
+// Shared by the GPU backends' screens: the single-query ones scan an fp16 copy of fp32 rows and
 // answer only where error bounds prove the answer exact (CUDA: CudaFlatStore::single_screen;
-// Vulkan: VulkanFlatStore::screen_params). The bounds themselves differ per backend.
+// Vulkan: VulkanFlatStore::screen_params), the batch ones take thresholds from a sample of rows.
+// The bounds themselves differ per backend.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace hive::gpu::detail {
 
@@ -38,5 +41,30 @@ struct ScreenTally {
   }
   void reset() { tries = misses = 0; }
 };
+
+// The batch screens' sample (CUDA and Vulkan): live rows spread evenly over [0, n), the first
+// row of each of m strides [i n / m, (i + 1) n / m) that `deleted(r)` does not mark (a stride
+// with none gives no row), in order. Stepped without a division per row (two 64-bit divisions a
+// row made this ~0.4 ms for 31 250 rows). m >= 1.
+template <class Deleted>
+std::vector<uint32_t> spread_sample(std::size_t n, std::size_t m, Deleted&& deleted) {
+  std::vector<uint32_t> idx;
+  idx.reserve(m);
+  const std::size_t q = n / m, rem = n % m;
+  std::size_t start = 0, frac = 0;  // start = i n / m, frac = i n % m
+  for (std::size_t i = 0; i < m; ++i) {
+    std::size_t end = start + q;
+    frac += rem;
+    if (frac >= m) {
+      frac -= m;
+      ++end;
+    }
+    std::size_t r = start;
+    while (r < end && deleted(r)) ++r;
+    if (r < end) idx.push_back(uint32_t(r));
+    start = end;
+  }
+  return idx;
+}
 
 }  // namespace hive::gpu::detail

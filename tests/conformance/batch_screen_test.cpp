@@ -102,13 +102,7 @@ TEST_P(BatchScreenTest, RowsChangeBetweenSearches) {
   check("upserted");
 }
 
-std::vector<Param> batch_params() {
-  std::vector<Param> out;
-  for (const auto& b : compiled_backends())
-    for (Metric mt : {Metric::L2, Metric::InnerProduct, Metric::Cosine}) out.push_back({b, mt, ScalarType::F32});
-  return out;
-}
-INSTANTIATE_TEST_SUITE_P(Conformance, BatchScreenTest, testing::ValuesIn(batch_params()), param_name);
+INSTANTIATE_TEST_SUITE_P(Conformance, BatchScreenTest, testing::ValuesIn(screen_params()), param_name);
 
 }  // namespace
 }  // namespace conformance

@@ -84,6 +84,15 @@ inline std::vector<Param> metric_params() {
   return out;
 }
 
+// The metrics the GPU screens serve (L2, inner product, cosine) on fp32 stores, per backend: for
+// the suites of the single-query and batch screens.
+inline std::vector<Param> screen_params() {
+  std::vector<Param> out;
+  for (const auto& b : compiled_backends())
+    for (Metric m : {Metric::L2, Metric::InnerProduct, Metric::Cosine}) out.push_back({b, m, ScalarType::F32});
+  return out;
+}
+
 // Float metrics only (backend x float metric x F32/F16/BF16).
 inline std::vector<Param> float_params() {
   std::vector<Param> out;

@@ -71,12 +71,6 @@ TEST_P(SingleScreenTest, RowsChangeBetweenSearches) {
   single_queries(*this, idx, m, moved, "upserted");
 }
 
-std::vector<Param> screen_params() {
-  std::vector<Param> out;
-  for (const auto& b : compiled_backends())
-    for (Metric mt : {Metric::L2, Metric::InnerProduct, Metric::Cosine}) out.push_back({b, mt, ScalarType::F32});
-  return out;
-}
 INSTANTIATE_TEST_SUITE_P(Conformance, SingleScreenTest, testing::ValuesIn(screen_params()), param_name);
 
 }  // namespace

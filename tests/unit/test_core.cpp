@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "backends/cpu/thread_pool.hpp"
+#include "core/copy_screen.hpp"
 #include "core/file_format.hpp"
 #include "core/scalar_codec.hpp"
 #include "core/topk.hpp"
@@ -127,6 +128,34 @@ TEST(TopK, WriteBestPadsMissingSlots) {
   EXPECT_EQ(r[2], -1);
   EXPECT_EQ(r[3], -1);
   EXPECT_TRUE(std::isinf(d[3]) && d[3] > 0);
+}
+
+// The batch screens' sample: the first live row of each stride [i n / m, (i + 1) n / m), against
+// the same strides computed with a division per row, on random sizes and deletions (none, some,
+// nearly all).
+TEST(SpreadSample, FirstLiveRowOfEachStride) {
+  std::mt19937_64 rng(91);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::size_t n = 1 + rng() % 5000, m = 1 + rng() % n;
+    const double p = trial % 3 == 0 ? 0.0 : trial % 3 == 1 ? 0.3 : 0.97;
+    std::vector<bool> dead(n);
+    for (std::size_t r = 0; r < n; ++r) dead[r] = std::uniform_real_distribution<double>(0, 1)(rng) < p;
+    std::vector<uint32_t> want;
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::size_t lo = i * n / m, hi = (i + 1) * n / m;
+      for (std::size_t r = lo; r < hi; ++r) {
+        if (!dead[r]) {
+          want.push_back(uint32_t(r));
+          break;
+        }
+      }
+    }
+    const auto got = hive::gpu::detail::spread_sample(n, m, [&](std::size_t r) { return bool(dead[r]); });
+    ASSERT_EQ(got, want) << "n=" << n << " m=" << m << " p=" << p;
+    if (p == 0.0) {
+      EXPECT_EQ(got.size(), m);
+    }
+  }
 }
 
 TEST(ThreadPool, RunsEveryTaskOnceAndPropagatesErrors) {

@@ -874,22 +874,8 @@ void VulkanFlatStore::make_sample(uint32_t k) const {
   std::size_t m = std::clamp<std::size_t>(std::max(n / ratio, std::size_t(k) * (n / 1024)), 64 * std::size_t(k),
                                           kBatchMaxSample);
   m = std::min(m, n);
-  std::vector<uint32_t> idx;
-  idx.reserve(m);
-  const std::size_t step = n / m, rem = n % m;
-  std::size_t start = 0, frac = 0;  // start = i n / m, frac = i n % m
-  for (std::size_t i = 0; i < m; ++i) {
-    std::size_t end = start + step;
-    frac += rem;
-    if (frac >= m) {
-      frac -= m;
-      ++end;
-    }
-    std::size_t r = start;
-    while (r < end && (deleted_[r / 32] >> (r % 32) & 1u)) ++r;
-    if (r < end) idx.push_back(uint32_t(r));
-    start = end;
-  }
+  const std::vector<uint32_t> idx =
+      detail::spread_sample(n, m, [&](std::size_t r) { return (deleted_[r / 32] >> (r % 32) & 1u) != 0; });
   if (sample_.cap < round32(idx.size())) sample_ = make_chunk(round32(std::max<std::size_t>(idx.size(), 32)));
   sample_.n = idx.size();
   if (idx.empty()) return;
