@@ -960,10 +960,13 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
   std::size_t block = std::max<std::size_t>(
       1, std::min<std::size_t>({nq, 4096, std::size_t(max_buffer_ / qbytes), std::size_t(max_buffer_ / (24 * k))}));
   // The batch screen: its candidates (k + cap entries a query, at most) within a binding too.
-  const bool batch = batch_screen_ok(nq, k);
+  bool batch = batch_screen_ok(nq, k);
+  if (batch) {
+    make_sample(k);  // (recorded: it runs with the first block)
+    batch = sample_.n >= k;  // (always, as the sample's strides are at most 64 rows; kept in case)
+  }
   if (batch) block = std::min<std::size_t>(block, max_buffer_ / (4 * (k + kBatchMaxCandidates + 1)));
   block = (nq + (nq + block - 1) / block - 1) / ((nq + block - 1) / block);  // equal blocks
-  bool sampled = false;  // the batch screen's sample, gathered once a search
   std::vector<float> terms;
   const auto* src = static_cast<const unsigned char*>(queries);
   // Each query's first k entries of the result buffer -> readback, one region per query; for
@@ -1039,11 +1042,9 @@ void VulkanFlatStore::search(std::size_t nq, const void* queries, int k_in, floa
     if (bscreen) std::memcpy(dst + n * qbytes, terms.data(), n * 32);
     if (!direct) stream_.copy(upload_, 0, queries_, 0, staged_bytes);
     std::size_t cap = 0;
-    if (bscreen) {
-      if (!sampled) make_sample(k);
-      sampled = true;
+    if (bscreen)
       cap = search_batch_screened(n, k, kp, bs, e);
-    } else if (screen)
+    else if (screen)
       search_screened(n, k, sp, screen_e);
     else if (n <= kFusedQueries && fits)
       search_fused(0, n, k, kp, bs, e);
