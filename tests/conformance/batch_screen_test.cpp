@@ -46,6 +46,16 @@ TEST_P(BatchScreenTest, RandomRows) {
   }
 }
 
+// More queries than one block takes (4 096 on Vulkan): the sample is gathered once for all
+// blocks, and the blocks are of equal size.
+TEST_P(BatchScreenTest, SeveralBlocks) {
+  const std::size_t dim = 32;
+  auto idx = make(dim);
+  auto m = model(dim);
+  add(idx, m, data(kRows, dim, 840));
+  expect_matches(idx, m, data(4500, dim, 841), 10, case_name("4 500 queries k=10"));
+}
+
 // Queries at rows' own positions and at scales far from the rows' (1e-3 and 1e3 times).
 TEST_P(BatchScreenTest, QueryScales) {
   const std::size_t dim = 64;
