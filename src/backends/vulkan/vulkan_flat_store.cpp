@@ -414,6 +414,14 @@ class VulkanFlatStore final : public detail::FlatStore {
     stream_.run();
   }
 
+  // A dispatch of `items` invocations in workgroups of 256: up to 65 535 groups in x, the rest in
+  // y (encode_half, row_norms and gather_rows index gid.x + gid.y * groups.x * 256).
+  void dispatch_items(VkPipeline pipe, const Bindings& b, const void* push, uint32_t bytes,
+                      std::size_t items) const {
+    const std::size_t groups = (items + 255) / 256, gx = std::min<std::size_t>(groups, 65535);
+    stream_.dispatch(pipe, b, push, bytes, uint32_t(gx), uint32_t((groups + gx - 1) / gx));
+  }
+
   bool half_storage() const { return cfg_.storage == ScalarType::F16 || cfg_.storage == ScalarType::BF16; }
   std::size_t query_v4() const { return half_storage() ? 2 * row_v4_ : row_v4_; }
 
@@ -666,12 +674,10 @@ void VulkanFlatStore::ensure_copy() const {
   VkPipeline norms = gpu_->pipeline(Shader::RowNorms, {int32_t(row_v4_)});
   auto encode_rows = [&](std::size_t first, std::size_t n) {  // rows [first, first + n): copy and norms
     const std::size_t per_row = row_v4_ / 2, pieces = n * per_row;
-    const std::size_t groups = (pieces + 255) / 256, gx = std::min<std::size_t>(groups, 65535);
     EncodePush ep{uint32_t(first * per_row), uint32_t(pieces), copy_scale_};
-    stream_.dispatch(encode, {&ch.rows, &copy_}, &ep, sizeof ep, uint32_t(gx), uint32_t((groups + gx - 1) / gx));
-    const std::size_t ngroups = (n + 255) / 256, nx = std::min<std::size_t>(ngroups, 65535);
+    dispatch_items(encode, {&ch.rows, &copy_}, &ep, sizeof ep, pieces);
     NormsPush np{uint32_t(first), uint32_t(n)};
-    stream_.dispatch(norms, {&ch.rows, &norms_}, &np, sizeof np, uint32_t(nx), uint32_t((ngroups + nx - 1) / nx));
+    dispatch_items(norms, {&ch.rows, &norms_}, &np, sizeof np, n);
   };
   // Appended rows join the copy while their values fit its scale (below fp16's largest, 65504).
   if (copy_ok_ && copy_.size() >= bytes && max_abs_ * double(copy_scale_) < 65504.0) {
@@ -882,10 +888,9 @@ void VulkanFlatStore::make_sample(uint32_t k) const {
   ensure(sample_idx_, VkDeviceSize(idx.size()) * 4, Memory::Upload);  // read by the shader where it lies
   std::memcpy(sample_idx_.as<uint32_t>(), idx.data(), idx.size() * 4);
   VkPipeline gather = gpu_->pipeline(Shader::GatherRows, {int32_t(row_v4_)});
-  const std::size_t groups = (idx.size() * row_v4_ + 255) / 256, gx = std::min<std::size_t>(groups, 65535);
   const uint32_t count = uint32_t(idx.size());
-  stream_.dispatch(gather, {&chunks_[0].rows, &sample_idx_, &sample_.rows}, &count, sizeof count, uint32_t(gx),
-                   uint32_t((groups + gx - 1) / gx));
+  dispatch_items(gather, {&chunks_[0].rows, &sample_idx_, &sample_.rows}, &count, sizeof count,
+                 idx.size() * row_v4_);
 }
 
 std::size_t VulkanFlatStore::search_batch_screened(std::size_t nq, uint32_t k, uint32_t kp, uint32_t bs,
