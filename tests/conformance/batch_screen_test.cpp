@@ -75,10 +75,7 @@ TEST_P(BatchScreenTest, QueryScales) {
 // Rows 1e-6 apart (relative) around one vector: below fp16's resolution.
 TEST_P(BatchScreenTest, NearTies) {
   const std::size_t dim = 32;
-  Vectors base = random_floats(1, dim, 820, 0.5f, 1.5f);
-  Vectors v = random_floats(kRows, dim, 821, -1e-6f, 1e-6f);
-  for (std::size_t r = 0; r < kRows; ++r)
-    for (std::size_t j = 0; j < dim; ++j) v.frow(r)[j] = base.f[j] * (1.0f + v.frow(r)[j]);
+  const Vectors v = near_ties(kRows, dim, 820);
   auto idx = make(dim);
   auto m = model(dim);
   add(idx, m, v);

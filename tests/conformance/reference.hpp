@@ -138,6 +138,16 @@ inline Vectors random_floats(std::size_t n, std::size_t dim, uint64_t seed, floa
   return v;
 }
 
+// n rows within 1e-6 (relative, per component) of one random vector in [0.5, 1.5)^dim: closer
+// than fp16 can resolve, so the GPU screens' copies cannot rank them (seeds `seed`, `seed` + 1).
+inline Vectors near_ties(std::size_t n, std::size_t dim, uint64_t seed) {
+  const Vectors base = random_floats(1, dim, seed, 0.5f, 1.5f);
+  Vectors v = random_floats(n, dim, seed + 1, -1e-6f, 1e-6f);
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t j = 0; j < dim; ++j) v.frow(r)[j] = base.f[j] * (1.0f + v.frow(r)[j]);
+  return v;
+}
+
 inline Vectors random_bits(std::size_t n, std::size_t dim_bits, uint64_t seed) {
   Rng rng(seed);
   Vectors v;

@@ -35,10 +35,7 @@ TEST_P(SingleScreenTest, RandomRows) {
 // them; the rows themselves as queries (each its own nearest under L2 and cosine).
 TEST_P(SingleScreenTest, NearTies) {
   const std::size_t dim = 32;
-  Vectors base = random_floats(1, dim, 600, 0.5f, 1.5f);
-  Vectors v = random_floats(kRows, dim, 601, -1e-6f, 1e-6f);
-  for (std::size_t r = 0; r < kRows; ++r)
-    for (std::size_t j = 0; j < dim; ++j) v.frow(r)[j] = base.f[j] * (1.0f + v.frow(r)[j]);
+  const Vectors v = near_ties(kRows, dim, 600);
   auto idx = make(dim);
   auto m = model(dim);
   add(idx, m, v);
