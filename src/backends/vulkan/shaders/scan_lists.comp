@@ -25,9 +25,9 @@ layout(constant_id = 1) const int STORAGE = 1;   // F16 (the copy) or F32
 layout(constant_id = 2) const uint ROW_V4 = 16;  // 16-byte pieces per stored row
 
 #include "common.glsl"
+#include "scan_query.glsl"
 #include "list_merge.glsl"
 
-const uint Q_V4 = (STORAGE == S_F16 || STORAGE == S_BF16) ? 2u * ROW_V4 : ROW_V4;
 const uint PPG = (ROW_V4 + G - 1u) / G;  // pieces an invocation takes of a row
 
 layout(std430, binding = 0) readonly buffer Rows { uvec4 rows[]; };
@@ -45,16 +45,6 @@ layout(push_constant) uniform Push {
   uint out_off;
   uint q_first;
 } p;
-
-shared uvec4 sq[Q_V4];
-
-vec4 step_piece(vec4 acc, uint c, uvec4 x) {
-  if (STORAGE == S_F32) return metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(x));
-  vec4 lo, hi;
-  decode8(STORAGE, x, lo, hi);
-  acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
-  return metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
-}
 
 // Sorts the subgroup's 32 pairs (one a lane) ascending: a bitonic network of shuffles.
 void sort_lanes(inout float k, inout uint r, uint lane) {

@@ -25,10 +25,9 @@ layout(constant_id = 5) const uint E = 1;        // rows per invocation and roun
 layout(constant_id = 6) const uint G = 1;        // invocations per row (COOP; a power of two)
 
 #include "common.glsl"
+#include "scan_query.glsl"
 #include "select.glsl"
 
-// Query pieces: fp32 queries hold 4 elements a piece, stored rows 4 (F32) or 8 (F16 / BF16).
-const uint Q_V4 = (STORAGE == S_F16 || STORAGE == S_BF16) ? 2u * ROW_V4 : ROW_V4;
 
 layout(std430, binding = 0) readonly buffer Rows { uvec4 rows[]; };
 layout(std430, binding = 1) readonly buffer Queries { uvec4 queries[]; };
@@ -45,8 +44,6 @@ layout(push_constant) uniform Push {
   uint out_off;
   uint q_first;      // query of workgroup row 0
 } p;
-
-shared uvec4 sq[Q_V4];
 
 #ifndef COOP
 #define G_EFF 1u
@@ -67,15 +64,6 @@ float finish_part(vec4 acc) {
   if (METRIC == M_IP) return -part;
   if (METRIC == M_COS) return 1.0 - part;
   return part;
-}
-
-// acc with stored piece c (16 bytes: 4 fp32 or 8 half values) of a row against the query.
-vec4 step_piece(vec4 acc, uint c, uvec4 x) {
-  if (STORAGE == S_F32) return metric_step(METRIC, acc, uintBitsToFloat(sq[c]), uintBitsToFloat(x));
-  vec4 lo, hi;
-  decode8(STORAGE, x, lo, hi);
-  acc = metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c]), lo);
-  return metric_step(METRIC, acc, uintBitsToFloat(sq[2u * c + 1u]), hi);
 }
 
 // This invocation's part of row r's key: pieces g, g + G, ... (all of them when G_EFF = 1),
