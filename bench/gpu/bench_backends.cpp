@@ -7,6 +7,7 @@
 // CUDA backend on the paths a HIP build takes.
 //   hive_gpu_bench_backends [--backends cuda,vulkan] [--n 1000000] [--d 128] [--k 10]
 //                           [--batch 10000] [--single-iters 200] [--json FILE]
+//                           [--metric l2|ip|cosine|l1|linf] [--storage f32|f16|bf16]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
   std::string backends = "cuda,vulkan", json;
   std::size_t n = 1000000, d = 128, batch = 10000;
   int k = 10, iters = 200;
+  Metric metric = Metric::L2;
+  ScalarType storage = ScalarType::F32;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--backends") backends = v;
@@ -78,6 +81,8 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::stoul(v);
     else if (a == "--single-iters") iters = std::stoi(v);
     else if (a == "--json") json = v;
+    else if (a == "--metric") metric = parse_metric(v);
+    else if (a == "--storage") storage = parse_scalar_type(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -100,7 +105,9 @@ int main(int argc, char** argv) {
       setenv(env_var.c_str(), eq == std::string::npos ? "1" : setting.substr(eq + 1).c_str(), 1);
     }
     Context ctx = Context::open(be.substr(0, plus));
-    FlatIndex idx(ctx, d, Metric::L2);
+    FlatOptions opts;
+    opts.storage = storage;
+    FlatIndex idx(ctx, d, metric, opts);
     const auto t_add = clock::now();
     idx.add(n, base.data());  // host to device: encoding, staging and copies
     adds.push_back({be, std::chrono::duration<double, std::milli>(clock::now() - t_add).count()});
@@ -134,6 +141,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s done\n", be.c_str());
     if (!env_var.empty()) unsetenv(env_var.c_str());
   }
+  std::printf("metric %s, storage %s\n\n", std::string(to_string(metric)).c_str(), std::string(to_string(storage)).c_str());
   std::printf("| backend | device | n | d | k | queries | median us | vs first backend | ids agree |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : results) {
@@ -146,7 +154,7 @@ int main(int argc, char** argv) {
     std::printf("| %s | %s | %zu | %zu | %d | %zu | %.1f | %.2fx | %.4f |\n", r.backend.c_str(), r.device.c_str(), n,
                 d, k, r.nq, r.us, r.us / first, r.agree);
   }
-  std::printf("\n| backend | add() of %zu x %zu fp32, ms | GB/s of rows |\n|---|---:|---:|\n", n, d);
+  std::printf("\n| backend | add() of %zu x %zu fp32 vectors, ms | GB/s of rows |\n|---|---:|---:|\n", n, d);
   for (const auto& [be, ms] : adds)
     std::printf("| %s | %.1f | %.2f |\n", be.c_str(), ms, double(n * d * sizeof(float)) / (ms * 1e6));
   if (!json.empty()) {

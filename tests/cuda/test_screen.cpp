@@ -228,8 +228,8 @@ Output run(const Data& d, const std::vector<float>& tau, float a, float b, std::
   args.cap = cap;
   args.tiles_per_cta = tiles_per_cta;
   args.kernel = kernel;
-  d_terms.ensure(d.n * 8);
-  args.row_terms = d_terms.get();
+  d_terms.ensure(screen_scratch_bytes(d.n, d.nq, d.dim));
+  args.scratch = d_terms.get();
   launch_screen(args, nullptr);
   check(cudaDeviceSynchronize(), "screen");
   Output out;

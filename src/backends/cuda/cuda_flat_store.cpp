@@ -359,7 +359,7 @@ class CudaFlatStore final : public detail::FlatStore {
 
   // Search state: one search at a time per store (they share the stream and the workspace).
   mutable std::mutex mu_;
-  mutable DeviceBuffer ws_row_terms_;
+  mutable DeviceBuffer ws_row_terms_;  // the wgmma screen's scratch
   mutable DeviceBuffer ws_tickets_, ws_radix_, ws_idx_, ws_sample_, ws_sample_norms_, ws_thr_, ws_qnorm_, ws_scand_,
       ws_count_;
   mutable PinnedBuffer pin_idx_, pin_count_;
@@ -856,9 +856,9 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   sa.cand = ws_scand_.as<uint64_t>();
   sa.count = ws_count_.as<uint32_t>();
   sa.cap = cap;
-  if (screen_wgmma_runs(sa.storage, dim)) {  // the wgmma kernel's per-row terms (else mma.sync runs)
-    ws_row_terms_.ensure(n * 2 * sizeof(float));
-    sa.row_terms = ws_row_terms_.get();
+  if (screen_wgmma_runs(sa.storage, dim)) {  // the wgmma kernel's scratch (else mma.sync runs)
+    ws_row_terms_.ensure(screen_scratch_bytes(n, nq, dim));
+    sa.scratch = ws_row_terms_.get();
   }
   launch_screen(sa, s);
   pin_count_.ensure(nq * sizeof(uint32_t));

@@ -295,6 +295,13 @@ bool screen_wgmma_runs(ScalarType s, std::size_t dim) {
 #endif
 }
 
+std::size_t screen_scratch_bytes(std::size_t n, std::size_t nq, std::size_t dim) {
+  // The parts of WgmmaScratch (screen_common.cuh).
+  const std::size_t kp = (dim * 2 + 127) / 128 * 128;
+  return (n + 1) / 2 * 2 * sizeof(float2) + (n + kWgmmaRows - 1) / kWgmmaRows * sizeof(float4) +
+         nq * (sizeof(float4) + kp);
+}
+
 bool screen_supported(Metric m, ScalarType s, std::size_t dim) {
   if (m != Metric::L2 && m != Metric::InnerProduct && m != Metric::Cosine) return false;
   if (s != ScalarType::F32 && s != ScalarType::F16 && s != ScalarType::BF16) return false;
@@ -312,9 +319,9 @@ void launch_screen(const ScreenArgs& a, cudaStream_t stream) {
   if (a.n == 0 || a.nq == 0) return;
   if (!screen_supported(a.metric, a.storage, a.dim)) throw Error(ErrorCode::Internal, "CUDA screen: unsupported");
   const bool wgmma = a.kernel == ScreenArgs::Kernel::Wgmma ||
-                     (a.kernel == ScreenArgs::Kernel::Auto && a.row_terms != nullptr &&
+                     (a.kernel == ScreenArgs::Kernel::Auto && a.scratch != nullptr &&
                       !detail::env_flag("HIVE_GPU_CUDA_NO_WGMMA") && screen_wgmma_runs(a.storage, a.dim));
-  if (wgmma && (!screen_wgmma_runs(a.storage, a.dim) || a.row_terms == nullptr))
+  if (wgmma && (!screen_wgmma_runs(a.storage, a.dim) || a.scratch == nullptr))
     throw Error(ErrorCode::Internal, "CUDA screen: the wgmma kernel does not serve this configuration");
   const std::size_t tile_rows = wgmma ? std::size_t(kWgmmaRows) : std::size_t(kBN);
   const std::size_t qtiles = (a.nq + kBM - 1) / kBM;
@@ -334,7 +341,13 @@ void launch_screen(const ScreenArgs& a, cudaStream_t stream) {
   prm.base = a.base;
   prm.queries = a.queries;
   prm.rn2 = a.row_sq_norms;
-  prm.row_terms = static_cast<const float2*>(a.row_terms);
+  if (a.scratch != nullptr) {
+    const WgmmaScratch w = wgmma_scratch(a.scratch, a.n, a.nq);
+    prm.row_terms = w.row_terms;
+    prm.tile_terms = w.tile_terms;
+    prm.query_terms = w.query_terms;
+    prm.query_ops = w.query_ops;
+  }
   prm.c = a.c;
   prm.row_scale = a.row_scale;
   prm.qn2 = a.query_sq_norms;

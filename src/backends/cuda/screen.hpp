@@ -37,10 +37,13 @@ struct ScreenArgs {
   // Which kernel: Auto takes the wgmma one where screen_wgmma_runs() (unless the environment sets
   // HIVE_GPU_CUDA_NO_WGMMA=1), else mma.sync; tests and benchmarks name one.
   enum class Kernel { Auto, MmaSync, Wgmma } kernel = Kernel::Auto;
-  // Scratch of n x 8 bytes (8-byte aligned) for the wgmma kernel's per-row terms; without it
-  // Auto takes the mma.sync kernel.
-  void* row_terms = nullptr;
+  // Scratch of screen_scratch_bytes(n, nq, dim) bytes (16-byte aligned) for the wgmma kernel's
+  // per-row, per-tile and per-query set-up; without it Auto takes the mma.sync kernel.
+  void* scratch = nullptr;
 };
+
+// Bytes of ScreenArgs::scratch for n rows and nq queries of dim elements (fp16 / bf16 operands).
+std::size_t screen_scratch_bytes(std::size_t n, std::size_t nq, std::size_t dim);
 
 // Scores, with dot the tensor-core dot product of query q and row r, qn2 / rn2 the squared norms:
 //   L2: s = qn2 + rn2 - 2 dot;  InnerProduct: s = -dot;  Cosine: s = 1 - dot.

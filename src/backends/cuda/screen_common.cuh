@@ -29,7 +29,10 @@ struct Params {
   const void* base;
   const float* queries;
   const float* rn2;
-  const float2* row_terms;  // the wgmma kernel: n entries it fills with (rn, R) before the screen
+  const float2* row_terms;  // the wgmma kernel: n entries it fills with (rn, R) before the screen,
+  const float4* tile_terms; // then (min R, max rn, max |R|) of each 128-row tile (see screen_wgmma.cu)
+  const float4* query_terms;         // the wgmma kernel: each query's query_terms, made once a launch
+  const unsigned char* query_ops;    // and its operand row (kp bytes), in the scratch after the rows'
   const float* qn2;
   const float* tau;
   const uint32_t* deleted;
@@ -51,6 +54,9 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__
 // src_bytes 0 reads nothing and zero-fills (rows past the end, the padded tail of a row).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, uint32_t src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async16_full(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cp_async8(uint32_t dst, const void* src, uint32_t src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
@@ -163,89 +169,116 @@ __device__ __forceinline__ void enqueue_passes(const Params& p, std::size_t q0, 
   }
 }
 
-// Per-query terms of the test into qvals[0, kBM) (see the kernels' epilogues) and the queries,
-// rounded once to the operand type, into qtile (kBM rows of p.kp bytes at qpitch, zero-padded).
-// Every thread of the CTA calls it; qvals and qtile are complete after the caller's next barrier.
+// The power of two sc a query is scaled by before its fp16 rounding, and its terms of the test
+// (see the kernels' epilogues). fp16 queries are scaled by a power of two sc (exact) that brings
+// the largest component into [2^14, 2^15): no component overflows fp16 and none that matters
+// lands among its subnormals, so the rounding error stays relative (2^-11) whatever the query's
+// scale; the test divides sc back out exactly. fp32 (tf32) and bf16 have fp32's exponent range:
+// sc = 1. Queries past nq get A' = 0, T' = +inf, so their (zero) scores never pass; the enqueue
+// checks the bounds anyway.
+// query_scale: every lane of a warp calls it for the same query q (all lanes get sc).
+template <ScalarType S>
+__device__ __forceinline__ float query_scale(const Params& p, std::size_t q, int lane) {
+  float sc = 1.0f;
+  if constexpr (S == ScalarType::F16) {
+    float mx = 0.0f;
+    if (q < p.nq)
+      for (std::size_t e = std::size_t(lane) * 4; e < p.dim; e += kWarp * 4) {
+        const float4 x = __ldg(reinterpret_cast<const float4*>(p.queries + q * p.dim + e));
+        mx = fmaxf(mx, fmaxf(fmaxf(fabsf(x.x), fabsf(x.y)), fmaxf(fabsf(x.z), fabsf(x.w))));
+      }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, off));
+    if (mx > 0.0f && mx <= 3.0e38f) {
+      int ex = 0;
+      (void)frexpf(mx, &ex);  // mx = m 2^ex, m in [0.5, 1)
+      sc = __int_as_float((min(max(15 - ex, -100), 40) + 127) << 23);
+    }
+  }
+  return sc;
+}
+// (st A', st, -(st T'), sc) with st = sc row_scale: the accumulator holds sc row_scale dot, the
+// test's scale (both powers of two, exact); .w keeps the query's own scale for its conversion.
+__device__ __forceinline__ float4 query_terms(const Params& p, std::size_t q, float sc) {
+  float A = 0.0f, T = -INFINITY;
+  if (q < p.nq) {
+    const float qn2 = p.qn2[q];
+    const float qn = sqrtf(qn2);
+    const float tau = p.tau[q] + p.c * qn;  // the bound's term in |q| alone
+    if (p.metric == 0) {
+      A = 0.5f * (p.a * qn);
+      T = 0.5f * (tau - (1.0f - p.b) * qn2);
+    } else {
+      A = p.a * qn;
+      T = (p.metric == 2 ? tau - 1.0f : tau) + p.b * qn2;
+    }
+  }
+  const float st = sc * p.row_scale;
+  return make_float4(st * A, st, -(st * T), sc);
+}
+// 16-byte piece ch (elements 8 ch .. 8 ch + 7; 4 ch .. for fp32) of query q rounded once to the
+// operand type: tf32 (round to nearest, ties away, as cvt.rna), fp16 / bf16 (nearest even) after
+// the scale sc. Queries past nq and the padded tail are zeros.
+template <ScalarType S>
+__device__ __forceinline__ uint4 query_piece(const Params& p, std::size_t q, int ch, float sc) {
+  const int per = S == ScalarType::F32 ? 4 : 8;  // elements per 16-byte piece
+  const std::size_t e0 = std::size_t(ch) * std::size_t(per);
+  uint4 v = make_uint4(0u, 0u, 0u, 0u);
+  if (q < p.nq && e0 < p.dim) {
+    const float4* src = reinterpret_cast<const float4*>(p.queries + q * p.dim + e0);
+    const float4 x = __ldg(src);
+    if constexpr (S == ScalarType::F32) {
+      v = make_uint4(to_tf32(x.x), to_tf32(x.y), to_tf32(x.z), to_tf32(x.w));
+    } else {
+      const float4 y = __ldg(src + 1);
+      v = make_uint4(pack_half2<S>(sc * x.x, sc * x.y), pack_half2<S>(sc * x.z, sc * x.w),
+                     pack_half2<S>(sc * y.x, sc * y.y), pack_half2<S>(sc * y.z, sc * y.w));
+    }
+  }
+  return v;
+}
+
+// Per-query terms of the test into qvals[0, kBM) and the queries, rounded once to the operand
+// type, into qtile (kBM rows of p.kp bytes at qpitch, zero-padded). Every thread of the CTA calls
+// it; qvals and qtile are complete after the caller's next barrier.
 template <ScalarType S>
 __device__ void stage_queries(const Params& p, std::size_t q0, unsigned char* qtile, int qpitch, float4* qvals,
                               int tid, int lane, int warp) {
-  // Per-query terms of the test (see the epilogue), one warp per query. fp16 queries are scaled
-  // by a power of two sc (exact) that brings the largest component into [2^14, 2^15): no
-  // component overflows fp16 and none that matters lands among its subnormals, so the rounding
-  // error stays relative (2^-11) whatever the query's scale; the test divides sc back out
-  // exactly. fp32 (tf32) and bf16 have fp32's exponent range: sc = 1. Queries past nq get
-  // A' = 0, T' = +inf, so their (zero) scores never pass; the enqueue checks the bounds anyway.
-  for (int qr = warp; qr < kBM; qr += kThreads / kWarp) {
+  for (int qr = warp; qr < kBM; qr += kThreads / kWarp) {  // one warp per query
     const std::size_t q = q0 + std::size_t(qr);
-    float sc = 1.0f;
-    if constexpr (S == ScalarType::F16) {
-      float mx = 0.0f;
-      if (q < p.nq)
-        for (std::size_t e = std::size_t(lane) * 4; e < p.dim; e += kWarp * 4) {
-          const float4 x = __ldg(reinterpret_cast<const float4*>(p.queries + q * p.dim + e));
-          mx = fmaxf(mx, fmaxf(fmaxf(fabsf(x.x), fabsf(x.y)), fmaxf(fabsf(x.z), fabsf(x.w))));
-        }
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFullMask, mx, off));
-      if (mx > 0.0f && mx <= 3.0e38f) {
-        int ex = 0;
-        (void)frexpf(mx, &ex);  // mx = m 2^ex, m in [0.5, 1)
-        sc = __int_as_float((min(max(15 - ex, -100), 40) + 127) << 23);
-      }
-    }
-    if (lane == 0) {
-      float A = 0.0f, T = -INFINITY;
-      if (q < p.nq) {
-        const float qn2 = p.qn2[q];
-        const float qn = sqrtf(qn2);
-        const float tau = p.tau[q] + p.c * qn;  // the bound's term in |q| alone
-        if (p.metric == 0) {
-          A = 0.5f * (p.a * qn);
-          T = 0.5f * (tau - (1.0f - p.b) * qn2);
-        } else {
-          A = p.a * qn;
-          T = (p.metric == 2 ? tau - 1.0f : tau) + p.b * qn2;
-        }
-      }
-      // The accumulator holds sc row_scale dot: the test's scale (both powers of two, exact);
-      // .w keeps the query's own scale for its conversion below.
-      const float st = sc * p.row_scale;
-      qvals[qr] = make_float4(st * A, st, -(st * T), sc);
-    }
+    const float sc = query_scale<S>(p, q, lane);
+    if (lane == 0) qvals[qr] = query_terms(p, q, sc);
   }
   if constexpr (S == ScalarType::F16) __syncthreads();  // the scales, for the conversion below
-
-  // Queries, rounded once to the operand type: tf32 (round to nearest, ties away, as cvt.rna),
-  // fp16 / bf16 (nearest even). Queries past nq and the padded tail are zeros.
-  {
-    const int chunks = p.kp / 16;
-    const int per = S == ScalarType::F32 ? 4 : 8;  // elements per 16-byte piece
+  const int chunks = p.kp / 16;
 #pragma unroll 4
-    for (int c = tid; c < kBM * chunks; c += kThreads) {
-      const int qr = c / chunks, ch = c - qr * chunks;
-      const std::size_t q = q0 + std::size_t(qr);
-      const std::size_t e0 = std::size_t(ch) * std::size_t(per);
-      uint4 v = make_uint4(0u, 0u, 0u, 0u);
-      if (q < p.nq && e0 < p.dim) {
-        const float4* src = reinterpret_cast<const float4*>(p.queries + q * p.dim + e0);
-        const float4 x = __ldg(src);
-        if constexpr (S == ScalarType::F32) {
-          v = make_uint4(to_tf32(x.x), to_tf32(x.y), to_tf32(x.z), to_tf32(x.w));
-        } else {
-          const float4 y = __ldg(src + 1);
-          const float sc = S == ScalarType::F16 ? qvals[qr].w : 1.0f;
-          v = make_uint4(pack_half2<S>(sc * x.x, sc * x.y), pack_half2<S>(sc * x.z, sc * x.w),
-                         pack_half2<S>(sc * y.x, sc * y.y), pack_half2<S>(sc * y.z, sc * y.w));
-        }
-      }
-      *reinterpret_cast<uint4*>(qtile + qr * qpitch + ch * 16) = v;
-    }
+  for (int c = tid; c < kBM * chunks; c += kThreads) {
+    const int qr = c / chunks, ch = c - qr * chunks;
+    const float sc = S == ScalarType::F16 ? qvals[qr].w : 1.0f;
+    *reinterpret_cast<uint4*>(qtile + qr * qpitch + ch * 16) = query_piece<S>(p, q0 + std::size_t(qr), ch, sc);
   }
 }
 
 // The wgmma kernel (screen_wgmma.cu): whether this build and the current device run it for these
 // parameters, and its launch (grid as the caller computed it for kWgmmaRows-row tiles).
 constexpr int kWgmmaRows = 128;  // rows per tile of the wgmma kernel
+// The wgmma kernel's scratch (ScreenArgs::scratch, screen_scratch_bytes): per row (rn, R), n
+// float2 padded to an even count; per 128-row tile a float4; per query a float4 of terms; per
+// query its operand row of kp bytes (kp: row bytes rounded up to 128). Every part 16-byte aligned.
+struct WgmmaScratch {
+  float2* row_terms;
+  float4* tile_terms;
+  float4* query_terms;
+  unsigned char* query_ops;
+};
+inline WgmmaScratch wgmma_scratch(void* base, std::size_t n, std::size_t nq) {
+  WgmmaScratch w;
+  w.row_terms = static_cast<float2*>(base);
+  w.tile_terms = reinterpret_cast<float4*>(w.row_terms + (n + 1) / 2 * 2);
+  w.query_terms = w.tile_terms + (n + kWgmmaRows - 1) / kWgmmaRows;
+  w.query_ops = reinterpret_cast<unsigned char*>(w.query_terms + nq);
+  return w;
+}
 bool wgmma_screen_runs(ScalarType s, std::size_t dim);
 void launch_wgmma_screen(const Params& p, ScalarType s, dim3 grid, cudaStream_t stream);
 

@@ -33,6 +33,7 @@ constexpr int kTermBytes = kRows * 8;    // the tile's (rn, R): 1 KiB, so stages
 constexpr int kAcc = kRows / 2;  // accumulators per thread: 64 x 128 fp32 over 128 threads
 static_assert(kThreads == 2 * 128 && kBM == 2 * 64, "two warpgroups of 64 queries");
 static_assert(kRows <= kThreads, "one row per thread in the per-tile set-up");
+static_assert(kBM == kRows, "the queries' operand tile has a row tile's layout");
 
 static_assert(kTermBytes % 1024 == 0, "stage alignment");
 
@@ -49,7 +50,7 @@ constexpr int stages() {
 template <int NK>
 constexpr std::size_t smem_bytes() {
   return 1024 /* alignment slack */ + std::size_t(stages<NK>()) * stage_bytes<NK>() +
-         std::size_t(kBM) * (NK * 128 + 16) + kBM * sizeof(float4) + kQueue * sizeof(uint64_t) + 16;
+         std::size_t(NK) * kSpanBytes /* queries */ + kBM * sizeof(float4) + kQueue * sizeof(uint64_t) + 16;
 }
 
 // ---- wgmma wrappers (sm_90a) ---------------------------------------------------------------
@@ -90,45 +91,66 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr) {
       "+f"(a[49]), "+f"(a[50]), "+f"(a[51]), "+f"(a[52]), "+f"(a[53]), "+f"(a[54]), "+f"(a[55]), "+f"(a[56]),      \
       "+f"(a[57]), "+f"(a[58]), "+f"(a[59]), "+f"(a[60]), "+f"(a[61]), "+f"(a[62]), "+f"(a[63])
 
+// acc (+)= A (shared memory: 64 queries x 16 elements) * B (shared memory: 128 rows x 16
+// elements), both K-major in the 128-byte swizzle; accumulate = 0 overwrites acc.
 template <ScalarType S>
-__device__ __forceinline__ void wgmma_rs(float (&acc)[kAcc], const uint32_t (&a)[4], uint64_t desc, int accumulate) {
+__device__ __forceinline__ void wgmma_ss(float (&acc)[kAcc], uint64_t adesc, uint64_t bdesc, int accumulate) {
   static_assert(kAcc == 64, "the operand list below is written for n = 128");
   if constexpr (S == ScalarType::F16) {
     asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %68, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " HIVE_WGMMA_ACC ", {%64, %65, %66, %67}, %69, p, 1, 1, 0;\n}\n"
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " HIVE_WGMMA_ACC ", %64, %65, p, 1, 1, 0, 0;\n}\n"
         : HIVE_WGMMA_OUTS(acc)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+        : "l"(adesc), "l"(bdesc), "r"(accumulate));
   } else {
     asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %68, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " HIVE_WGMMA_ACC ", {%64, %65, %66, %67}, %69, p, 1, 1, 0;\n}\n"
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " HIVE_WGMMA_ACC ", %64, %65, p, 1, 1, 0, 0;\n}\n"
         : HIVE_WGMMA_OUTS(acc)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(accumulate), "l"(desc));
+        : "l"(adesc), "l"(bdesc), "r"(accumulate));
   }
 }
 #undef HIVE_WGMMA_ACC
 #undef HIVE_WGMMA_OUTS
 #endif
 
+// ---- the weak test ---------------------------------------------------------------------------
+// The exact test emits a score acc of row r for a query iff NOT (y > x), with (fp32, one rounding
+// each) x = fma(qa, rn_r, acc), y = fma(R_r, qs, qt), where qs > 0 and qa >= 0. Over a tile whose
+// rows have R_r >= Rmin, rn_r <= rnmax and |R_r| <= Rabs (tt = (Rmin, rnmax, Rabs), made by
+// row_terms_kernel), it never emits a score below
+//   inner product / cosine: w = Rmin qs + qt - qa rnmax - m,
+//   L2 (R_r varies too much across a tile): fma(R_r, qs, w') with w' = qt - qa rnmax - m,
+// for a margin m = 2^-16 E + 2^-120, E = Rabs qs + |qt| + qa rnmax: in real arithmetic such a
+// score gives x < y - m, and the roundings of x, y and of w itself move the comparison by a few
+// units of 2^-24 E (a score far below -E gives x < -E <= y outright). 2^-16 E is ~2^-16 of the
+// threshold's size, so the weak test lets through hardly more than the exact one. qt = +inf
+// (no threshold can pass) and -inf (every row passes) give w = qt; a NaN gives w = NaN, which
+// every score passes (the weak test is "NOT (acc < w)"), as the exact test emits NaNs.
+template <bool kL2>
+__device__ __forceinline__ float weak_threshold(const float4 tt, float qa, float qs, float qt) {
+  const float e = fmaf(tt.z, qs, fabsf(qt)) + qa * tt.y;
+  const float base = kL2 ? qt : fmaf(tt.x, qs, qt);
+  const float w = base - fmaf(qa, tt.y, fmaf(0x1p-16f, e, 0x1p-120f));
+  return fabsf(qt) == INFINITY ? qt : w;
+}
+
 // ---- the kernel ----------------------------------------------------------------------------
-template <ScalarType S, int NK>
+template <ScalarType S, int NK, bool kL2>
 __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   constexpr int kStages = stages<NK>();
   constexpr int kStage = stage_bytes<NK>();
   constexpr int kChunks = NK * 8;  // 16-byte pieces per (padded) row
-  constexpr int kKSteps = NK * 4;  // k16 steps per row
   static_assert(kStages % 2 == 0 && kStages >= 4, "tile pairs");
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int wg = warp >> 2, wq = warp & 3;  // warpgroup (64 queries), warp within it (16 queries)
   const int g = lane >> 2, t = lane & 3;    // accumulator fragment coordinates
-  const int qpitch = NK * 128 + 16;         // odd multiple of 16 B: ldmatrix rows hit distinct banks
   unsigned char* const smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   unsigned char* const stages_p = smem;
   unsigned char* const qtile = stages_p + kStages * kStage;
-  float4* const qvals = reinterpret_cast<float4*>(qtile + kBM * qpitch);
+  float4* const qvals = reinterpret_cast<float4*>(qtile + NK * kSpanBytes);
   uint64_t* const queue = reinterpret_cast<uint64_t*>(qvals + kBM);
   uint32_t* const qcount = reinterpret_cast<uint32_t*>(queue + kQueue);
   const uint32_t stages_u32 = smem_u32(stages_p);
@@ -137,6 +159,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
   const std::size_t row0 = std::size_t(blockIdx.y) * std::size_t(p.tiles_per_cta) * kRows;  // < n (grid)
   const std::size_t row_end = min(p.n, row0 + std::size_t(p.tiles_per_cta) * kRows);
   const int tiles = int((row_end - row0 + kRows - 1) / kRows);
+  const int tile0 = int(row0 / kRows), last_tile = int((p.n - 1) / kRows);  // global tile numbers
   const auto* base = static_cast<const unsigned char*>(p.base);
   if (tid == 0) *qcount = 0;  // ordered before any use by the first barrier
 
@@ -152,17 +175,24 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
   const uint32_t dst_off = uint32_t((piece >> 3) * kSpanBytes + r0 * 128 + (((piece & 7) ^ (r0 & 7)) << 4));
   const unsigned char* const src_thread = base + std::size_t(r0) * p.row_bytes + std::size_t(piece) * 16;
   const std::size_t step_bytes = std::size_t(kRowStep) * p.row_bytes;
+  const bool dense = p.row_bytes == std::size_t(NK) * 128;  // rows fill their spans (no padded tail)
   auto load_tile = [&](int tile, int stage) {
     if (tile < tiles) {
       const uint32_t buf = stages_u32 + uint32_t(stage * kStage);
       const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
       const int rows_left = int(min(row_end - tr0, std::size_t(kRows)));
       const unsigned char* src = src_thread + tr0 * p.row_bytes;
+      if (dense && rows_left == kRows) {  // the common case: no bounds, compile-time offsets
 #pragma unroll
-      for (int i = 0; i < kRows / kRowStep; ++i) {
-        const bool ok = piece_ok && r0 + i * kRowStep < rows_left;
-        cp_async16(buf + dst_off + uint32_t(i * kRowStep * 128), ok ? src + std::size_t(i) * step_bytes : base,
-                   ok ? 16u : 0u);
+        for (int i = 0; i < kRows / kRowStep; ++i)
+          cp_async16_full(buf + dst_off + uint32_t(i * kRowStep * 128), src + i * kRowStep * NK * 128);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kRows / kRowStep; ++i) {
+          const bool ok = piece_ok && r0 + i * kRowStep < rows_left;
+          cp_async16(buf + dst_off + uint32_t(i * kRowStep * 128), ok ? src + std::size_t(i) * step_bytes : base,
+                     ok ? 16u : 0u);
+        }
       }
       if (tid < kRows) {  // the row's terms (8-byte pieces: no read past the buffer's n entries)
         const bool ok = tid < rows_left;
@@ -172,22 +202,31 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
     cp_async_commit();
   };
 
-  // Prologue: tiles 0 .. kStages - 3 in flight while the queries are staged (the first step
-  // refills the last two stages).
+  // Prologue: the CTA's queries (operands and terms, made once per launch by query_ops_kernel)
+  // copied in as a tile of rows (the A operand's layout is the B operand's), then tiles
+  // 0 .. kStages - 3 in flight (the first step refills the last two stages).
+  {
+    const std::size_t kp = std::size_t(NK) * 128;
+#pragma unroll 4
+    for (int c = tid; c < kBM * kChunks; c += kThreads) {
+      const int qr = c / kChunks, ch = c % kChunks;
+      const bool ok = q0 + std::size_t(qr) < p.nq;
+      cp_async16(smem_u32(qtile) + uint32_t((ch >> 3) * kSpanBytes + qr * 128 + (((ch & 7) ^ (qr & 7)) << 4)),
+                 p.query_ops + (ok ? (q0 + std::size_t(qr)) * kp + std::size_t(ch) * 16 : 0), ok ? 16u : 0u);
+    }
+    if (tid < kBM) {
+      if (q0 + std::size_t(tid) < p.nq)
+        cp_async16(smem_u32(qvals + tid), p.query_terms + q0 + std::size_t(tid), 16u);
+      else
+        qvals[tid] = make_float4(0.0f, 1.0f, INFINITY, 1.0f);  // never passes (as query_terms past nq)
+    }
+    cp_async_commit();
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 2; ++s) load_tile(s, s);
-  stage_queries<S>(p, q0, qtile, qpitch, qvals, tid, lane, warp);
+  cp_async_wait<kStages - 2>();  // the queries (this thread's pieces)
   __syncthreads();
 
-  // This warp's A fragments (16 queries x every k16 step): the mma.m16n8k16 A layout, which is
-  // wgmma's register layout for a warp's 16 rows of the m64 tile.
-  uint32_t af[kKSteps][4];
-  {
-    const uint32_t a_lane = smem_u32(qtile) + uint32_t((wg * 64 + wq * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * qpitch +
-                                                       (lane >> 4) * 16);
-#pragma unroll
-    for (int ks = 0; ks < kKSteps; ++ks) ldmatrix_x4(af[ks], a_lane + uint32_t(ks * 32));
-  }
   // The test's per-query terms of this thread's two queries (rows g and g + 8 of the warp's 16).
   float qa[2], qs[2], qt[2];
 #pragma unroll
@@ -200,15 +239,19 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
 
   // Descriptors: the stages' base one, plus (offset >> 4) in its low word (the start-address
   // field, which no shared-memory offset here carries past).
+  // This warpgroup's 64 queries are rows 64 wg .. 64 wg + 63 of the query tile (1024-aligned).
   const uint64_t desc0 = sw128_desc(stages_u32);
+  const uint64_t adesc0 = sw128_desc(smem_u32(qtile) + uint32_t(wg * 64 * 128));
   auto issue = [&](float(&acc)[kAcc], int stage) {
     const uint32_t lo = uint32_t(desc0) + (uint32_t(stage * kStage) >> 4);
 #pragma unroll
     for (int s = 0; s < NK; ++s)
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        const uint64_t desc = (desc0 & ~uint64_t(0xffffffffu)) | uint64_t(lo + uint32_t((s * kSpanBytes + kk * 32) >> 4));
-        wgmma_rs<S>(acc, af[s * 4 + kk], desc, (s | kk) != 0);
+        const uint32_t off = uint32_t((s * kSpanBytes + kk * 32) >> 4);
+        const uint64_t bdesc = (desc0 & ~uint64_t(0xffffffffu)) | uint64_t(lo + off);
+        const uint64_t adesc = (adesc0 & ~uint64_t(0xffffffffu)) | uint64_t(uint32_t(adesc0) + off);
+        wgmma_ss<S>(acc, adesc, bdesc, (s | kk) != 0);
       }
     wgmma_commit();
   };
@@ -217,9 +260,31 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
   //   NOT (fma(R_r, sc, T'_q) > fma(A'_q, rn_r, sc dot)).
   // Accumulator i of this thread: query row g + 8 ((i >> 1) & 1), tile row 8 (i >> 2) + 2t + (i & 1).
   // A tile past the last one (the second of the last pair) emits nothing.
-  auto epilogue = [&](const float(&acc)[kAcc], int tile, int stage) {
+  //
+  // First a weaker test that the exact one implies (see weak_thresholds): one compare per score
+  // for inner product and cosine, an FMA and a compare for L2, against ~5 instructions for the
+  // exact test and its mask. Only warps where some score passes it run the exact test, so the
+  // emitted rows are the exact test's alone.
+  auto epilogue = [&](const float(&acc)[kAcc], int tile, int stage, const float4 tt) {
     const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
+    if (tr0 >= row_end) return;  // (uniform)
     const float4* rv = reinterpret_cast<const float4*>(stages_p + stage * kStage + NK * kSpanBytes);
+    float w[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) w[h] = weak_threshold<kL2>(tt, qa[h], qs[h], qt[h]);
+    bool any[4] = {false, false, false, false};  // four independent chains, not one of 64 compares
+#pragma unroll
+    for (int j = 0; j < kRows / 8; ++j) {
+      if constexpr (kL2) {
+        const float4 r = rv[(j * 8 + 2 * t) >> 1];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) any[c] |= !(acc[4 * j + c] < fmaf((c & 1) ? r.w : r.y, qs[c >> 1], w[c >> 1]));
+      } else {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) any[c] |= !(acc[4 * j + c] < w[c >> 1]);
+      }
+    }
+    if (!__any_sync(kFullMask, (any[0] || any[1]) || (any[2] || any[3]))) return;
     uint32_t mask[2] = {0u, 0u};  // bit (j % 8) * 4 + c of mask[j / 8]: acc[4 j + c] passes
 #pragma unroll
     for (int j = 0; j < kRows / 8; ++j) {
@@ -232,7 +297,6 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
         if (!(y > x)) mask[j >> 3] |= 1u << ((j & 7) * 4 + c);
       }
     }
-    if (tr0 >= row_end) mask[0] = mask[1] = 0u;
     enqueue_passes(p, q0, row_end, mask, queue, qcount, [&](int i, int bit, uint32_t& ql, std::size_t& row) {
       const int j = i * 8 + (bit >> 2), c = bit & 3;
       ql = uint32_t(wg * 64 + wq * 16 + (c >> 1) * 8 + g);
@@ -260,6 +324,9 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
     const int sp = sa == 0 ? kStages - 2 : sa - 2;
     load_tile(tl + kStages - 2, sp);
     load_tile(tl + kStages - 1, sp + 1);
+    // The two tiles' terms for the weak test (their latency hides behind the products).
+    const float4 tt0 = __ldg(p.tile_terms + min(tile0 + tl, last_tile));
+    const float4 tt1 = __ldg(p.tile_terms + min(tile0 + tl + 1, last_tile));
     fence_operands(acc0);
     fence_operands(acc1);
     wgmma_fence();
@@ -267,10 +334,10 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
     issue(acc1, sa + 1);
     wgmma_wait<1>();  // tile tl's product
     fence_operands(acc0);
-    epilogue(acc0, tl, sa);  // while the tensor cores compute tile tl + 1
+    epilogue(acc0, tl, sa, tt0);  // while the tensor cores compute tile tl + 1
     wgmma_wait<0>();
     fence_operands(acc1);
-    epilogue(acc1, tl + 1, sa + 1);
+    epilogue(acc1, tl + 1, sa + 1, tt1);
     sa = sa + 2 == kStages ? 0 : sa + 2;
   }
   cp_async_wait<0>();
@@ -282,15 +349,66 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
 }
 
 // The test's per-row terms (see the epilogue): (rn, R) = (sqrt(rn2), (1 - b) rn2 / 2) for L2,
-// (sqrt(rn2), -b rn2) otherwise; the mma.sync kernel computes the same per tile.
-__global__ void row_terms_kernel(const float* rn2, std::size_t n, int metric, float b, float2* out) {
-  for (std::size_t r = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; r < n; r += std::size_t(gridDim.x) * blockDim.x) {
-    const float x = rn2[r];
-    out[r] = make_float2(sqrtf(x), metric == 0 ? 0.5f * ((1.0f - b) * x) : -(b * x));
+// (sqrt(rn2), -b rn2) otherwise; the mma.sync kernel computes the same per tile. Then each
+// 128-row tile's (min R, max rn, max |R|) for the weak test (a NaN anywhere in the tile makes
+// them NaN: every score of the tile then passes the weak test). One block of 128 per tile.
+__global__ void __launch_bounds__(kRows) row_terms_kernel(const float* rn2, std::size_t n, int metric, float b,
+                                                         float2* out, float4* tiles) {
+  __shared__ float4 part[kRows / 32];
+  const std::size_t ntiles = (n + kRows - 1) / kRows;
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  for (std::size_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    const std::size_t r = t * kRows + threadIdx.x;
+    float rmin = INFINITY, rnmax = 0.0f, rabs = 0.0f;
+    bool bad = false;
+    if (r < n) {
+      const float x = rn2[r];
+      const float rn = sqrtf(x), R = metric == 0 ? 0.5f * ((1.0f - b) * x) : -(b * x);
+      out[r] = make_float2(rn, R);
+      rmin = R;
+      rnmax = rn;
+      rabs = fabsf(R);
+      bad = !(rn == rn) || !(R == R);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      rmin = fminf(rmin, __shfl_xor_sync(kFullMask, rmin, off));
+      rnmax = fmaxf(rnmax, __shfl_xor_sync(kFullMask, rnmax, off));
+      rabs = fmaxf(rabs, __shfl_xor_sync(kFullMask, rabs, off));
+    }
+    bad = __syncthreads_or(bad);
+    if (lane == 0) part[warp] = make_float4(rmin, rnmax, rabs, 0.0f);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float4 v = part[0];
+#pragma unroll
+      for (int w = 1; w < kRows / 32; ++w) {
+        v.x = fminf(v.x, part[w].x);
+        v.y = fmaxf(v.y, part[w].y);
+        v.z = fmaxf(v.z, part[w].z);
+      }
+      tiles[t] = bad ? make_float4(NAN, NAN, NAN, 0.0f) : v;
+    }
+    __syncthreads();  // part is read before the next tile writes it
   }
 }
 
-template <ScalarType S, int NK>
+// Each query's terms (query_terms) and operand row (kp = whole 128-byte spans, zero-padded),
+// once per launch rather than in each of the ~n / (128 tiles_per_cta) CTAs that share the query.
+// One warp per query.
+template <ScalarType S>
+__global__ void __launch_bounds__(kThreads) query_ops_kernel(Params p) {
+  const int lane = int(threadIdx.x) & 31;
+  const std::size_t q = std::size_t(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5);
+  if (q >= p.nq) return;
+  const float sc = query_scale<S>(p, q, lane);
+  if (lane == 0) const_cast<float4*>(p.query_terms)[q] = query_terms(p, q, sc);
+  const int chunks = p.kp / 16;
+  auto* out = reinterpret_cast<uint4*>(const_cast<unsigned char*>(p.query_ops) + q * std::size_t(p.kp));
+  for (int ch = lane; ch < chunks; ch += 32) out[ch] = query_piece<S>(p, q, ch, sc);
+}
+
+template <ScalarType S, int NK, bool kL2>
 void run(const Params& prm, dim3 grid, cudaStream_t stream) {
   // The shared-memory opt-in is per device: set it once for each.
   static std::atomic<uint64_t> attr_done{0};
@@ -298,12 +416,12 @@ void run(const Params& prm, dim3 grid, cudaStream_t stream) {
   check(cudaGetDevice(&device), "cudaGetDevice");
   const uint64_t bit = uint64_t(1) << (device & 63);
   if ((attr_done.load(std::memory_order_acquire) & bit) == 0) {
-    check(cudaFuncSetAttribute(wgmma_screen_kernel<S, NK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    check(cudaFuncSetAttribute(wgmma_screen_kernel<S, NK, kL2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                int(smem_bytes<NK>())),
           "cudaFuncSetAttribute(wgmma screen)");
     attr_done.fetch_or(bit, std::memory_order_acq_rel);
   }
-  wgmma_screen_kernel<S, NK><<<grid, kThreads, smem_bytes<NK>(), stream>>>(prm);
+  wgmma_screen_kernel<S, NK, kL2><<<grid, kThreads, smem_bytes<NK>(), stream>>>(prm);
   check(cudaGetLastError(), "wgmma screen kernel launch");
 }
 
@@ -325,7 +443,7 @@ bool device_runs_wgmma() {
                     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess &&
                     major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes(&attr, wgmma_screen_kernel<ScalarType::F16, 2>) == cudaSuccess &&
+                    cudaFuncGetAttributes(&attr, wgmma_screen_kernel<ScalarType::F16, 2, false>) == cudaSuccess &&
                     std::size_t(optin) >= smem_bytes<2>();
     (void)cudaGetLastError();
     v = ok ? 1 : 2;
@@ -343,17 +461,32 @@ bool wgmma_screen_runs(ScalarType s, std::size_t dim) {
 }
 
 void launch_wgmma_screen(const Params& prm, ScalarType s, dim3 grid, cudaStream_t stream) {
-  if (prm.row_terms == nullptr) throw Error(ErrorCode::Internal, "CUDA wgmma screen: no row-terms buffer");
-  row_terms_kernel<<<unsigned(std::min<std::size_t>((prm.n + 255) / 256, 4096)), 256, 0, stream>>>(
-      prm.rn2, prm.n, prm.metric, prm.b, const_cast<float2*>(prm.row_terms));
+  if (prm.row_terms == nullptr || prm.query_ops == nullptr)
+    throw Error(ErrorCode::Internal, "CUDA wgmma screen: no scratch buffer");
+  const std::size_t ntiles = (prm.n + kRows - 1) / kRows;
+  row_terms_kernel<<<unsigned(std::min<std::size_t>(ntiles, 16384)), kRows, 0, stream>>>(
+      prm.rn2, prm.n, prm.metric, prm.b, const_cast<float2*>(prm.row_terms), const_cast<float4*>(prm.tile_terms));
   check(cudaGetLastError(), "row terms kernel launch");
+  const unsigned qblocks = unsigned((prm.nq + kThreads / 32 - 1) / (kThreads / 32));
+  if (s == ScalarType::F16)
+    query_ops_kernel<ScalarType::F16><<<qblocks, kThreads, 0, stream>>>(prm);
+  else
+    query_ops_kernel<ScalarType::BF16><<<qblocks, kThreads, 0, stream>>>(prm);
+  check(cudaGetLastError(), "query operands kernel launch");
   const int nk = prm.kp / 128;
   if (prm.kp % 128 != 0 || (nk != 1 && nk != 2) || (s != ScalarType::F16 && s != ScalarType::BF16))
     throw Error(ErrorCode::Internal, "CUDA wgmma screen: unsupported");
-  if (s == ScalarType::F16)
-    nk == 1 ? run<ScalarType::F16, 1>(prm, grid, stream) : run<ScalarType::F16, 2>(prm, grid, stream);
+  // (8 instantiations: operand type x spans x the weak test's form.)
+  auto go = [&]<bool kL2>() {
+    if (s == ScalarType::F16)
+      nk == 1 ? run<ScalarType::F16, 1, kL2>(prm, grid, stream) : run<ScalarType::F16, 2, kL2>(prm, grid, stream);
+    else
+      nk == 1 ? run<ScalarType::BF16, 1, kL2>(prm, grid, stream) : run<ScalarType::BF16, 2, kL2>(prm, grid, stream);
+  };
+  if (prm.metric == 0)
+    go.template operator()<true>();
   else
-    nk == 1 ? run<ScalarType::BF16, 1>(prm, grid, stream) : run<ScalarType::BF16, 2>(prm, grid, stream);
+    go.template operator()<false>();
 }
 
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS::screen_detail
