@@ -52,6 +52,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -92,6 +93,7 @@ constexpr std::size_t kMaxRows = std::size_t(std::numeric_limits<uint32_t>::max(
 // below it the scan's fixed latency dominates and the exact re-score would only add to it.
 constexpr std::size_t kSingleScreenMinRows = 16384;
 std::atomic<uint64_t> g_screen_answered{0}, g_screen_inconclusive{0};
+std::atomic<uint64_t> g_batch_screened{0}, g_batch_sample_screened{0};
 
 std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 
@@ -334,8 +336,28 @@ class CudaFlatStore final : public detail::FlatStore {
   bool use_screen(std::size_t nq, int k) const;
   std::vector<uint32_t> sample_rows(std::size_t m) const;
   // hq: the same queries on the host (their range decides whether fp16 screening is sound).
+  // while_screening runs on the host while the GPU screens the store (the next tile's staging).
   bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
-                   int64_t* drows) const;
+                   int64_t* drows, const std::function<void()>& while_screening) const;
+  // Rows a screen reads: `exact` (re-scored), `screened` (the same rows in the screen's
+  // encoding: the store's, or the fp16 copy times row_scale, shadow_scale > 0, see screen_bound).
+  struct ScreenRows {
+    RowsView exact;
+    const void* screened;
+    std::size_t n;
+    const float* norms;
+    const uint32_t* deleted;
+    ScalarType storage;
+    float row_scale;
+    double shadow_scale;
+  };
+  // Screens r against the queries with the thresholds in ws_thr_ (query norms in ws_qnorm_),
+  // expecting about `expect` candidates a query, re-scores them and leaves each query's k best
+  // keys, sorted, in ws_keys2_ (select_capacity(k) apart). Returns the largest candidate count,
+  // or SIZE_MAX (nothing selected) where the candidates overflowed their buffer.
+  // while_screening (may be empty) runs on the host while the GPU screens.
+  std::size_t screen_rows(const ScreenRows& r, const float* dq, std::size_t nq, int k, std::size_t expect,
+                          const std::function<void()>& while_screening = {}) const;
 #endif
   // The fp16 copy of fp32 rows the screens read (made on demand; appends extend it while their
   // values fit its scale, other changes to the rows drop it); false where the rows' range does
@@ -362,7 +384,8 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable DeviceBuffer ws_row_terms_;  // the wgmma screen's scratch
   mutable DeviceBuffer ws_tickets_, ws_radix_, ws_idx_, ws_sample_, ws_sample_norms_, ws_thr_, ws_qnorm_, ws_scand_,
       ws_count_;
-  mutable PinnedBuffer pin_idx_, pin_count_;
+  mutable PinnedBuffer pin_idx_, pin_idx2_, pin_count_;
+  mutable DeviceBuffer ws_idx2_, ws_sample2_, ws_sample2_norms_, ws_sample_half_;  // the screen's sub-sample
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_rows_;
@@ -674,9 +697,11 @@ void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq
       }
 #endif
     }
+    prof_mark("gemm");
     select_from_scores(ws_scores_.as<float>(), row_tile, nq, m, int64_t(r0), v.deleted, t, v.norms, cap_c,
                        ws_cand_.as<uint64_t>() + ti * std::size_t(cap_c), cand_ld, ws_a_.as<uint64_t>(),
                        ws_b_.as<uint64_t>(), s);
+    prof_mark("select");
   }
   const uint64_t* cand = ws_cand_.as<uint64_t>();
   std::size_t cand_stride = cand_ld;
@@ -686,7 +711,9 @@ void CudaFlatStore::gemm_keys(const RowsView& v, const float* dq, std::size_t nq
     cand = ws_keys_.as<uint64_t>();
     cand_stride = std::size_t(cap_c);
   }
+  prof_mark("merge");
   launch_rescore(scan_args(v, dq, nq), const_cast<uint64_t*>(cand), std::size_t(cap_c), cand_stride, s);
+  prof_mark("rescore");
   select_from_keys(cand, cand_stride, nq, std::size_t(cap_c), cap_k, out, std::size_t(cap_k), ws_a_.as<uint64_t>(),
                    ws_b_.as<uint64_t>(), s);
 }
@@ -775,27 +802,91 @@ void CudaFlatStore::extend_shadow(std::size_t first, std::size_t n) {
 }
 
 #if !defined(HIVE_GPU_HIP)
+std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std::size_t nq, int k,
+                                       std::size_t expect, const std::function<void()>& while_screening) const {
+  cudaStream_t s = stream_->get();
+  std::size_t cap = 256;
+  while (cap < 4 * expect && cap < kScreenMaxCandidates) cap *= 2;
+  ws_scand_.ensure(nq * cap * sizeof(uint64_t));
+  ws_count_.ensure(nq * sizeof(uint32_t));
+  check(cudaMemsetAsync(ws_scand_.get(), 0xff, nq * cap * sizeof(uint64_t), s), "clear candidates");
+  check(cudaMemsetAsync(ws_count_.get(), 0, nq * sizeof(uint32_t), s), "clear candidate counts");
+  ScreenArgs sa;
+  sa.base = r.screened;
+  sa.n = r.n;
+  sa.dim = cfg_.dim;
+  sa.storage = r.storage;
+  sa.row_scale = r.row_scale;
+  sa.metric = cfg_.metric;
+  sa.queries = dq;
+  sa.nq = nq;
+  sa.row_sq_norms = r.norms;
+  sa.query_sq_norms = ws_qnorm_.as<float>();
+  sa.thresholds = ws_thr_.as<float>();
+  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, cfg_.dim, r.shadow_scale);
+  sa.a = eb.a;
+  sa.b = eb.b;
+  sa.c = eb.c;
+  sa.deleted = r.deleted;
+  sa.cand = ws_scand_.as<uint64_t>();
+  sa.count = ws_count_.as<uint32_t>();
+  sa.cap = cap;
+  if (screen_wgmma_runs(sa.storage, cfg_.dim)) {  // the wgmma kernel's scratch (else mma.sync runs)
+    ws_row_terms_.ensure(screen_scratch_bytes(r.n, nq, cfg_.dim));
+    sa.scratch = ws_row_terms_.get();
+  }
+  launch_screen(sa, s);
+  if (while_screening) while_screening();
+  pin_count_.ensure(nq * sizeof(uint32_t));
+  check(cudaMemcpyAsync(pin_count_.get(), ws_count_.get(), nq * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
+        "download candidate counts");
+  stream_->sync("screen");
+  prof_mark("screen");
+  const auto* counts = pin_count_.as<const uint32_t>();
+  const std::size_t most = *std::max_element(counts, counts + nq);
+  if (prof_on_) {
+    std::size_t sum = 0;
+    for (std::size_t q = 0; q < nq; ++q) sum += counts[q];
+    prof_line_ += " [candidates mean " + std::to_string(sum / nq) + " most " + std::to_string(most) + "]";
+  }
+  if (most > cap) return std::numeric_limits<std::size_t>::max();  // too many for the buffer
+  // Exact scores of the candidates (the scan's arithmetic), then the k best of them, sorted.
+  const int cap_k = select_capacity(k);
+  const std::size_t len = std::max<std::size_t>(most, 1);
+  launch_rescore_lists(scan_args(r.exact, dq, nq), ws_scand_.as<uint64_t>(), cap, ws_count_.as<uint32_t>(), len, s);
+  prof_mark("rescore-kernel");
+  const std::size_t scratch = select_scratch_keys(nq, len, cap_k) * sizeof(uint64_t);
+  ws_a_.ensure(scratch);
+  ws_b_.ensure(scratch);
+  ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
+  select_from_keys(ws_scand_.as<uint64_t>(), cap, nq, len, cap_k, ws_keys2_.as<uint64_t>(), std::size_t(cap_k),
+                   ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
+  return most;
+}
+
 bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap,
-                                float* ddist, int64_t* drows) const {
+                                float* ddist, int64_t* drows, const std::function<void()>& while_screening) const {
   cudaStream_t s = stream_->get();
   const std::size_t n = rows_, dim = cfg_.dim;
   const int cap_k = select_capacity(k);
-  // fp16 queries: the kernel's power-of-two scaling keeps the rounding relative while each
-  // query's largest component lies in [2^-24, 2^100]; others take the cuBLAS path (fp16
-  // storage) or the TF32 screen (fp32 storage).
+  prof_mark("upload");
   // fp32 storage screens through an fp16 copy of the rows where their range allows (fp16
-  // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32).
-  // (The range check reads every query on the host, ~0.2 ms a 3 334-query tile: it runs below,
-  // while the GPU computes the thresholds.)
-  bool shadow = cfg_.storage == ScalarType::F32 && !env_flag("HIVE_GPU_CUDA_NO_F16_SCREEN") && screen_supported(cfg_.metric, ScalarType::F16, dim);
+  // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32). fp16
+  // queries: the kernel's power-of-two scaling keeps the rounding relative while each query's
+  // largest component lies in [2^-24, 2^100]; others take the cuBLAS path (fp16 storage) or the
+  // TF32 screen (fp32 storage). (The range check reads every query on the host, ~0.2 ms a
+  // 3 334-query tile: it runs below, while the GPU gathers the sample.)
+  bool shadow = cfg_.storage == ScalarType::F32 && !env_flag("HIVE_GPU_CUDA_NO_F16_SCREEN") &&
+                screen_supported(cfg_.metric, ScalarType::F16, dim);
   // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
-  //    among any k live rows is one. Taken from a sample of m rows (the existing GEMM path,
-  //    TF32 + exact re-score), so about k n / m rows beat it.
+  //    among any k live rows is one. Taken from a sample of m rows, so about k n / m rows beat it.
   const std::size_t ratio = env_size("HIVE_GPU_CUDA_SCREEN_SAMPLE", kScreenSampleRatio);  // tuning knob
   // (Larger k: a larger sample, so that about k n / m <= 1024 candidates are expected.)
-  const std::size_t m = std::clamp<std::size_t>(std::max(n / ratio, std::size_t(k) * (n / 1024)), 64 * std::size_t(k),
-                                                kScreenMaxSample);
-  const std::vector<uint32_t> idx = sample_rows(m);
+  auto sample_size = [&](std::size_t rows) {
+    return std::clamp<std::size_t>(std::max(rows / ratio, std::size_t(k) * (rows / 1024)), 64 * std::size_t(k),
+                                   kScreenMaxSample);
+  };
+  const std::vector<uint32_t> idx = sample_rows(sample_size(n));
   if (idx.size() < std::size_t(k)) return false;
   const std::size_t ms = idx.size();
   pin_idx_.ensure(ms * sizeof(uint32_t));
@@ -807,80 +898,91 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
         "upload sample rows");
   launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
   launch_gather(norms_.get(), ws_sample_norms_.get(), ws_idx_.as<uint32_t>(), ms, sizeof(float), s);
-  prof_mark("sample");
-  ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
-  gemm_keys(RowsView{ws_sample_.get(), ms, ws_sample_norms_.as<float>(), nullptr}, dq, nq, k, true,
-            ws_keys2_.as<uint64_t>());
-  prof_mark("sample-topk");
   ws_thr_.ensure(nq * sizeof(float));
   ws_qnorm_.ensure(nq * sizeof(float));
-  launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
   launch_norms(dq, 0, nq, dim, ScalarType::F32, ws_qnorm_.as<float>(), s);
-  if (cfg_.storage == ScalarType::F16 || shadow) {
-    bool in_range = true;
-    for (std::size_t q = 0; q < nq && in_range; ++q) {
-      const float mx = max_abs(hq + q * dim, dim);
-      in_range = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
+  const RowsView sample{ws_sample_.get(), ms, ws_sample_norms_.as<float>(), nullptr};
+  prof_mark("sample");
+  // Decided on the host while the GPU works on the thresholds (below).
+  bool queries_checked = false;
+  auto check_queries = [&]() -> bool {
+    if (queries_checked) return true;
+    queries_checked = true;
+    if (cfg_.storage == ScalarType::F16 || shadow) {
+      bool in_range = true;
+      for (std::size_t q = 0; q < nq && in_range; ++q) {
+        const float mx = max_abs(hq + q * dim, dim);
+        in_range = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
+      }
+      if (!in_range && cfg_.storage == ScalarType::F16) return false;
+      shadow = shadow && in_range && ensure_shadow();
     }
-    if (!in_range && cfg_.storage == ScalarType::F16) return false;  // (the thresholds' work is wasted: rare)
-    shadow = shadow && in_range && ensure_shadow();
-  }
-  prof_mark("thresholds");
+    return true;
+  };
+  // The rows the screen reads: the store's (fp16 / bf16, or fp32 through TF32) or the fp32
+  // rows' fp16 copy; the exact rows are the store's.
+  auto full_rows = [&] {
+    return ScreenRows{all_rows(bitmap), shadow ? shadow_.get() : data_.get(), n, norms_.as<float>(), bitmap,
+                      shadow ? ScalarType::F16 : cfg_.storage, shadow ? shadow_scale_ : 1.0f,
+                      shadow ? double(shadow_scale_) : 0.0};
+  };
 
-  // 2. The tensor-core screen: every row whose low-precision score, less its error bound,
-  //    does not exceed the threshold becomes a candidate; no score is written to memory.
-  const std::size_t expect = std::size_t(k) * n / ms;
-  std::size_t cap = 256;
-  while (cap < 4 * expect && cap < kScreenMaxCandidates) cap *= 2;
-  ws_scand_.ensure(nq * cap * sizeof(uint64_t));
-  ws_count_.ensure(nq * sizeof(uint32_t));
-  check(cudaMemsetAsync(ws_scand_.get(), 0xff, nq * cap * sizeof(uint64_t), s), "clear candidates");
-  check(cudaMemsetAsync(ws_count_.get(), 0, nq * sizeof(uint32_t), s), "clear candidate counts");
-  ScreenArgs sa;
-  sa.base = shadow ? shadow_.get() : data_.get();
-  sa.n = n;
-  sa.dim = dim;
-  sa.storage = shadow ? ScalarType::F16 : cfg_.storage;
-  sa.row_scale = shadow ? shadow_scale_ : 1.0f;
-  sa.metric = cfg_.metric;
-  sa.queries = dq;
-  sa.nq = nq;
-  sa.row_sq_norms = norms_.as<float>();
-  sa.query_sq_norms = ws_qnorm_.as<float>();
-  sa.thresholds = ws_thr_.as<float>();
-  const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, dim, shadow ? double(shadow_scale_) : 0.0);
-  sa.a = eb.a;
-  sa.b = eb.b;
-  sa.c = eb.c;
-  sa.deleted = bitmap;
-  sa.cand = ws_scand_.as<uint64_t>();
-  sa.count = ws_count_.as<uint32_t>();
-  sa.cap = cap;
-  if (screen_wgmma_runs(sa.storage, dim)) {  // the wgmma kernel's scratch (else mma.sync runs)
-    ws_row_terms_.ensure(screen_scratch_bytes(n, nq, dim));
-    sa.scratch = ws_row_terms_.get();
+  // The sample's k best: with a sample of its own (a sub-sample) through the same screen where
+  // the sample is large enough (two small steps instead of cuBLAS scores of every sampled row
+  // and a selection over them), else through gemm_keys.
+  bool thresholds = false;
+  const std::size_t ms2 = sample_size(ms);
+  if (!env_flag("HIVE_GPU_CUDA_NO_SAMPLE_SCREEN") && ms >= 16 * ms2) {
+    const std::vector<uint32_t> idx2 = detail::spread_sample(ms, ms2, [](std::size_t) { return false; });
+    const std::size_t m2 = idx2.size();
+    pin_idx2_.ensure(m2 * sizeof(uint32_t));
+    std::memcpy(pin_idx2_.get(), idx2.data(), m2 * sizeof(uint32_t));
+    ws_idx2_.ensure(m2 * sizeof(uint32_t));
+    ws_sample2_.ensure(m2 * row_bytes_);
+    ws_sample2_norms_.ensure(m2 * sizeof(float));
+    check(cudaMemcpyAsync(ws_idx2_.get(), pin_idx2_.get(), m2 * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
+          "upload sub-sample rows");
+    launch_gather(ws_sample_.get(), ws_sample2_.get(), ws_idx2_.as<uint32_t>(), m2, row_bytes_, s);
+    launch_gather(ws_sample_norms_.get(), ws_sample2_norms_.get(), ws_idx2_.as<uint32_t>(), m2, sizeof(float), s);
+    ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
+    gemm_keys(RowsView{ws_sample2_.get(), m2, ws_sample2_norms_.as<float>(), nullptr}, dq, nq, k, true,
+              ws_keys2_.as<uint64_t>());
+    launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
+    if (!check_queries()) return false;
+    const ScreenRows full = full_rows();
+    const void* screened = sample.base;
+    if (shadow) {  // the sample's rows in the copy's encoding
+      ws_sample_half_.ensure(ms * dim * sizeof(uint16_t));
+      launch_gather(shadow_.get(), ws_sample_half_.get(), ws_idx_.as<uint32_t>(), ms, dim * sizeof(uint16_t), s);
+      screened = ws_sample_half_.get();
+    }
+    prof_mark("sub-sample");
+    const ScreenRows part{sample, screened, ms, sample.norms, nullptr, full.storage, full.row_scale, full.shadow_scale};
+    if (screen_rows(part, dq, nq, k, std::size_t(k) * ms / m2) != std::numeric_limits<std::size_t>::max()) {
+      launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
+      thresholds = true;
+      g_batch_sample_screened.fetch_add(1, std::memory_order_relaxed);
+    }
+    prof_mark("sample-screen");
   }
-  launch_screen(sa, s);
-  pin_count_.ensure(nq * sizeof(uint32_t));
-  check(cudaMemcpyAsync(pin_count_.get(), ws_count_.get(), nq * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
-        "download candidate counts");
-  stream_->sync("screen");
-  prof_mark("screen");
-  const auto* counts = pin_count_.as<const uint32_t>();
-  const std::size_t most = *std::max_element(counts, counts + nq);
-  if (most > cap) return false;  // too many candidates for the buffer: the caller takes another path
+  if (!thresholds) {
+    ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
+    gemm_keys(sample, dq, nq, k, true, ws_keys2_.as<uint64_t>());
+    launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
+    if (!check_queries()) return false;  // (the thresholds' work is wasted: rare)
+    prof_mark("sample-topk");
+  }
+  const ScreenRows full = full_rows();
 
-  // 3. Exact scores of the candidates (the scan's arithmetic), then the k best of them.
-  const std::size_t len = std::max<std::size_t>(most, 1);
-  launch_rescore(scan_args(dq, nq), ws_scand_.as<uint64_t>(), len, cap, s);
-  const std::size_t scratch = select_scratch_keys(nq, len, cap_k) * sizeof(uint64_t);
-  ws_a_.ensure(scratch);
-  ws_b_.ensure(scratch);
-  select_from_keys(ws_scand_.as<uint64_t>(), cap, nq, len, cap_k, ws_keys2_.as<uint64_t>(), std::size_t(cap_k),
-                   ws_a_.as<uint64_t>(), ws_b_.as<uint64_t>(), s);
+  // 2. The tensor-core screen: every row whose low-precision score, less its error bound, does
+  //    not exceed the threshold becomes a candidate (no score is written to memory); then their
+  //    exact scores and the k best.
+  if (screen_rows(full, dq, nq, k, std::size_t(k) * n / ms, while_screening) == std::numeric_limits<std::size_t>::max())
+    return false;  // too many candidates for the buffer: the caller takes another path
   launch_finalize(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, cfg_.metric == Metric::InnerProduct, ddist,
                   drows, s);
   prof_mark("rescore");
+  g_batch_screened.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 #endif
@@ -929,11 +1031,18 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     ws_rows_.ensure(out_bytes);
     int64_t* const drows_all = ws_rows_.as<int64_t>();
     float* const ddist_all = reinterpret_cast<float*>(drows_all + nq * kk);
-    // Queries [q0, q0 + m) through their own part of the pinned buffer: the matrix path uploads
-    // each query tile just before its work, so copying the next tile on the host overlaps the
-    // GPU's work on this one (5 MB of queries took ~1 ms up front).
+    // Queries [q0, q0 + m) through their own part of the pinned buffer: the matrix path copies
+    // each query tile into it on the host while the GPU screens the tile before (5 MB of
+    // queries took ~1 ms up front), then uploads it just before the tile's work.
+    std::size_t staged = 0;  // queries [0, staged) are in the pinned buffer
+    auto stage = [&](std::size_t upto) {
+      if (upto <= staged) return;
+      std::memcpy(pin_in_.as<uint8_t>() + staged * qbytes, static_cast<const uint8_t*>(queries) + staged * qbytes,
+                  (upto - staged) * qbytes);
+      staged = upto;
+    };
     auto upload = [&](std::size_t q0, std::size_t m) {
-      std::memcpy(pin_in_.as<uint8_t>() + q0 * qbytes, static_cast<const uint8_t*>(queries) + q0 * qbytes, m * qbytes);
+      stage(q0 + m);
       check(cudaMemcpyAsync(ws_queries_.as<uint8_t>() + q0 * qbytes, pin_in_.as<uint8_t>() + q0 * qbytes, m * qbytes,
                             cudaMemcpyHostToDevice, s),
             "upload queries");
@@ -953,9 +1062,9 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
 #if defined(HIVE_GPU_HIP)
         const bool screened = false;  // the screen is NVIDIA tensor-core code
 #else
-        const bool screened =
-            use_screen(m, k) && screen_tile(static_cast<const float*>(queries) + q0 * cfg_.dim, tq, m, k, bitmap,
-                                            ddist_all + q0 * kk, drows_all + q0 * kk);
+        const auto* hq = static_cast<const float*>(queries) + q0 * cfg_.dim;
+        const bool screened = use_screen(m, k) && screen_tile(hq, tq, m, k, bitmap, ddist_all + q0 * kk,
+                                                              drows_all + q0 * kk, [&] { stage(std::min(nq, q0 + m + tile)); });
 #endif
         if (!screened) gemm_tile(tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
       }
@@ -986,6 +1095,10 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
 
 SingleScreenStats single_screen_stats() {
   return SingleScreenStats{g_screen_answered.load(), g_screen_inconclusive.load()};
+}
+
+BatchScreenStats batch_screen_stats() {
+  return BatchScreenStats{g_batch_screened.load(), g_batch_sample_screened.load()};
 }
 
 std::unique_ptr<detail::FlatStore> make_cuda_flat_store(const detail::StoreConfig& cfg, int ordinal) {

@@ -16,4 +16,11 @@ struct SingleScreenStats {
   uint64_t answered = 0, inconclusive = 0;
 };
 SingleScreenStats single_screen_stats();
+// Query tiles of large batches answered through the batch screen, and those whose thresholds came
+// from screening the sample (a sub-sample's thresholds, then the screen) rather than cuBLAS scores
+// of the whole sample, over the whole process: for tests and tuning.
+struct BatchScreenStats {
+  uint64_t screened = 0, sample_screened = 0;
+};
+BatchScreenStats batch_screen_stats();
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS

@@ -632,6 +632,66 @@ __global__ void __launch_bounds__(kScanThreads) rescore_kernel(const void* base,
   }
 }
 
+// The screen's candidate lists re-scored (keys[q * ld + j] for j < min(counts[q], cap) hold
+// rows), bitwise as rescore_kernel: a row's 16-byte chunks (at most G of them) go one per lane of
+// a G-lane group, and the group's butterfly first adds the zeros of the W - G lanes that
+// rescore_kernel's W-lane butterfly would combine with (chunks <= G: those lanes hold none).
+// rescore_kernel spends a wave and two dependent loads per slot up to the longest list; here a
+// block takes a query, skips empty slots and keeps U rows per group in flight. L2, inner product,
+// cosine (combine is an add), 16-byte loads.
+template <int W, Metric M, ScalarType S>
+__global__ void __launch_bounds__(kScanThreads)
+    rescore_lists_kernel(const void* base, std::size_t dim, const float* queries, std::size_t nq, uint64_t* keys,
+                         std::size_t ld, const uint32_t* counts, std::size_t cap, int G) {
+  if constexpr (wave_compiled<W>()) {
+    using E = Elem<S>;
+    using T = typename E::T;
+    constexpr int V = E::kVec, U = 4;
+    const HwWave<W> wv;
+    const int lane = wv.lane(), sub = lane & (G - 1);
+    const int group = int(threadIdx.x) / G, groups = kScanThreads / G;
+    const bool active = std::size_t(sub) < dim / V;
+    for (std::size_t qi = blockIdx.x; qi < nq; qi += gridDim.x) {
+      const std::size_t cnt = min(std::size_t(counts[qi]), cap);
+      float qf[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) qf[e] = active ? __ldg(queries + qi * dim + std::size_t(sub) * V + e) : 0.0f;
+      uint64_t* const slots = keys + qi * ld;
+      for (std::size_t j0 = 0; j0 < cnt; j0 += std::size_t(groups) * U) {  // uniform across the block
+        uint64_t key[U];
+        uint4 raw[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const std::size_t j = j0 + std::size_t(u * groups + group);
+          key[u] = j < cnt ? slots[j] : kEmptyKey;
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          raw[u] = key[u] != kEmptyKey && active
+                       ? __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(base) +
+                                                              std::size_t(key_row(key[u])) * dim + std::size_t(sub) * V))
+                       : make_uint4(0u, 0u, 0u, 0u);
+        wv.sync();  // every lane has read its slots before any is rewritten
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          float acc = 0.0f;
+          if (active) {
+            float xv[V];
+            E::cvt16(raw[u], xv);
+#pragma unroll
+            for (int e = 0; e < V; ++e) acc = step<M>(acc, qf[e], xv[e]);
+          }
+          float v = acc;
+#pragma unroll
+          for (int off = W / 2; off > 0; off >>= 1) v = combine<M>(v, off >= G ? 0.0f : wv.shfl_xor(v, off));
+          if (sub == 0 && key[u] != kEmptyKey)
+            slots[j0 + std::size_t(u * groups + group)] = make_key(finish<M>(v), key_row(key[u]));
+        }
+      }
+    }
+  }
+}
+
 template <int W, bool VEC>
 __global__ void __launch_bounds__(kScanThreads) rescore_bits_kernel(const void* base, std::size_t nbytes,
                                                                     const uint8_t* queries, std::size_t nq,
@@ -844,6 +904,31 @@ void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::siz
     }
   });
   check(cudaGetLastError(), "rescore kernel launch");
+}
+
+void launch_rescore_lists(const ScanArgs& a, uint64_t* keys, std::size_t ld, const uint32_t* counts, std::size_t len,
+                          cudaStream_t stream) {
+  if (a.nq == 0 || len == 0) return;
+  const bool add_metric = a.metric == Metric::L2 || a.metric == Metric::InnerProduct || a.metric == Metric::Cosine;
+  const std::size_t chunks = vec_ok(a) ? a.dim / (a.storage == ScalarType::F32 ? 4 : 8) : 0;
+  bool done = false;
+  with_wave([&]<int W>() {
+    if (!add_metric || a.storage == ScalarType::Bits || chunks == 0 || chunks > std::size_t(W)) return;
+    const int G = chunks <= 16 ? 16 : 32 <= W ? 32 : W;
+    if (chunks > std::size_t(G) || G > W) return;
+    const unsigned grid = unsigned(std::min<std::size_t>(a.nq, 65535));
+    dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+      if constexpr (VEC && (M == Metric::L2 || M == Metric::InnerProduct || M == Metric::Cosine)) {
+        rescore_lists_kernel<W, M, S><<<grid, kScanThreads, 0, stream>>>(
+            a.base, a.dim, static_cast<const float*>(a.queries), a.nq, keys, ld, counts, len, G);
+        done = true;
+      }
+    });
+  });
+  if (done)
+    check(cudaGetLastError(), "rescore lists kernel launch");
+  else
+    launch_rescore(a, keys, len, ld, stream);
 }
 
 }  // namespace hive::gpu::HIVE_GPU_DEVICE_NS
