@@ -336,8 +336,10 @@ class CudaFlatStore final : public detail::FlatStore {
   bool use_screen(std::size_t nq, int k) const;
   std::vector<uint32_t> sample_rows(std::size_t m) const;
   // hq: the same queries on the host (their range decides whether fp16 screening is sound).
-  // while_screening runs on the host while the GPU screens the store (the next tile's staging).
-  bool screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap, float* ddist,
+  // in_range: every query's largest |component| is 0 or in [2^-24, 2^100] (the fp16 screens'
+  // condition). while_screening runs on the host while the GPU screens the store (the next
+  // tile's staging).
+  bool screen_tile(const float* dq, std::size_t nq, int k, bool in_range, const uint32_t* bitmap, float* ddist,
                    int64_t* drows, const std::function<void()>& while_screening) const;
   // Rows a screen reads: `exact` (re-scored), `screened` (the same rows in the screen's
   // encoding: the store's, or the fp16 copy times row_scale, shadow_scale > 0, see screen_bound).
@@ -386,6 +388,13 @@ class CudaFlatStore final : public detail::FlatStore {
       ws_count_;
   mutable PinnedBuffer pin_idx_, pin_idx2_, pin_count_;
   mutable DeviceBuffer ws_idx2_, ws_sample2_, ws_sample2_norms_, ws_sample_half_;  // the screen's sub-sample
+  // What this search has gathered into ws_sample_ (rows, 0: nothing), ws_sample2_ (sub_rows) and
+  // ws_sample_half_ (half); reset at the start of each batch search.
+  struct SampleState {
+    std::size_t rows = 0, sub_rows = 0;
+    bool half = false;
+  };
+  mutable SampleState sample_;
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_rows_;
@@ -864,7 +873,7 @@ std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std
   return most;
 }
 
-bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq, int k, const uint32_t* bitmap,
+bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_range, const uint32_t* bitmap,
                                 float* ddist, int64_t* drows, const std::function<void()>& while_screening) const {
   cudaStream_t s = stream_->get();
   const std::size_t n = rows_, dim = cfg_.dim;
@@ -873,9 +882,9 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   // fp32 storage screens through an fp16 copy of the rows where their range allows (fp16
   // tensor cores: about 1.4x TF32's speed; HIVE_GPU_CUDA_NO_F16_SCREEN=1 keeps TF32). fp16
   // queries: the kernel's power-of-two scaling keeps the rounding relative while each query's
-  // largest component lies in [2^-24, 2^100]; others take the cuBLAS path (fp16 storage) or the
-  // TF32 screen (fp32 storage). (The range check reads every query on the host, ~0.2 ms a
-  // 3 334-query tile: it runs below, while the GPU gathers the sample.)
+  // largest component lies in [2^-24, 2^100] (in_range); others take the cuBLAS path (fp16
+  // storage) or the TF32 screen (fp32 storage).
+  if (!in_range && cfg_.storage == ScalarType::F16) return false;
   bool shadow = cfg_.storage == ScalarType::F32 && !env_flag("HIVE_GPU_CUDA_NO_F16_SCREEN") &&
                 screen_supported(cfg_.metric, ScalarType::F16, dim);
   // 1. A proven upper bound of each query's k-th best exact score: the k-th best exact score
@@ -886,39 +895,30 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
     return std::clamp<std::size_t>(std::max(rows / ratio, std::size_t(k) * (rows / 1024)), 64 * std::size_t(k),
                                    kScreenMaxSample);
   };
-  const std::vector<uint32_t> idx = sample_rows(sample_size(n));
-  if (idx.size() < std::size_t(k)) return false;
-  const std::size_t ms = idx.size();
-  pin_idx_.ensure(ms * sizeof(uint32_t));
-  std::memcpy(pin_idx_.get(), idx.data(), ms * sizeof(uint32_t));
-  ws_idx_.ensure(ms * sizeof(uint32_t));
-  ws_sample_.ensure(ms * row_bytes_);
-  ws_sample_norms_.ensure(ms * sizeof(float));
-  check(cudaMemcpyAsync(ws_idx_.get(), pin_idx_.get(), ms * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
-        "upload sample rows");
-  launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
-  launch_gather(norms_.get(), ws_sample_norms_.get(), ws_idx_.as<uint32_t>(), ms, sizeof(float), s);
+  // The sample (and its sub-sample, its fp16 copy) is gathered once per search: every query
+  // tile of the batch uses the same rows.
+  if (sample_.rows == 0) {
+    const std::vector<uint32_t> idx = sample_rows(sample_size(n));
+    if (idx.size() < std::size_t(k)) return false;
+    const std::size_t ms = idx.size();
+    pin_idx_.ensure(ms * sizeof(uint32_t));
+    std::memcpy(pin_idx_.get(), idx.data(), ms * sizeof(uint32_t));
+    ws_idx_.ensure(ms * sizeof(uint32_t));
+    ws_sample_.ensure(ms * row_bytes_);
+    ws_sample_norms_.ensure(ms * sizeof(float));
+    check(cudaMemcpyAsync(ws_idx_.get(), pin_idx_.get(), ms * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
+          "upload sample rows");
+    launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
+    launch_gather(norms_.get(), ws_sample_norms_.get(), ws_idx_.as<uint32_t>(), ms, sizeof(float), s);
+    sample_ = SampleState{ms, 0, false};
+  }
+  const std::size_t ms = sample_.rows;
   ws_thr_.ensure(nq * sizeof(float));
   ws_qnorm_.ensure(nq * sizeof(float));
   launch_norms(dq, 0, nq, dim, ScalarType::F32, ws_qnorm_.as<float>(), s);
   const RowsView sample{ws_sample_.get(), ms, ws_sample_norms_.as<float>(), nullptr};
   prof_mark("sample");
-  // Decided on the host while the GPU works on the thresholds (below).
-  bool queries_checked = false;
-  auto check_queries = [&]() -> bool {
-    if (queries_checked) return true;
-    queries_checked = true;
-    if (cfg_.storage == ScalarType::F16 || shadow) {
-      bool in_range = true;
-      for (std::size_t q = 0; q < nq && in_range; ++q) {
-        const float mx = max_abs(hq + q * dim, dim);
-        in_range = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
-      }
-      if (!in_range && cfg_.storage == ScalarType::F16) return false;
-      shadow = shadow && in_range && ensure_shadow();
-    }
-    return true;
-  };
+  shadow = shadow && in_range && ensure_shadow();
   // The rows the screen reads: the store's (fp16 / bf16, or fp32 through TF32) or the fp32
   // rows' fp16 copy; the exact rows are the store's.
   auto full_rows = [&] {
@@ -933,27 +933,33 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
   bool thresholds = false;
   const std::size_t ms2 = sample_size(ms);
   if (!env_flag("HIVE_GPU_CUDA_NO_SAMPLE_SCREEN") && ms >= 16 * ms2) {
-    const std::vector<uint32_t> idx2 = detail::spread_sample(ms, ms2, [](std::size_t) { return false; });
-    const std::size_t m2 = idx2.size();
-    pin_idx2_.ensure(m2 * sizeof(uint32_t));
-    std::memcpy(pin_idx2_.get(), idx2.data(), m2 * sizeof(uint32_t));
-    ws_idx2_.ensure(m2 * sizeof(uint32_t));
-    ws_sample2_.ensure(m2 * row_bytes_);
-    ws_sample2_norms_.ensure(m2 * sizeof(float));
-    check(cudaMemcpyAsync(ws_idx2_.get(), pin_idx2_.get(), m2 * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
-          "upload sub-sample rows");
-    launch_gather(ws_sample_.get(), ws_sample2_.get(), ws_idx2_.as<uint32_t>(), m2, row_bytes_, s);
-    launch_gather(ws_sample_norms_.get(), ws_sample2_norms_.get(), ws_idx2_.as<uint32_t>(), m2, sizeof(float), s);
+    if (sample_.sub_rows == 0) {
+      const std::vector<uint32_t> idx2 = detail::spread_sample(ms, ms2, [](std::size_t) { return false; });
+      const std::size_t m2 = idx2.size();
+      pin_idx2_.ensure(m2 * sizeof(uint32_t));
+      std::memcpy(pin_idx2_.get(), idx2.data(), m2 * sizeof(uint32_t));
+      ws_idx2_.ensure(m2 * sizeof(uint32_t));
+      ws_sample2_.ensure(m2 * row_bytes_);
+      ws_sample2_norms_.ensure(m2 * sizeof(float));
+      check(cudaMemcpyAsync(ws_idx2_.get(), pin_idx2_.get(), m2 * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
+            "upload sub-sample rows");
+      launch_gather(ws_sample_.get(), ws_sample2_.get(), ws_idx2_.as<uint32_t>(), m2, row_bytes_, s);
+      launch_gather(ws_sample_norms_.get(), ws_sample2_norms_.get(), ws_idx2_.as<uint32_t>(), m2, sizeof(float), s);
+      sample_.sub_rows = m2;
+    }
+    const std::size_t m2 = sample_.sub_rows;
     ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
     gemm_keys(RowsView{ws_sample2_.get(), m2, ws_sample2_norms_.as<float>(), nullptr}, dq, nq, k, true,
               ws_keys2_.as<uint64_t>());
     launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
-    if (!check_queries()) return false;
     const ScreenRows full = full_rows();
     const void* screened = sample.base;
     if (shadow) {  // the sample's rows in the copy's encoding
-      ws_sample_half_.ensure(ms * dim * sizeof(uint16_t));
-      launch_gather(shadow_.get(), ws_sample_half_.get(), ws_idx_.as<uint32_t>(), ms, dim * sizeof(uint16_t), s);
+      if (!sample_.half) {
+        ws_sample_half_.ensure(ms * dim * sizeof(uint16_t));
+        launch_gather(shadow_.get(), ws_sample_half_.get(), ws_idx_.as<uint32_t>(), ms, dim * sizeof(uint16_t), s);
+        sample_.half = true;
+      }
       screened = ws_sample_half_.get();
     }
     prof_mark("sub-sample");
@@ -969,7 +975,6 @@ bool CudaFlatStore::screen_tile(const float* hq, const float* dq, std::size_t nq
     ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
     gemm_keys(sample, dq, nq, k, true, ws_keys2_.as<uint64_t>());
     launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
-    if (!check_queries()) return false;  // (the thresholds' work is wasted: rare)
     prof_mark("sample-topk");
   }
   const ScreenRows full = full_rows();
@@ -1025,6 +1030,7 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     }
   } else {
     prof_start();
+    sample_ = SampleState{};
     const std::size_t qbytes = hamming() ? row_bytes_ : cfg_.dim * sizeof(float);
     pin_in_.ensure(nq * qbytes);
     ws_queries_.ensure(nq * qbytes);
@@ -1034,13 +1040,29 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     // Queries [q0, q0 + m) through their own part of the pinned buffer: the matrix path copies
     // each query tile into it on the host while the GPU screens the tile before (5 MB of
     // queries took ~1 ms up front), then uploads it just before the tile's work.
+    // Staging also notes which queries the fp16 screens can take (largest |component| 0 or in
+    // [2^-24, 2^100], see screen_tile), reading each query while it is in cache.
     std::size_t staged = 0;  // queries [0, staged) are in the pinned buffer
+#if defined(HIVE_GPU_HIP)
+    const bool note_range = false;  // (no fp16 screens on HIP)
+    auto max_abs = [](const float*, std::size_t) { return 0.0f; };
+#else
+    const bool note_range = !hamming() && use_gemm(nq);
+#endif
+    std::vector<uint8_t> fp16_ok(note_range ? nq : 0);
     auto stage = [&](std::size_t upto) {
       if (upto <= staged) return;
-      std::memcpy(pin_in_.as<uint8_t>() + staged * qbytes, static_cast<const uint8_t*>(queries) + staged * qbytes,
-                  (upto - staged) * qbytes);
+      uint8_t* const dst = pin_in_.as<uint8_t>() + staged * qbytes;
+      std::memcpy(dst, static_cast<const uint8_t*>(queries) + staged * qbytes, (upto - staged) * qbytes);
+      if (note_range)
+        for (std::size_t q = staged; q < upto; ++q) {
+          const float mx = max_abs(pin_in_.as<const float>() + q * cfg_.dim, cfg_.dim);
+          fp16_ok[q] = !(mx != 0 && (mx < 0x1p-24f || mx > 0x1p100f));
+        }
       staged = upto;
     };
+    // HIVE_GPU_CUDA_NO_STAGE_AHEAD=1 (read per search): each tile staged just before its work.
+    const bool ahead = !env_flag("HIVE_GPU_CUDA_NO_STAGE_AHEAD");
     auto upload = [&](std::size_t q0, std::size_t m) {
       stage(q0 + m);
       check(cudaMemcpyAsync(ws_queries_.as<uint8_t>() + q0 * qbytes, pin_in_.as<uint8_t>() + q0 * qbytes, m * qbytes,
@@ -1052,19 +1074,25 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     if (!gemm) upload(0, nq);
     prof_mark("upload");
     if (gemm) {
-      // Query tiles of equal size (10 000 queries: 3 x 3334, not 4096 + 4096 + 1808).
+      // Query tiles of about equal size (10 000 queries: 3456 + 3456 + 3088, not 4096 + 4096 +
+      // 1808), rounded up to whole 128-query blocks of the screen (3 x 3334 left a 6-query block
+      // in each tile: 81 blocks of work for 79).
       const std::size_t most = std::min({nq, env_size("HIVE_GPU_CUDA_QUERY_TILE", kGemmQueryTile), std::size_t(65535)});
-      const std::size_t tile = ceil_div(nq, ceil_div(nq, most));
+      const std::size_t tile = std::min(most, ceil_div(ceil_div(nq, ceil_div(nq, most)), 128) * 128);
       for (std::size_t q0 = 0; q0 < nq; q0 += tile) {
         const std::size_t m = std::min(tile, nq - q0);
         upload(q0, m);
         const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);
 #if defined(HIVE_GPU_HIP)
         const bool screened = false;  // the screen is NVIDIA tensor-core code
+        (void)ahead;
 #else
-        const auto* hq = static_cast<const float*>(queries) + q0 * cfg_.dim;
-        const bool screened = use_screen(m, k) && screen_tile(hq, tq, m, k, bitmap, ddist_all + q0 * kk,
-                                                              drows_all + q0 * kk, [&] { stage(std::min(nq, q0 + m + tile)); });
+        const bool in_range = std::all_of(fp16_ok.begin() + long(q0), fp16_ok.begin() + long(q0 + m),
+                                          [](uint8_t ok) { return ok != 0; });
+        const bool screened =
+            use_screen(m, k) && screen_tile(tq, m, k, in_range, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk, [&] {
+              if (ahead) stage(std::min(nq, q0 + m + tile));
+            });
 #endif
         if (!screened) gemm_tile(tq, m, k, bitmap, ddist_all + q0 * kk, drows_all + q0 * kk);
       }
