@@ -24,7 +24,8 @@
 //    16-byte loads), then selection rounds reduce the scores to the k best per query.
 //  - screen (L2 / inner product / cosine, batches >= kGemmMinQueries, stores >= kScreenMinRows,
 //    k <= kScreenMaxK): a threshold per query that provably bounds its k-th best exact score
-//    (the exact k-th best of a gathered sample of rows), then one tensor-core kernel (screen.cu)
+//    (the exact k-th best of a gathered sample of rows, found on large stores by screening the
+//    sample the same way with a sub-sample's thresholds), then one tensor-core kernel (screen.cu)
 //    that emits only rows whose low-precision score less its error bound reaches it, then an
 //    exact re-score of those candidates and the k best of them: exact results, no score matrix
 //    in memory. HIVE_GPU_CUDA_NO_SCREEN=1 turns it off; a candidate overflow falls back to:
@@ -40,7 +41,9 @@
 // keys through the bitonic chunk sort; HIVE_GPU_CUDA_LEGACY_SELECT=1: the bitonic sort on the scan
 // and GEMM paths.
 // Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE,
-// HIVE_GPU_CUDA_SCREEN_SAMPLE (rows per sampled row for the screen thresholds); read once:
+// HIVE_GPU_CUDA_SCREEN_SAMPLE (rows per sampled row for the screen thresholds),
+// HIVE_GPU_CUDA_NO_SAMPLE_SCREEN / HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR (how the sample's own k
+// best are found, see screen_tile), HIVE_GPU_CUDA_NO_STAGE_AHEAD; read once:
 // HIVE_GPU_CUDA_FUSED_STEPS (the fused kernel's minimum steps per warp, scan.cu).
 // A caller's stream (FlatOptions::stream) replaces the store's own.
 #include "backends/cuda/cuda_flat_store.hpp"
@@ -932,7 +935,9 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   // and a selection over them), else through gemm_keys.
   bool thresholds = false;
   const std::size_t ms2 = sample_size(ms);
-  if (!env_flag("HIVE_GPU_CUDA_NO_SAMPLE_SCREEN") && ms >= 16 * ms2) {
+  // (HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR, default 16: how many times the sub-sample's size the
+  // sample must be; 1 lets tests take this path on small stores.)
+  if (!env_flag("HIVE_GPU_CUDA_NO_SAMPLE_SCREEN") && ms >= env_size("HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR", 16) * ms2) {
     if (sample_.sub_rows == 0) {
       const std::vector<uint32_t> idx2 = detail::spread_sample(ms, ms2, [](std::size_t) { return false; });
       const std::size_t m2 = idx2.size();
