@@ -344,6 +344,11 @@ class CudaFlatStore final : public detail::FlatStore {
   // tile's staging).
   bool screen_tile(const float* dq, std::size_t nq, int k, bool in_range, const uint32_t* bitmap, float* ddist,
                    int64_t* drows, const std::function<void()>& while_screening) const;
+  // Rows idx of (rows, norms) (the store's encoding) into out_rows / out_norms, the indices
+  // uploaded through pin_idx (which must not be reused before the stream passes the copy) into
+  // dev_idx.
+  void gather_rows(const std::vector<uint32_t>& idx, const void* rows, const float* norms, PinnedBuffer& pin_idx,
+                   DeviceBuffer& dev_idx, DeviceBuffer& out_rows, DeviceBuffer& out_norms) const;
   // Rows a screen reads: `exact` (re-scored), `screened` (the same rows in the screen's
   // encoding: the store's, or the fp16 copy times row_scale, shadow_scale > 0, see screen_bound).
   struct ScreenRows {
@@ -814,6 +819,22 @@ void CudaFlatStore::extend_shadow(std::size_t first, std::size_t n) {
 }
 
 #if !defined(HIVE_GPU_HIP)
+void CudaFlatStore::gather_rows(const std::vector<uint32_t>& idx, const void* rows, const float* norms,
+                                PinnedBuffer& pin_idx, DeviceBuffer& dev_idx, DeviceBuffer& out_rows,
+                                DeviceBuffer& out_norms) const {
+  cudaStream_t s = stream_->get();
+  const std::size_t m = idx.size();
+  pin_idx.ensure(m * sizeof(uint32_t));
+  std::memcpy(pin_idx.get(), idx.data(), m * sizeof(uint32_t));
+  dev_idx.ensure(m * sizeof(uint32_t));
+  out_rows.ensure(m * row_bytes_);
+  out_norms.ensure(m * sizeof(float));
+  check(cudaMemcpyAsync(dev_idx.get(), pin_idx.get(), m * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
+        "upload sample rows");
+  launch_gather(rows, out_rows.get(), dev_idx.as<uint32_t>(), m, row_bytes_, s);
+  launch_gather(norms, out_norms.get(), dev_idx.as<uint32_t>(), m, sizeof(float), s);
+}
+
 std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std::size_t nq, int k,
                                        std::size_t expect, const std::function<void()>& while_screening) const {
   cudaStream_t s = stream_->get();
@@ -903,17 +924,8 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   if (sample_.rows == 0) {
     const std::vector<uint32_t> idx = sample_rows(sample_size(n));
     if (idx.size() < std::size_t(k)) return false;
-    const std::size_t ms = idx.size();
-    pin_idx_.ensure(ms * sizeof(uint32_t));
-    std::memcpy(pin_idx_.get(), idx.data(), ms * sizeof(uint32_t));
-    ws_idx_.ensure(ms * sizeof(uint32_t));
-    ws_sample_.ensure(ms * row_bytes_);
-    ws_sample_norms_.ensure(ms * sizeof(float));
-    check(cudaMemcpyAsync(ws_idx_.get(), pin_idx_.get(), ms * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
-          "upload sample rows");
-    launch_gather(data_.get(), ws_sample_.get(), ws_idx_.as<uint32_t>(), ms, row_bytes_, s);
-    launch_gather(norms_.get(), ws_sample_norms_.get(), ws_idx_.as<uint32_t>(), ms, sizeof(float), s);
-    sample_ = SampleState{ms, 0, false};
+    gather_rows(idx, data_.get(), norms_.as<float>(), pin_idx_, ws_idx_, ws_sample_, ws_sample_norms_);
+    sample_ = SampleState{idx.size(), 0, false};
   }
   const std::size_t ms = sample_.rows;
   ws_thr_.ensure(nq * sizeof(float));
@@ -940,17 +952,9 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   if (!env_flag("HIVE_GPU_CUDA_NO_SAMPLE_SCREEN") && ms >= env_size("HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR", 16) * ms2) {
     if (sample_.sub_rows == 0) {
       const std::vector<uint32_t> idx2 = detail::spread_sample(ms, ms2, [](std::size_t) { return false; });
-      const std::size_t m2 = idx2.size();
-      pin_idx2_.ensure(m2 * sizeof(uint32_t));
-      std::memcpy(pin_idx2_.get(), idx2.data(), m2 * sizeof(uint32_t));
-      ws_idx2_.ensure(m2 * sizeof(uint32_t));
-      ws_sample2_.ensure(m2 * row_bytes_);
-      ws_sample2_norms_.ensure(m2 * sizeof(float));
-      check(cudaMemcpyAsync(ws_idx2_.get(), pin_idx2_.get(), m2 * sizeof(uint32_t), cudaMemcpyHostToDevice, s),
-            "upload sub-sample rows");
-      launch_gather(ws_sample_.get(), ws_sample2_.get(), ws_idx2_.as<uint32_t>(), m2, row_bytes_, s);
-      launch_gather(ws_sample_norms_.get(), ws_sample2_norms_.get(), ws_idx2_.as<uint32_t>(), m2, sizeof(float), s);
-      sample_.sub_rows = m2;
+      gather_rows(idx2, ws_sample_.get(), ws_sample_norms_.as<float>(), pin_idx2_, ws_idx2_, ws_sample2_,
+                  ws_sample2_norms_);
+      sample_.sub_rows = idx2.size();
     }
     const std::size_t m2 = sample_.sub_rows;
     ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
