@@ -12,11 +12,13 @@
 // Layout: a CTA is 2 warpgroups of 64 queries (kBM = 128) and streams a contiguous range of
 // rows in tiles of 128, two tiles per step: both products are issued, the first tile is tested
 // while the tensor cores compute the second, then the second is tested (nothing stays in flight
-// across the loop's back edge: ptxas serializes wgmma whose accumulators it cannot track there). The queries stay in registers as wgmma A fragments for the CTA's life
-// (ldmatrix from a staged copy, once). Tiles arrive through a cp.async pipeline of kStages
-// stages; a stage holds NK spans (64 elements, 128 bytes, of every row), each 128 rows x 128 B
-// in the 128-byte swizzle that the wgmma descriptor names (16-byte piece c of row r at
-// r * 128 + ((c ^ (r & 7)) << 4), spans 1024-byte aligned), then the tile's squared norms.
+// across the loop's back edge: ptxas serializes wgmma whose accumulators it cannot track
+// there). Both operands come from shared memory: the CTA's queries (made once per launch by
+// query_ops_kernel, copied in once) and the row tiles, which arrive through a cp.async pipeline
+// of kStages stages. A stage holds NK spans (64 elements, 128 bytes, of every row), each
+// 128 rows x 128 B in the 128-byte swizzle that the wgmma descriptor names (16-byte piece c of
+// row r at r * 128 + ((c ^ (r & 7)) << 4), spans 1024-byte aligned), then the tile's per-row
+// terms of the test; the queries' tile has the same layout.
 #include <algorithm>
 #include <atomic>
 
