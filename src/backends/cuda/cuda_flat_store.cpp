@@ -936,11 +936,9 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   shadow = shadow && in_range && ensure_shadow();
   // The rows the screen reads: the store's (fp16 / bf16, or fp32 through TF32) or the fp32
   // rows' fp16 copy; the exact rows are the store's.
-  auto full_rows = [&] {
-    return ScreenRows{all_rows(bitmap), shadow ? shadow_.get() : data_.get(), n, norms_.as<float>(), bitmap,
-                      shadow ? ScalarType::F16 : cfg_.storage, shadow ? shadow_scale_ : 1.0f,
-                      shadow ? double(shadow_scale_) : 0.0};
-  };
+  const ScreenRows full{all_rows(bitmap), shadow ? shadow_.get() : data_.get(), n, norms_.as<float>(), bitmap,
+                        shadow ? ScalarType::F16 : cfg_.storage, shadow ? shadow_scale_ : 1.0f,
+                        shadow ? double(shadow_scale_) : 0.0};
 
   // The sample's k best: with a sample of its own (a sub-sample) through the same screen where
   // the sample is large enough (two small steps instead of cuBLAS scores of every sampled row
@@ -961,7 +959,6 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
     gemm_keys(RowsView{ws_sample2_.get(), m2, ws_sample2_norms_.as<float>(), nullptr}, dq, nq, k, true,
               ws_keys2_.as<uint64_t>());
     launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
-    const ScreenRows full = full_rows();
     const void* screened = sample.base;
     if (shadow) {  // the sample's rows in the copy's encoding
       if (!sample_.half) {
@@ -986,7 +983,6 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
     launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
     prof_mark("sample-topk");
   }
-  const ScreenRows full = full_rows();
 
   // 2. The tensor-core screen: every row whose low-precision score, less its error bound, does
   //    not exceed the threshold becomes a candidate (no score is written to memory); then their

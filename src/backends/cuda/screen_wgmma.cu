@@ -263,9 +263,9 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
   // Accumulator i of this thread: query row g + 8 ((i >> 1) & 1), tile row 8 (i >> 2) + 2t + (i & 1).
   // A tile past the last one (the second of the last pair) emits nothing.
   //
-  // First a weaker test that the exact one implies (see weak_thresholds): one compare per score
+  // First a weaker test that the exact one implies (see weak_threshold): one compare per score
   // for inner product and cosine, an FMA and a compare for L2, against ~5 instructions for the
-  // exact test and its mask. Only warps where some score passes it run the exact test, so the
+  // exact test and its mask. Only row groups where some score passes it run the exact test, so the
   // emitted rows are the exact test's alone.
   auto epilogue = [&](const float(&acc)[kAcc], int tile, int stage, const float4 tt) {
     const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
