@@ -103,22 +103,6 @@ std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 using detail::env_flag;
 using detail::env_size;  // (both read per call)
 
-#if !defined(HIVE_GPU_HIP)
-// Error bound of the screen's scores: |screen score - exact score| <= a |q| |r| + b (|q|^2 + |r|^2),
-// where "exact" is the scan's fp32 arithmetic that ranks the candidates. Terms: rounding the
-// operands for the tensor cores (TF32 taken as truncation, 2^-10; fp16 queries 2^-11; bf16
-// queries 2^-8; half rows are exact), the fp32 accumulation of d products (taken as d 2^-22,
-// allowing for the tensor cores' truncating adds), the scan's own d-step fp32 error, and the
-// epilogue's few fp32 operations; then doubled. fp16 queries are scaled by a power of two in
-// the kernel so that neither overflow nor subnormals occur (screen_tile checks their range).
-//
-// shadow_scale > 0: fp32 rows screened through their fp16 copy times that power of two (the
-// largest |value| scaled into [2^14, 2^15)): each row value rounds within 2^-11 of itself, or,
-// among fp16's subnormals, within 2^-25 / shadow_scale. The latter adds at most
-// sqrt(d) 2^-25 / shadow_scale |q| to the dot product: the term c |q|.
-struct ScreenBound {
-  float a, b, c = 0.0f;
-};
 // Largest |x_i| (a NaN anywhere: NaN or a finite value; callers treat both as they must). Eight
 // independent maxima: a single running maximum is bound by its 4-cycle dependency chain, which
 // made this check ~0.5 ms of every 3 334-query screen tile.
@@ -136,6 +120,22 @@ float max_abs(const float* x, std::size_t n) {
   return r;
 }
 
+#if !defined(HIVE_GPU_HIP)
+// Error bound of the screen's scores: |screen score - exact score| <= a |q| |r| + b (|q|^2 + |r|^2),
+// where "exact" is the scan's fp32 arithmetic that ranks the candidates. Terms: rounding the
+// operands for the tensor cores (TF32 taken as truncation, 2^-10; fp16 queries 2^-11; bf16
+// queries 2^-8; half rows are exact), the fp32 accumulation of d products (taken as d 2^-22,
+// allowing for the tensor cores' truncating adds), the scan's own d-step fp32 error, and the
+// epilogue's few fp32 operations; then doubled. fp16 queries are scaled by a power of two in
+// the kernel so that neither overflow nor subnormals occur (screen_tile checks their range).
+//
+// shadow_scale > 0: fp32 rows screened through their fp16 copy times that power of two (the
+// largest |value| scaled into [2^14, 2^15)): each row value rounds within 2^-11 of itself, or,
+// among fp16's subnormals, within 2^-25 / shadow_scale. The latter adds at most
+// sqrt(d) 2^-25 / shadow_scale |q| to the dot product: the term c |q|.
+struct ScreenBound {
+  float a, b, c = 0.0f;
+};
 ScreenBound screen_bound(Metric metric, ScalarType storage, std::size_t dim, double shadow_scale = 0.0) {
   const double d = double(dim);
   const bool shadow = shadow_scale > 0.0;
@@ -338,7 +338,6 @@ class CudaFlatStore final : public detail::FlatStore {
   // Returns false (having written nothing) where the candidates overflow their buffer.
   bool use_screen(std::size_t nq, int k) const;
   std::vector<uint32_t> sample_rows(std::size_t m) const;
-  // hq: the same queries on the host (their range decides whether fp16 screening is sound).
   // in_range: every query's largest |component| is 0 or in [2^-24, 2^100] (the fp16 screens'
   // condition). while_screening runs on the host while the GPU screens the store (the next
   // tile's staging).
@@ -349,14 +348,12 @@ class CudaFlatStore final : public detail::FlatStore {
   // dev_idx.
   void gather_rows(const std::vector<uint32_t>& idx, const void* rows, const float* norms, PinnedBuffer& pin_idx,
                    DeviceBuffer& dev_idx, DeviceBuffer& out_rows, DeviceBuffer& out_norms) const;
-  // Rows a screen reads: `exact` (re-scored), `screened` (the same rows in the screen's
-  // encoding: the store's, or the fp16 copy times row_scale, shadow_scale > 0, see screen_bound).
+  // Rows a screen reads: `exact` (re-scored; its count, norms and deleted rows are the screen's),
+  // `screened` (the same rows in the screen's encoding: the store's, or the fp16 copy times
+  // row_scale, shadow_scale > 0, see screen_bound).
   struct ScreenRows {
     RowsView exact;
     const void* screened;
-    std::size_t n;
-    const float* norms;
-    const uint32_t* deleted;
     ScalarType storage;
     float row_scale;
     double shadow_scale;
@@ -846,26 +843,26 @@ std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std
   check(cudaMemsetAsync(ws_count_.get(), 0, nq * sizeof(uint32_t), s), "clear candidate counts");
   ScreenArgs sa;
   sa.base = r.screened;
-  sa.n = r.n;
+  sa.n = r.exact.n;
   sa.dim = cfg_.dim;
   sa.storage = r.storage;
   sa.row_scale = r.row_scale;
   sa.metric = cfg_.metric;
   sa.queries = dq;
   sa.nq = nq;
-  sa.row_sq_norms = r.norms;
+  sa.row_sq_norms = r.exact.norms;
   sa.query_sq_norms = ws_qnorm_.as<float>();
   sa.thresholds = ws_thr_.as<float>();
   const ScreenBound eb = screen_bound(cfg_.metric, cfg_.storage, cfg_.dim, r.shadow_scale);
   sa.a = eb.a;
   sa.b = eb.b;
   sa.c = eb.c;
-  sa.deleted = r.deleted;
+  sa.deleted = r.exact.deleted;
   sa.cand = ws_scand_.as<uint64_t>();
   sa.count = ws_count_.as<uint32_t>();
   sa.cap = cap;
   if (screen_wgmma_runs(sa.storage, cfg_.dim)) {  // the wgmma kernel's scratch (else mma.sync runs)
-    ws_row_terms_.ensure(screen_scratch_bytes(r.n, nq, cfg_.dim));
+    ws_row_terms_.ensure(screen_scratch_bytes(r.exact.n, nq, cfg_.dim));
     sa.scratch = ws_row_terms_.get();
   }
   launch_screen(sa, s);
@@ -936,9 +933,8 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   shadow = shadow && in_range && ensure_shadow();
   // The rows the screen reads: the store's (fp16 / bf16, or fp32 through TF32) or the fp32
   // rows' fp16 copy; the exact rows are the store's.
-  const ScreenRows full{all_rows(bitmap), shadow ? shadow_.get() : data_.get(), n, norms_.as<float>(), bitmap,
-                        shadow ? ScalarType::F16 : cfg_.storage, shadow ? shadow_scale_ : 1.0f,
-                        shadow ? double(shadow_scale_) : 0.0};
+  const ScreenRows full{all_rows(bitmap), shadow ? shadow_.get() : data_.get(), shadow ? ScalarType::F16 : cfg_.storage,
+                        shadow ? shadow_scale_ : 1.0f, shadow ? double(shadow_scale_) : 0.0};
 
   // The sample's k best: with a sample of its own (a sub-sample) through the same screen where
   // the sample is large enough (two small steps instead of cuBLAS scores of every sampled row
@@ -969,7 +965,7 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
       screened = ws_sample_half_.get();
     }
     prof_mark("sub-sample");
-    const ScreenRows part{sample, screened, ms, sample.norms, nullptr, full.storage, full.row_scale, full.shadow_scale};
+    const ScreenRows part{sample, screened, full.storage, full.row_scale, full.shadow_scale};
     if (screen_rows(part, dq, nq, k, std::size_t(k) * ms / m2) != std::numeric_limits<std::size_t>::max()) {
       launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
       thresholds = true;
@@ -1050,7 +1046,6 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     std::size_t staged = 0;  // queries [0, staged) are in the pinned buffer
 #if defined(HIVE_GPU_HIP)
     const bool note_range = false;  // (no fp16 screens on HIP)
-    auto max_abs = [](const float*, std::size_t) { return 0.0f; };
 #else
     const bool note_range = !hamming() && use_gemm(nq);
 #endif

@@ -296,10 +296,8 @@ bool screen_wgmma_runs(ScalarType s, std::size_t dim) {
 }
 
 std::size_t screen_scratch_bytes(std::size_t n, std::size_t nq, std::size_t dim) {
-  // The parts of WgmmaScratch (screen_common.cuh).
-  const std::size_t kp = (dim * 2 + 127) / 128 * 128;
-  return (n + 1) / 2 * 2 * sizeof(float2) + (n + kWgmmaRows - 1) / kWgmmaRows * sizeof(float4) +
-         nq * (sizeof(float4) + kp);
+  // fp16 / bf16 operand rows of whole 128-byte spans (the kernel's kp).
+  return wgmma_scratch_layout(n, nq, (dim * 2 + 127) / 128 * 128).bytes;
 }
 
 bool screen_supported(Metric m, ScalarType s, std::size_t dim) {

@@ -271,13 +271,23 @@ struct WgmmaScratch {
   float4* query_terms;
   unsigned char* query_ops;
 };
+// Byte offsets of the parts after the row terms, and the total for operand rows of kp bytes.
+struct WgmmaScratchLayout {
+  std::size_t tile_terms, query_terms, query_ops, bytes;
+};
+inline WgmmaScratchLayout wgmma_scratch_layout(std::size_t n, std::size_t nq, std::size_t kp) {
+  WgmmaScratchLayout l;
+  l.tile_terms = (n + 1) / 2 * 2 * sizeof(float2);
+  l.query_terms = l.tile_terms + (n + kWgmmaRows - 1) / kWgmmaRows * sizeof(float4);
+  l.query_ops = l.query_terms + nq * sizeof(float4);
+  l.bytes = l.query_ops + nq * kp;
+  return l;
+}
 inline WgmmaScratch wgmma_scratch(void* base, std::size_t n, std::size_t nq) {
-  WgmmaScratch w;
-  w.row_terms = static_cast<float2*>(base);
-  w.tile_terms = reinterpret_cast<float4*>(w.row_terms + (n + 1) / 2 * 2);
-  w.query_terms = w.tile_terms + (n + kWgmmaRows - 1) / kWgmmaRows;
-  w.query_ops = reinterpret_cast<unsigned char*>(w.query_terms + nq);
-  return w;
+  const WgmmaScratchLayout l = wgmma_scratch_layout(n, nq, 0);
+  auto* b = static_cast<unsigned char*>(base);
+  return WgmmaScratch{reinterpret_cast<float2*>(b), reinterpret_cast<float4*>(b + l.tile_terms),
+                      reinterpret_cast<float4*>(b + l.query_terms), b + l.query_ops};
 }
 bool wgmma_screen_runs(ScalarType s, std::size_t dim);
 void launch_wgmma_screen(const Params& p, ScalarType s, dim3 grid, cudaStream_t stream);
