@@ -263,7 +263,7 @@ __device__ void stage_queries(const Params& p, std::size_t q0, unsigned char* qt
 // parameters, and its launch (grid as the caller computed it for kWgmmaRows-row tiles).
 constexpr int kWgmmaRows = 128;  // rows per tile of the wgmma kernel
 // The wgmma kernel's scratch (ScreenArgs::scratch, screen_scratch_bytes): per row (rn, R), n
-// float2 padded to an even count; per 128-row tile a float4; per query a float4 of terms; per
+// float2 padded to whole 128-row tiles (the kernel copies whole tiles); per 128-row tile a float4; per query a float4 of terms; per
 // query its operand row of kp bytes (kp: row bytes rounded up to 128). Every part 16-byte aligned.
 struct WgmmaScratch {
   float2* row_terms;
@@ -277,7 +277,7 @@ struct WgmmaScratchLayout {
 };
 inline WgmmaScratchLayout wgmma_scratch_layout(std::size_t n, std::size_t nq, std::size_t kp) {
   WgmmaScratchLayout l;
-  l.tile_terms = (n + 1) / 2 * 2 * sizeof(float2);
+  l.tile_terms = (n + kWgmmaRows - 1) / kWgmmaRows * kWgmmaRows * sizeof(float2);  // whole tiles
   l.query_terms = l.tile_terms + (n + kWgmmaRows - 1) / kWgmmaRows * sizeof(float4);
   l.query_ops = l.query_terms + nq * sizeof(float4);
   l.bytes = l.query_ops + nq * kp;

@@ -9,16 +9,22 @@
 // asynchronous instruction reading the rows straight from shared memory, so the tensor cores
 // compute tile t + 1 while the same warps test tile t (two accumulator sets, alternating).
 //
-// Layout: a CTA is 2 warpgroups of 64 queries (kBM = 128) and streams a contiguous range of
-// rows in tiles of 128, two tiles per step: both products are issued, the first tile is tested
-// while the tensor cores compute the second, then the second is tested (nothing stays in flight
-// across the loop's back edge: ptxas serializes wgmma whose accumulators it cannot track
-// there). Both operands come from shared memory: the CTA's queries (made once per launch by
-// query_ops_kernel, copied in once) and the row tiles, which arrive through a cp.async pipeline
-// of kStages stages. A stage holds NK spans (64 elements, 128 bytes, of every row), each
-// 128 rows x 128 B in the 128-byte swizzle that the wgmma descriptor names (16-byte piece c of
-// row r at r * 128 + ((c ^ (r & 7)) << 4), spans 1024-byte aligned), then the tile's per-row
-// terms of the test; the queries' tile has the same layout.
+// Layout: a CTA is 2 consumer warpgroups of 64 queries (kBM = 128) and a producer warpgroup,
+// and streams a contiguous range of rows in tiles of 128. One producer lane copies the row tiles
+// into kStages stages through the tensor memory accelerator (the rows as a 2-D tensor map) and
+// bulk copies, each stage guarded by a full and an empty mbarrier; setmaxnreg hands the
+// producer warpgroup's registers to the consumers. Each consumer warpgroup takes two tiles per
+// step: both products are issued, the first tile is tested while the tensor cores compute the
+// second, then the second is tested (nothing stays in flight across the loop's back edge:
+// ptxas serializes wgmma whose accumulators it cannot track there). The warpgroups wait on the
+// stages' barriers, not on each other, so one's tests overlap the other's products. Both
+// operands come from shared memory: the CTA's queries (made once per launch by query_ops_kernel,
+// copied in once) and the row tiles. A stage holds NK spans (64 elements, 128 bytes, of every
+// row), each 128 rows x 128 B in the 128-byte swizzle that the wgmma descriptor names (16-byte
+// piece c of row r at r * 128 + ((c ^ (r & 7)) << 4), spans 1024-byte aligned), then the tile's
+// per-row terms of the test; the queries' tile has the same layout.
+#include <cuda.h>
+
 #include <algorithm>
 #include <atomic>
 
@@ -43,17 +49,21 @@ template <int NK>
 constexpr int stage_bytes() {
   return NK * kSpanBytes + kTermBytes;
 }
-// Stages (even: tiles go in pairs): a step waits for its two tiles, then refills the two stages
-// the previous step used, so kStages - 2 tiles are in flight ahead of the step.
+// Stages of the row pipeline (the most that fit beside the queries' tile and the two queues).
 template <int NK>
 constexpr int stages() {
-  return NK == 1 ? 6 : 4;
+  return NK == 1 ? 8 : 5;
 }
+// Two consumer warpgroups and a producer warpgroup, one lane of which issues the copies (a
+// whole warpgroup, so that setmaxnreg can hand its registers to the consumers).
+constexpr int kWsThreads = kThreads + 128;
 template <int NK>
 constexpr std::size_t smem_bytes() {
   return 1024 /* alignment slack */ + std::size_t(stages<NK>()) * stage_bytes<NK>() +
-         std::size_t(NK) * kSpanBytes /* queries */ + kBM * sizeof(float4) + kQueue * sizeof(uint64_t) + 16;
+         std::size_t(NK) * kSpanBytes /* queries */ + kBM * sizeof(float4) + 2 * kQueue * sizeof(uint64_t) +
+         2 * std::size_t(stages<NK>()) * sizeof(uint64_t) /* mbarriers */ + 2 * sizeof(uint32_t);
 }
+static_assert(smem_bytes<1>() <= 227 * 1024 && smem_bytes<2>() <= 227 * 1024, "shared memory of an sm_90 CTA");
 
 // ---- wgmma wrappers (sm_90a) ---------------------------------------------------------------
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -69,6 +79,70 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 __device__ __forceinline__ void fence_operands(float (&acc)[kAcc]) {
 #pragma unroll
   for (int i = 0; i < kAcc; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+}
+
+// mbarriers (shared::cta), the tensor memory accelerator's copies, named barriers.
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void fence_mbar_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// Until the phase of the given parity has completed.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// Box (64 elements, 128 rows) at (c0, c1) of the tensor map into dst (128-byte swizzle).
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+// Named barrier `id` of one warpgroup (128 threads); the _or form returns whether any thread's
+// v was true.
+__device__ __forceinline__ void wg_sync(int id) { asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ bool wg_sync_or(int id, bool v) {
+  uint32_t r;
+  asm volatile(
+      "{\n.reg .pred p, q;\nsetp.ne.u32 q, %1, 0;\nbar.red.or.pred p, %2, 128, q;\nselp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(r)
+      : "r"(uint32_t(v)), "r"(id)
+      : "memory");
+  return r != 0u;
+}
+
+// flush_queue (screen_common.cuh) for one warpgroup's queue at its named barrier `id`: emits the
+// queued entries (the deleted test happens here), then empties the queue.
+__device__ __forceinline__ void flush_queue_wg(const Params& p, std::size_t q0, const uint64_t* queue,
+                                               uint32_t* qcount, int wtid, int lane, int id) {
+  const uint32_t len = min(*qcount, uint32_t(kQueue));
+#pragma unroll 1
+  for (uint32_t w = uint32_t(wtid - lane); w < len; w += 128u) {  // warp-uniform trip count
+    const uint32_t i = w + uint32_t(lane);
+    const uint64_t e = i < len ? queue[i] : kEmptyKey;
+    const std::size_t row = std::size_t(e >> 7);
+    const bool ok = e != kEmptyKey && !is_deleted(p.deleted, row);
+    emit_warp(p, q0, ok, uint32_t(e & 127u), row, lane);
+  }
+  wg_sync(id);  // everyone has read the queue
+  if (wtid == 0) *qcount = 0;
+  wg_sync(id);
 }
 
 // Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart
@@ -138,76 +212,48 @@ __device__ __forceinline__ float weak_threshold(const float4 tt, float qa, float
 }
 
 // ---- the kernel ----------------------------------------------------------------------------
+// Warp-specialized: a producer warp streams the row tiles into the stages through the tensor
+// memory accelerator (one 2-D copy a span, in the 128-byte swizzle, rows past n zero-filled;
+// one bulk copy of the tile's row terms), each stage guarded by a full and an empty mbarrier;
+// the two warpgroups consume them independently (no CTA-wide barrier in the loop), so while
+// one tests its second tile of a pair the other's products keep the tensor cores busy. Each
+// warpgroup has its own candidate queue, flushed at its own named barrier.
 template <ScalarType S, int NK, bool kL2>
-__global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
+__global__ void __launch_bounds__(kWsThreads, 1) wgmma_screen_kernel(const __grid_constant__ CUtensorMap rows_map,
+                                                                     Params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   constexpr int kStages = stages<NK>();
   constexpr int kStage = stage_bytes<NK>();
   constexpr int kChunks = NK * 8;  // 16-byte pieces per (padded) row
-  static_assert(kStages % 2 == 0 && kStages >= 4, "tile pairs");
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  const int wg = warp >> 2, wq = warp & 3;  // warpgroup (64 queries), warp within it (16 queries)
+  const int wg = warp >> 2, wq = warp & 3;  // warpgroup (64 queries; 2: the producer), warp within it
   const int g = lane >> 2, t = lane & 3;    // accumulator fragment coordinates
   unsigned char* const smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   unsigned char* const stages_p = smem;
   unsigned char* const qtile = stages_p + kStages * kStage;
   float4* const qvals = reinterpret_cast<float4*>(qtile + NK * kSpanBytes);
-  uint64_t* const queue = reinterpret_cast<uint64_t*>(qvals + kBM);
-  uint32_t* const qcount = reinterpret_cast<uint32_t*>(queue + kQueue);
+  uint64_t* const queues = reinterpret_cast<uint64_t*>(qvals + kBM);           // kQueue per warpgroup
+  uint64_t* const bars = queues + 2 * kQueue;                                   // full[kStages], empty[kStages]
+  uint32_t* const qcounts = reinterpret_cast<uint32_t*>(bars + 2 * kStages);  // one per warpgroup
   const uint32_t stages_u32 = smem_u32(stages_p);
+  const uint32_t full0 = smem_u32(bars), empty0 = full0 + uint32_t(kStages * 8);
 
   const std::size_t q0 = std::size_t(blockIdx.x) * kBM;
   const std::size_t row0 = std::size_t(blockIdx.y) * std::size_t(p.tiles_per_cta) * kRows;  // < n (grid)
   const std::size_t row_end = min(p.n, row0 + std::size_t(p.tiles_per_cta) * kRows);
   const int tiles = int((row_end - row0 + kRows - 1) / kRows);
   const int tile0 = int(row0 / kRows), last_tile = int((p.n - 1) / kRows);  // global tile numbers
-  const auto* base = static_cast<const unsigned char*>(p.base);
-  if (tid == 0) *qcount = 0;  // ordered before any use by the first barrier
 
-  // Tile `tile` into stage `stage` (one commit group, empty past the last tile). Each thread
-  // copies the same 16-byte piece c of rows r0, r0 + kRowStep, ... of every tile (consecutive
-  // threads take consecutive pieces of a row), so its destination offsets and the swizzle
-  // (r & 7 is r0 & 7) are fixed for the kernel; rows past the end and the padded tail of each
-  // row read as zeros.
-  constexpr int kRowStep = kThreads / kChunks;
-  static_assert(kThreads % kChunks == 0 && kRowStep % 8 == 0, "fixed piece and swizzle per thread");
-  const int piece = tid % kChunks, r0 = tid / kChunks;
-  const bool piece_ok = std::size_t(piece) * 16 < p.row_bytes;
-  const uint32_t dst_off = uint32_t((piece >> 3) * kSpanBytes + r0 * 128 + (((piece & 7) ^ (r0 & 7)) << 4));
-  const unsigned char* const src_thread = base + std::size_t(r0) * p.row_bytes + std::size_t(piece) * 16;
-  const std::size_t step_bytes = std::size_t(kRowStep) * p.row_bytes;
-  const bool dense = p.row_bytes == std::size_t(NK) * 128;  // rows fill their spans (no padded tail)
-  auto load_tile = [&](int tile, int stage) {
-    if (tile < tiles) {
-      const uint32_t buf = stages_u32 + uint32_t(stage * kStage);
-      const std::size_t tr0 = row0 + std::size_t(tile) * kRows;
-      const int rows_left = int(min(row_end - tr0, std::size_t(kRows)));
-      const unsigned char* src = src_thread + tr0 * p.row_bytes;
-      if (dense && rows_left == kRows) {  // the common case: no bounds, compile-time offsets
-#pragma unroll
-        for (int i = 0; i < kRows / kRowStep; ++i)
-          cp_async16_full(buf + dst_off + uint32_t(i * kRowStep * 128), src + i * kRowStep * NK * 128);
-      } else {
-#pragma unroll
-        for (int i = 0; i < kRows / kRowStep; ++i) {
-          const bool ok = piece_ok && r0 + i * kRowStep < rows_left;
-          cp_async16(buf + dst_off + uint32_t(i * kRowStep * 128), ok ? src + std::size_t(i) * step_bytes : base,
-                     ok ? 16u : 0u);
-        }
-      }
-      if (tid < kRows) {  // the row's terms (8-byte pieces: no read past the buffer's n entries)
-        const bool ok = tid < rows_left;
-        cp_async8(buf + uint32_t(NK * kSpanBytes + tid * 8), p.row_terms + (ok ? tr0 + std::size_t(tid) : 0), ok ? 8u : 0u);
-      }
-    }
-    cp_async_commit();
-  };
-
-  // Prologue: the CTA's queries (operands and terms, made once per launch by query_ops_kernel)
-  // copied in as a tile of rows (the A operand's layout is the B operand's), then tiles
-  // 0 .. kStages - 3 in flight (the first step refills the last two stages).
-  {
+  // Set-up (every thread, the last CTA-wide barrier): the barriers, the queue counts, and the
+  // CTA's queries (operands and terms, made once per launch by query_ops_kernel) copied in as a
+  // tile of rows (the A operand's layout is the B operand's).
+  if (tid < kStages) {
+    mbar_init(full0 + uint32_t(tid * 8), 1);                        // the producer's arrival
+    mbar_init(empty0 + uint32_t(tid * 8), kThreads / kWarp);        // one arrival per consumer warp
+  }
+  if (tid < 2) qcounts[tid] = 0;
+  if (tid < kThreads) {
     const std::size_t kp = std::size_t(NK) * 128;
 #pragma unroll 4
     for (int c = tid; c < kBM * kChunks; c += kThreads) {
@@ -223,11 +269,47 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
         qvals[tid] = make_float4(0.0f, 1.0f, INFINITY, 1.0f);  // never passes (as query_terms past nq)
     }
     cp_async_commit();
+    cp_async_wait<0>();
   }
-#pragma unroll
-  for (int s = 0; s < kStages - 2; ++s) load_tile(s, s);
-  cp_async_wait<kStages - 2>();  // the queries (this thread's pieces)
+  fence_mbar_init();
+  fence_proxy_async();  // the query tile (generic writes) before wgmma reads it
   __syncthreads();
+
+  // Tiles are consumed in pairs; a pair's second tile past the last is "filled" with nothing
+  // (an arrival without bytes): its products are computed on whatever the stage holds and
+  // emit nothing.
+  const int tiles_even = (tiles + 1) & ~1;
+  if (wg == 2) {  // the producer warpgroup: one lane issues every copy
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (tid == kThreads) {
+      uint32_t empty_phase = 0u;
+      int s = 0;
+      for (int tl = 0; tl < tiles_even; ++tl) {
+        const uint32_t full = full0 + uint32_t(s * 8);
+        if (tl >= kStages) {  // the stage's previous tile released by all eight consumer warps
+          mbar_wait(empty0 + uint32_t(s * 8), (empty_phase >> s) & 1u);
+          empty_phase ^= 1u << s;
+        }
+        if (tl < tiles) {
+          const uint32_t buf = stages_u32 + uint32_t(s * kStage);
+          const int r = int(row0) + tl * kRows;
+          mbar_expect_tx(full, uint32_t(NK * kSpanBytes + kTermBytes));
+#pragma unroll
+          for (int sp = 0; sp < NK; ++sp) tma_load_2d(buf + uint32_t(sp * kSpanBytes), &rows_map, sp * 64, r, full);
+          bulk_load(buf + uint32_t(NK * kSpanBytes), p.row_terms + r, uint32_t(kTermBytes), full);
+        } else {
+          mbar_arrive(full);
+        }
+        s = s + 1 == kStages ? 0 : s + 1;
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");  // 128 x 40 + 256 x 232 <= 64K
+  uint64_t* const queue = queues + wg * kQueue;
+  uint32_t* const qcount = qcounts + wg;
+  const int wtid = tid & 127;  // thread within the warpgroup
 
   // The test's per-query terms of this thread's two queries (rows g and g + 8 of the warp's 16).
   float qa[2], qs[2], qt[2];
@@ -290,13 +372,16 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
       }
       gm |= a ? 1u << j : 0u;
     }
-    if (!__any_sync(kFullMask, gm != 0u)) return;
+    // The warp's groups where some lane passed (one reduction, not a vote per group: the test is
+    // latency-bound with two warps a scheduler).
+    const uint32_t gw = __reduce_or_sync(kFullMask, gm);
+    if (gw == 0u) return;
     // The exact test, on the row groups where some lane of the warp passed the weak one (a
     // warp-uniform branch each: ~4% of groups at the default sample).
     uint32_t mask[2] = {0u, 0u};  // bit (j % 8) * 4 + c of mask[j / 8]: acc[4 j + c] passes
 #pragma unroll
     for (int j = 0; j < kRows / 8; ++j) {
-      if (!__any_sync(kFullMask, (gm >> j) & 1u)) continue;
+      if (((gw >> j) & 1u) == 0u) continue;
       const float4 r = rv[(j * 8 + 2 * t) >> 1];  // (rn, R) of rows 8j + 2t, 8j + 2t + 1
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
@@ -312,47 +397,53 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_screen_kernel(Params p) {
       row = tr0 + std::size_t(j * 8 + 2 * t + (c & 1));
     });
   };
+  // The warp is done with a stage (its products completed, its tests read the row terms).
+  auto release = [&](int stage) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty0 + uint32_t(stage * 8));
+  };
 
   float acc0[kAcc], acc1[kAcc];
 #pragma unroll
   for (int i = 0; i < kAcc; ++i) acc0[i] = acc1[i] = 0.0f;
-  // Step: tiles tl and tl + 1 (stages sa, sa + 1). No wgmma, wait or accumulator access sits on
-  // a conditional path (ptxas would serialize the wgmma otherwise): a tile past the last one is
-  // computed on whatever its stage holds and emits nothing.
+  // Step: tiles tl and tl + 1 (stages sa, sb): both products issued, the first tile tested while
+  // the tensor cores compute the second, then the second tested. No wgmma, wait or accumulator
+  // access sits on a conditional path, and nothing stays in flight across the loop's back edge
+  // (ptxas would serialize the wgmma otherwise).
+  uint32_t full_phase = 0u;
   int sa = 0;
-  for (int tl = 0; tl < tiles; tl += 2) {
-    cp_async_wait<kStages - 4>();  // tiles tl, tl + 1 (this thread's pieces)
-    fence_proxy_async();
-    // The barrier: everyone's pieces have landed; every warpgroup is done with the previous
-    // step (products and tests). It also decides, for all threads alike, whether to flush the
-    // queue: counts read before it may miss late entries of the previous step (they are flushed
-    // later, or overflow into direct emits), but no test of this step runs before the decision.
-    const bool flush = __syncthreads_or(tl > 0 && *static_cast<volatile uint32_t*>(qcount) >= uint32_t(kQueue / 2));
-    if (flush) flush_queue(p, q0, queue, qcount, tid, lane);
-    // Refill the previous step's stages (their products completed before the barrier).
-    const int sp = sa == 0 ? kStages - 2 : sa - 2;
-    load_tile(tl + kStages - 2, sp);
-    load_tile(tl + kStages - 1, sp + 1);
-    // The two tiles' terms for the weak test (their latency hides behind the products).
+  for (int tl = 0; tl < tiles_even; tl += 2) {
+    const int sb = sa + 1 == kStages ? 0 : sa + 1;
+    // The two tiles' terms for the weak test (their latency hides behind the waits).
     const float4 tt0 = __ldg(p.tile_terms + min(tile0 + tl, last_tile));
     const float4 tt1 = __ldg(p.tile_terms + min(tile0 + tl + 1, last_tile));
+    mbar_wait(full0 + uint32_t(sa * 8), (full_phase >> sa) & 1u);
+    mbar_wait(full0 + uint32_t(sb * 8), (full_phase >> sb) & 1u);
+    full_phase ^= (1u << sa) | (1u << sb);
     fence_operands(acc0);
     fence_operands(acc1);
     wgmma_fence();
     issue(acc0, sa);
-    issue(acc1, sa + 1);
+    issue(acc1, sb);
     wgmma_wait<1>();  // tile tl's product
     fence_operands(acc0);
     epilogue(acc0, tl, sa, tt0);  // while the tensor cores compute tile tl + 1
+    release(sa);
     wgmma_wait<0>();
     fence_operands(acc1);
-    epilogue(acc1, tl + 1, sa + 1, tt1);
-    sa = sa + 2 == kStages ? 0 : sa + 2;
+    epilogue(acc1, tl + 1, sb, tt1);
+    release(sb);
+    // The warpgroup's queue: flushed once half full, looked at every fourth step (the decision
+    // is a barrier of the warpgroup; between looks the queue's other half takes the entries,
+    // and entries that find it full are emitted directly).
+    if ((tl & 7) == 6 && wg_sync_or(1 + wg, *static_cast<volatile uint32_t*>(qcount) >= uint32_t(kQueue / 2)))
+      flush_queue_wg(p, q0, queue, qcount, wtid, lane, 1 + wg);
+    sa = sb + 1 == kStages ? 0 : sb + 1;
   }
-  cp_async_wait<0>();
-  __syncthreads();
-  flush_queue(p, q0, queue, qcount, tid, lane);
+  wg_sync(1 + wg);  // every warp's last entries are in the queue
+  flush_queue_wg(p, q0, queue, qcount, wtid, lane, 1 + wg);
 #else
+  (void)rows_map;
   (void)p;
 #endif
 }
@@ -378,6 +469,8 @@ __global__ void __launch_bounds__(kRows) row_terms_kernel(const float* rn2, std:
       rnmax = rn;
       rabs = fabsf(R);
       bad = !(rn == rn) || !(R == R);
+    } else {
+      out[r] = make_float2(0.0f, 0.0f);  // the last tile's padding (the kernel copies whole tiles)
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
@@ -417,6 +510,45 @@ __global__ void __launch_bounds__(kThreads) query_ops_kernel(Params p) {
   for (int ch = lane; ch < chunks; ch += 32) out[ch] = query_piece<S>(p, q, ch, sc);
 }
 
+// cuTensorMapEncodeTiled from the driver (through the runtime: no link to libcuda), or null.
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiled encode_tiled() {
+  static const EncodeTiled fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      f = nullptr;
+    }
+    return reinterpret_cast<EncodeTiled>(f);
+  }();
+  return fn;
+}
+
+// The rows as a tensor map: n rows of row_bytes (2-byte elements), read in boxes of 64 elements
+// (one 128-byte span) x kRows rows in the 128-byte swizzle; elements past the row's end and
+// rows past n read as zeros.
+CUtensorMap rows_tensor_map(const Params& p) {
+  const EncodeTiled encode = encode_tiled();
+  if (encode == nullptr) throw Error(ErrorCode::Internal, "CUDA wgmma screen: no cuTensorMapEncodeTiled");
+  if (p.n > 0x7fffffffu || reinterpret_cast<uintptr_t>(p.base) % 16 != 0 || p.row_bytes % 16 != 0)
+    throw Error(ErrorCode::Internal, "CUDA wgmma screen: rows the tensor map cannot describe");
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(p.row_bytes / 2), cuuint64_t(p.n)};
+  const cuuint64_t strides[1] = {cuuint64_t(p.row_bytes)};
+  const cuuint32_t box[2] = {64u, cuuint32_t(kRows)};
+  const cuuint32_t elem_strides[2] = {1u, 1u};
+  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<void*>(p.base), dims, strides, box,
+                            elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw Error(ErrorCode::Internal, "CUDA wgmma screen: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");
+  return map;
+}
+
 template <ScalarType S, int NK, bool kL2>
 void run(const Params& prm, dim3 grid, cudaStream_t stream) {
   // The shared-memory opt-in is per device: set it once for each.
@@ -430,7 +562,7 @@ void run(const Params& prm, dim3 grid, cudaStream_t stream) {
           "cudaFuncSetAttribute(wgmma screen)");
     attr_done.fetch_or(bit, std::memory_order_acq_rel);
   }
-  wgmma_screen_kernel<S, NK, kL2><<<grid, kThreads, smem_bytes<NK>(), stream>>>(prm);
+  wgmma_screen_kernel<S, NK, kL2><<<grid, kWsThreads, smem_bytes<NK>(), stream>>>(rows_tensor_map(prm), prm);
   check(cudaGetLastError(), "wgmma screen kernel launch");
 }
 
@@ -451,7 +583,7 @@ bool device_runs_wgmma() {
     const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
                     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
                     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess &&
-                    major == 9 && minor == 0 &&
+                    major == 9 && minor == 0 && encode_tiled() != nullptr &&
                     cudaFuncGetAttributes(&attr, wgmma_screen_kernel<ScalarType::F16, 2, false>) == cudaSuccess &&
                     std::size_t(optin) >= smem_bytes<2>();
     (void)cudaGetLastError();
