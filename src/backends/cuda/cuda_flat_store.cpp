@@ -1102,6 +1102,8 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     // stream just before its work.
     const bool up_ahead = ahead && !env_flag("HIVE_GPU_CUDA_NO_UPLOAD_STREAM");
     std::size_t uploaded = 0;  // queries [0, uploaded) were sent on up_stream_
+    // (A search that threw may have left an upload there, still reading pin_in_.)
+    if (up_stream_) up_stream_->sync("query upload");
     auto upload_ahead = [&](std::size_t q0, std::size_t m) {
       stage(q0 + m);
       if (!up_ahead) return;
