@@ -1092,10 +1092,11 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     };
     // HIVE_GPU_CUDA_NO_STAGE_AHEAD=1 (read per search): each tile staged just before its work.
     const bool ahead = !env_flag("HIVE_GPU_CUDA_NO_STAGE_AHEAD");
-    auto upload = [&](std::size_t q0, std::size_t m) {
+    // Queries [q0, q0 + m) staged, then sent up on `to`.
+    auto upload = [&](std::size_t q0, std::size_t m, cudaStream_t to) {
       stage(q0 + m);
       check(cudaMemcpyAsync(ws_queries_.as<uint8_t>() + q0 * qbytes, pin_in_.as<uint8_t>() + q0 * qbytes, m * qbytes,
-                            cudaMemcpyHostToDevice, s),
+                            cudaMemcpyHostToDevice, to),
             "upload queries");
     };
     // HIVE_GPU_CUDA_NO_UPLOAD_STREAM=1 (read per search): every tile uploaded on the search's
@@ -1105,19 +1106,19 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     // (A search that threw may have left an upload there, still reading pin_in_.)
     if (up_stream_) up_stream_->sync("query upload");
     auto upload_ahead = [&](std::size_t q0, std::size_t m) {
-      stage(q0 + m);
-      if (!up_ahead) return;
+      if (!up_ahead) {
+        stage(q0 + m);
+        return;
+      }
       if (!up_stream_) up_stream_ = std::make_unique<Stream>();
       if (up_done_.e == nullptr) check(cudaEventCreateWithFlags(&up_done_.e, cudaEventDisableTiming), "cudaEventCreate");
-      check(cudaMemcpyAsync(ws_queries_.as<uint8_t>() + q0 * qbytes, pin_in_.as<uint8_t>() + q0 * qbytes, m * qbytes,
-                            cudaMemcpyHostToDevice, up_stream_->get()),
-            "upload queries");
+      upload(q0, m, up_stream_->get());
       check(cudaEventRecord(up_done_.e, up_stream_->get()), "cudaEventRecord");
       uploaded = q0 + m;
     };
     const auto* dq = ws_queries_.as<const uint8_t>();
     const bool gemm = use_gemm(nq);
-    if (!gemm) upload(0, nq);
+    if (!gemm) upload(0, nq, s);
     prof_mark("upload");
     if (gemm) {
       // Query tiles of about equal size (10 000 queries: 3456 + 3456 + 3088, not 4096 + 4096 +
@@ -1130,7 +1131,7 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
         if (uploaded >= q0 + m)
           check(cudaStreamWaitEvent(s, up_done_.e, 0), "cudaStreamWaitEvent");
         else
-          upload(q0, m);
+          upload(q0, m, s);
         const auto* tq = reinterpret_cast<const float*>(dq + q0 * qbytes);
 #if defined(HIVE_GPU_HIP)
         const bool screened = false;  // the screen is NVIDIA tensor-core code

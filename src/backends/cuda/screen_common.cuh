@@ -55,12 +55,6 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, uint32_t src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void cp_async16_full(uint32_t dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async8(uint32_t dst, const void* src, uint32_t src_bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, uint32_t src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
@@ -119,22 +113,29 @@ __device__ __forceinline__ void emit_one(const Params& p, std::size_t q, std::si
   if (pos < p.cap) p.cand[q * p.cap + pos] = uint64_t(row);
 }
 
-// All threads of the CTA: emits the queued entries, then empties the queue. The deleted test
-// happens here, off the epilogue's path.
-__device__ inline void flush_queue(const Params& p, std::size_t q0, const uint64_t* queue, uint32_t* qcount, int tid,
-                            int lane) {
+// The `count` threads of a group (tid: the thread's place in it; sync: the group's barrier) emit
+// the queued entries, then empty the queue. The deleted test happens here, off the epilogue's
+// path.
+template <class Sync>
+__device__ __forceinline__ void flush_queue(const Params& p, std::size_t q0, const uint64_t* queue, uint32_t* qcount,
+                                            int tid, int lane, int count, Sync sync) {
   const uint32_t len = min(*qcount, uint32_t(kQueue));
 #pragma unroll 1
-  for (uint32_t w = uint32_t(tid - lane); w < len; w += kThreads) {  // warp-uniform trip count
+  for (uint32_t w = uint32_t(tid - lane); w < len; w += uint32_t(count)) {  // warp-uniform trip count
     const uint32_t i = w + uint32_t(lane);
     const uint64_t e = i < len ? queue[i] : kEmptyKey;
     const std::size_t row = std::size_t(e >> 7);
     const bool ok = e != kEmptyKey && !is_deleted(p.deleted, row);
     emit_warp(p, q0, ok, uint32_t(e & 127u), row, lane);
   }
-  __syncthreads();  // everyone has read the queue
+  sync();  // everyone has read the queue
   if (tid == 0) *qcount = 0;
-  __syncthreads();
+  sync();
+}
+// All threads of the CTA.
+__device__ inline void flush_queue(const Params& p, std::size_t q0, const uint64_t* queue, uint32_t* qcount, int tid,
+                                   int lane) {
+  flush_queue(p, q0, queue, qcount, tid, lane, kThreads, [] { __syncthreads(); });
 }
 
 // The passing scores of one thread's tile into the CTA's queue (entries row << 7 | local query),
@@ -263,8 +264,9 @@ __device__ void stage_queries(const Params& p, std::size_t q0, unsigned char* qt
 // parameters, and its launch (grid as the caller computed it for kWgmmaRows-row tiles).
 constexpr int kWgmmaRows = 128;  // rows per tile of the wgmma kernel
 // The wgmma kernel's scratch (ScreenArgs::scratch, screen_scratch_bytes): per row (rn, R), n
-// float2 padded to whole 128-row tiles (the kernel copies whole tiles); per 128-row tile a float4; per query a float4 of terms; per
-// query its operand row of kp bytes (kp: row bytes rounded up to 128). Every part 16-byte aligned.
+// float2 padded to whole 128-row tiles (the kernel copies whole tiles); per 128-row tile a
+// float4; per query a float4 of terms; per query its operand row of kp bytes (kp: row bytes
+// rounded up to 128). Every part 16-byte aligned.
 struct WgmmaScratch {
   float2* row_terms;
   float4* tile_terms;
@@ -276,9 +278,10 @@ struct WgmmaScratchLayout {
   std::size_t tile_terms, query_terms, query_ops, bytes;
 };
 inline WgmmaScratchLayout wgmma_scratch_layout(std::size_t n, std::size_t nq, std::size_t kp) {
+  const std::size_t tiles = (n + kWgmmaRows - 1) / kWgmmaRows;
   WgmmaScratchLayout l;
-  l.tile_terms = (n + kWgmmaRows - 1) / kWgmmaRows * kWgmmaRows * sizeof(float2);  // whole tiles
-  l.query_terms = l.tile_terms + (n + kWgmmaRows - 1) / kWgmmaRows * sizeof(float4);
+  l.tile_terms = tiles * kWgmmaRows * sizeof(float2);
+  l.query_terms = l.tile_terms + tiles * sizeof(float4);
   l.query_ops = l.query_terms + nq * sizeof(float4);
   l.bytes = l.query_ops + nq * kp;
   return l;

@@ -127,24 +127,6 @@ __device__ __forceinline__ bool wg_sync_or(int id, bool v) {
   return r != 0u;
 }
 
-// flush_queue (screen_common.cuh) for one warpgroup's queue at its named barrier `id`: emits the
-// queued entries (the deleted test happens here), then empties the queue.
-__device__ __forceinline__ void flush_queue_wg(const Params& p, std::size_t q0, const uint64_t* queue,
-                                               uint32_t* qcount, int wtid, int lane, int id) {
-  const uint32_t len = min(*qcount, uint32_t(kQueue));
-#pragma unroll 1
-  for (uint32_t w = uint32_t(wtid - lane); w < len; w += 128u) {  // warp-uniform trip count
-    const uint32_t i = w + uint32_t(lane);
-    const uint64_t e = i < len ? queue[i] : kEmptyKey;
-    const std::size_t row = std::size_t(e >> 7);
-    const bool ok = e != kEmptyKey && !is_deleted(p.deleted, row);
-    emit_warp(p, q0, ok, uint32_t(e & 127u), row, lane);
-  }
-  wg_sync(id);  // everyone has read the queue
-  if (wtid == 0) *qcount = 0;
-  wg_sync(id);
-}
-
 // Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart
 // (the stride offset); the leading offset is unused for this layout.
 __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr) {
@@ -437,11 +419,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_screen_kernel(const __gri
     // is a barrier of the warpgroup; between looks the queue's other half takes the entries,
     // and entries that find it full are emitted directly).
     if ((tl & 7) == 6 && wg_sync_or(1 + wg, *static_cast<volatile uint32_t*>(qcount) >= uint32_t(kQueue / 2)))
-      flush_queue_wg(p, q0, queue, qcount, wtid, lane, 1 + wg);
+      flush_queue(p, q0, queue, qcount, wtid, lane, 128, [&] { wg_sync(1 + wg); });
     sa = sb + 1 == kStages ? 0 : sb + 1;
   }
   wg_sync(1 + wg);  // every warp's last entries are in the queue
-  flush_queue_wg(p, q0, queue, qcount, wtid, lane, 1 + wg);
+  flush_queue(p, q0, queue, qcount, wtid, lane, 128, [&] { wg_sync(1 + wg); });
 #else
   (void)rows_map;
   (void)p;
