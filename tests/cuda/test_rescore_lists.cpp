@@ -1,8 +1,10 @@
 // The candidate-list re-score (launch_rescore_lists, the batch screen's) against the per-slot one
 // (launch_rescore): the same keys bitwise, for L2 / inner product / cosine on fp32, fp16 and bf16
 // rows, dims that take a 16-lane or a 32-lane group (and one that takes the per-slot kernel),
-// lists of uneven length (empty, full, counts past the capacity), empty slots past each list left
-// empty. Both are also checked against a float64 reference.
+// lists of uneven length (empty, full, counts past the capacity); where the list kernel applies
+// (rescore_lists_clears), slots past each list hold garbage and come back empty up to the
+// length, untouched after it, else they are empty and left so. Both are also checked against a
+// float64 reference.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
@@ -93,8 +95,6 @@ void run_case(const Case& c, uint32_t seed) {
   ASSERT_EQ(cudaMemcpy(d_rows.p, enc.data(), enc.size(), cudaMemcpyHostToDevice), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(d_q.p, queries.data(), queries.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
   ASSERT_EQ(cudaMemcpy(d_counts.p, counts.data(), nq * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(d_a.p, keys.data(), keys.size() * 8, cudaMemcpyHostToDevice), cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(d_b.p, keys.data(), keys.size() * 8, cudaMemcpyHostToDevice), cudaSuccess);
   ScanArgs a;
   a.base = d_rows.p;
   a.n = n;
@@ -103,6 +103,15 @@ void run_case(const Case& c, uint32_t seed) {
   a.storage = c.storage;
   a.queries = d_q.p;
   a.nq = nq;
+  const bool clears = rescore_lists_clears(a);
+  // The list kernel's input: slots past each list hold garbage where it clears them.
+  std::vector<uint64_t> keys_b = keys;
+  if (clears)
+    for (std::size_t q = 0; q < nq; ++q)
+      for (std::size_t j = std::min<std::size_t>(counts[q], cap); j < ld; ++j)
+        keys_b[q * ld + j] = (uint64_t(rng()) << 32) | row_of(rng);
+  ASSERT_EQ(cudaMemcpy(d_a.p, keys.data(), keys.size() * 8, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_b.p, keys_b.data(), keys.size() * 8, cudaMemcpyHostToDevice), cudaSuccess);
   launch_rescore(a, d_a.as<uint64_t>(), cap, ld, nullptr);
   launch_rescore_lists(a, d_b.as<uint64_t>(), ld, d_counts.as<uint32_t>(), cap, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -114,8 +123,10 @@ void run_case(const Case& c, uint32_t seed) {
     for (std::size_t j = 0; j < ld && bad < 5; ++j) {
       const std::size_t i = q * ld + j;
       if (j >= std::min<std::size_t>(counts[q], cap)) {
-        if (got_b[i] != keys[i]) {
-          ADD_FAILURE() << "query " << q << " slot " << j << " past the list was written";
+        const uint64_t want = j < cap ? kEmpty : keys_b[i];  // cleared up to the length, untouched after
+        if (got_b[i] != want) {
+          ADD_FAILURE() << "query " << q << " slot " << j << " past the list: " << std::hex << got_b[i] << " vs "
+                        << want;
           ++bad;
         }
         continue;
@@ -145,6 +156,15 @@ void run_case(const Case& c, uint32_t seed) {
 
 TEST(CudaRescoreLists, MatchesPerSlotRescore) {
   REQUIRE_DEVICE();
+  {  // both kinds of case below occur: lists cleared by the list kernel, and the per-slot fallback
+    ScanArgs a;
+    a.metric = Metric::L2;
+    a.storage = ScalarType::F32;
+    a.dim = 128;
+    EXPECT_TRUE(rescore_lists_clears(a));
+    a.dim = 160;
+    EXPECT_FALSE(rescore_lists_clears(a));
+  }
   uint32_t seed = 7;
   for (Metric m : {Metric::L2, Metric::InnerProduct, Metric::Cosine})
     for (ScalarType st : {ScalarType::F32, ScalarType::F16, ScalarType::BF16})

@@ -83,4 +83,76 @@ TEST(CudaSampleScreen, LargeStoreExactAndSameAsCublasThresholds) {
   }
 }
 
+// The sample (its sub-sample, its fp16 rows) is kept across searches while the store is unchanged
+// (CudaFlatStore::sample_); any change must renew it. Rows [0, 4096) all equal the queries' vector
+// v, so the sample holds many of them and every threshold is 0; the other rows lie far away.
+// Once those rows are removed, a stale sample would keep the thresholds at 0 and screen out every
+// live row. Then an upsert and an append of rows equal to v: they must be found (distance 0).
+TEST(CudaSampleScreen, SampleFollowsChanges) {
+  REQUIRE_DEVICE();
+  const std::size_t n = 400000, dim = 32, nq = 48, near = 4096, checked = 6;
+  const int k = 10;
+  std::mt19937 rng(37);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> v(dim), x(n * dim), q(nq * dim);
+  for (auto& e : v) e = __half2float(__float2half_rn(g(rng)));  // (exact in fp16 storage too: distance 0)
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t j = 0; j < dim; ++j) x[r * dim + j] = r < near ? v[j] : 4.0f + g(rng);
+  for (std::size_t i = 0; i < nq; ++i) std::copy(v.begin(), v.end(), q.begin() + long(i * dim));
+  std::vector<int64_t> removed(near);
+  for (std::size_t r = 0; r < near; ++r) removed[r] = int64_t(r);
+  for (ScalarType st : {ScalarType::F32, ScalarType::F16}) {
+    SCOPED_TRACE(std::string(to_string(st)));
+    FlatOptions opts;
+    opts.storage = st;
+    FlatIndex index(Context::open("cuda"), dim, Metric::L2, opts);
+    index.add(n, x.data());
+    const auto s0 = cuda::batch_screen_stats();
+    SearchResult res = index.search(nq, q.data(), k);
+    EXPECT_GT(cuda::batch_screen_stats().sample_screened, s0.sample_screened) << "the sample was not screened";
+    for (std::size_t i = 0; i < nq; ++i)
+      for (int j = 0; j < k; ++j) {
+        ASSERT_LT(res.id(i, j), int64_t(near)) << "query " << i << " rank " << j;
+        ASSERT_EQ(res.distance(i, j), 0.0f);
+      }
+    // Removed: the float64 reference over the live rows (the stored values: fp16 rounds them).
+    ASSERT_EQ(index.remove(removed), removed.size());
+    const auto s1 = cuda::batch_screen_stats();
+    res = index.search(nq, q.data(), k);
+    EXPECT_GT(cuda::batch_screen_stats().screened, s1.screened) << "the search after the removal was not screened";
+    std::vector<float> xs(x.begin() + long(near * dim), x.end());
+    if (st == ScalarType::F16)
+      for (auto& e : xs) e = __half2float(__float2half_rn(e));
+    std::vector<double> sc(n - near);
+    for (std::size_t i = 0; i < checked; ++i) {
+      for (std::size_t r = 0; r < n - near; ++r) sc[r] = exact_score(Metric::L2, q.data() + i * dim, xs.data() + r * dim, dim);
+      std::vector<double> sorted = sc;
+      std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
+      const double kth = sorted[std::size_t(k - 1)];
+      for (int j = 0; j < k; ++j) {
+        const int64_t id = res.id(i, j);
+        ASSERT_GE(id, int64_t(near)) << "query " << i << " rank " << j << ": a removed row, or none";
+        EXPECT_LE(sc[std::size_t(id) - near], kth * (1 + 1e-5)) << "query " << i << " rank " << j;
+      }
+    }
+    // An upserted row equal to v, then appended ones: the nearest, at distance 0.
+    const int64_t up = 200000;
+    index.upsert(1, v.data(), &up);
+    res = index.search(nq, q.data(), k);
+    for (std::size_t i = 0; i < nq; ++i) {
+      ASSERT_EQ(res.id(i, 0), up) << "query " << i;
+      ASSERT_EQ(res.distance(i, 0), 0.0f);
+    }
+    std::vector<float> more(3 * dim);
+    for (int r = 0; r < 3; ++r) std::copy(v.begin(), v.end(), more.begin() + long(r * dim));
+    index.add(3, more.data());
+    res = index.search(nq, q.data(), k);
+    for (std::size_t i = 0; i < nq; ++i)
+      for (int j = 0; j < 4; ++j) {
+        ASSERT_TRUE(res.id(i, j) == up || res.id(i, j) >= int64_t(n)) << "query " << i << " rank " << j;
+        ASSERT_EQ(res.distance(i, j), 0.0f);
+      }
+  }
+}
+
 }  // namespace

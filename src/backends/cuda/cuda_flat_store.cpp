@@ -42,6 +42,8 @@
 // and GEMM paths.
 // Other tuning knobs (read per search): HIVE_GPU_CUDA_SCORE_TILE_MB, HIVE_GPU_CUDA_QUERY_TILE,
 // HIVE_GPU_CUDA_SCREEN_SAMPLE (rows per sampled row for the screen thresholds),
+// HIVE_GPU_CUDA_SUB_SAMPLE (the same for the sample's own sub-sample),
+// HIVE_GPU_CUDA_SCREEN_LEGACY_GRID (the screen's earlier split of rows over CTAs, screen.cu),
 // HIVE_GPU_CUDA_NO_SAMPLE_SCREEN / HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR (how the sample's own k
 // best are found, see screen_tile), HIVE_GPU_CUDA_NO_STAGE_AHEAD; read once:
 // HIVE_GPU_CUDA_FUSED_STEPS (the fused kernel's minimum steps per warp, scan.cu).
@@ -89,6 +91,11 @@ constexpr std::size_t kScoreBudget = std::size_t(64) << 20;
 constexpr std::size_t kScreenMinRows = 65536;
 constexpr int kScreenMaxK = 256;
 constexpr std::size_t kScreenSampleRatio = 32;
+// The sample's own thresholds come from a sub-sample of 1 / kScreenSubSampleRatio of it (cuBLAS
+// scores and a selection): 1 / 32 let ~330 candidates a query through the sample's screen, whose
+// test and re-score then cost more than the sub-sample saved; 1 / 16 (~80) took the 10 000 x 1M
+// fp16 batch from 8.67 to 8.31 ms on an H100 (1 / 8: 8.40, its selection the cost).
+constexpr std::size_t kScreenSubSampleRatio = 16;
 constexpr std::size_t kScreenMaxSample = 65536;
 constexpr std::size_t kScreenMaxCandidates = 8192;
 #endif
@@ -176,6 +183,7 @@ class CudaFlatStore final : public detail::FlatStore {
     if (uses_norms()) launch_norms(data_.get(), rows_, n, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("append");
     rows_ += n;
+    ++version_;
     extend_shadow(rows_ - n, n);
   }
 
@@ -186,6 +194,7 @@ class CudaFlatStore final : public detail::FlatStore {
           "upload row");
     if (uses_norms()) launch_norms(data_.get(), row, 1, cfg_.dim, cfg_.storage, norms_.as<float>(), stream_->get());
     stream_->sync("write_row");
+    ++version_;
     drop_shadow();
     set_deleted(row, false);
   }
@@ -200,7 +209,10 @@ class CudaFlatStore final : public detail::FlatStore {
     stream_->sync("read_rows");
   }
 
-  void set_deleted(std::size_t row, bool deleted) override { deleted_.set(row, deleted); }
+  void set_deleted(std::size_t row, bool deleted) override {
+    deleted_.set(row, deleted);
+    ++version_;
+  }
 
   void compact(const std::vector<std::size_t>& keep) override {
     use_device(ordinal_);
@@ -217,6 +229,7 @@ class CudaFlatStore final : public detail::FlatStore {
       data_ = std::move(fresh);
     }
     rows_ = n;
+    ++version_;
     drop_shadow();
     deleted_.reset(rows_);
   }
@@ -231,6 +244,7 @@ class CudaFlatStore final : public detail::FlatStore {
 
   void clear() override {
     rows_ = 0;
+    ++version_;
     drop_shadow();
     deleted_.reset(0);
   }
@@ -374,6 +388,7 @@ class CudaFlatStore final : public detail::FlatStore {
   void extend_shadow(std::size_t first, std::size_t n);
   void drop_shadow() {
     shadow_ok_ = false;
+    ++shadow_gen_;
     screen_tally_.reset();
   }
   // Largest |value| of `count` fp32 values and largest squared norm of `n` norms on the device.
@@ -394,13 +409,21 @@ class CudaFlatStore final : public detail::FlatStore {
       ws_count_;
   mutable PinnedBuffer pin_idx_, pin_idx2_, pin_count_;
   mutable DeviceBuffer ws_idx2_, ws_sample2_, ws_sample2_norms_, ws_sample_half_;  // the screen's sub-sample
-  // What this search has gathered into ws_sample_ (rows, 0: nothing), ws_sample2_ (sub_rows) and
-  // ws_sample_half_ (half); reset at the start of each batch search.
+  // What ws_sample_ (rows, 0: nothing), ws_sample2_ (sub_rows) and ws_sample_half_ (half) hold,
+  // kept across searches while the store is as it was (version_: rows, removals) and the sizes
+  // asked for are the same; the half rows while the fp16 copy is too (shadow_gen_). Gathering
+  // them took ~0.15 ms of each batch before its first screen.
   struct SampleState {
     std::size_t rows = 0, sub_rows = 0;
     bool half = false;
+    uint64_t version = 0, half_gen = 0;
+    std::size_t want = 0, want_sub = 0;
   };
   mutable SampleState sample_;
+  // Changes to the rows or the removed set (append, write_row, set_deleted, compact, clear), and
+  // to the fp16 copy (made, extended or dropped).
+  uint64_t version_ = 0;
+  mutable uint64_t shadow_gen_ = 0;
   mutable DeviceBuffer ws_queries_, ws_scores_, ws_a_, ws_b_, ws_cand_, ws_keys_, ws_keys2_, ws_rows_,
       ws_decoded_, ws_qhalf_;
   mutable PinnedBuffer pin_in_, pin_rows_;
@@ -799,6 +822,7 @@ bool CudaFlatStore::ensure_shadow() const {
   shadow_max_ = mx;
   shadow_norm2_ = n2;
   shadow_.ensure(capacity_ * cfg_.dim * sizeof(uint16_t));  // room for appends
+  ++shadow_gen_;
   launch_encode_half(data_.as<float>(), count, ScalarType::F16, shadow_.get(), stream_->get(), shadow_scale_);
   shadow_usable_ = true;
   return true;
@@ -820,6 +844,7 @@ void CudaFlatStore::extend_shadow(std::size_t first, std::size_t n) {
     drop_shadow();
     return;
   }
+  ++shadow_gen_;
   launch_encode_half(data_.as<float>() + first * dim, n * dim, ScalarType::F16,
                      shadow_.as<uint16_t>() + first * dim, stream_->get(), shadow_scale_);
   shadow_max_ = std::max(shadow_max_, mx);
@@ -850,7 +875,12 @@ std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std
   while (cap < 4 * expect && cap < kScreenMaxCandidates) cap *= 2;
   ws_scand_.ensure(nq * cap * sizeof(uint64_t));
   ws_count_.ensure(nq * sizeof(uint32_t));
-  check(cudaMemsetAsync(ws_scand_.get(), 0xff, nq * cap * sizeof(uint64_t), s), "clear candidates");
+  // The lists' slots past their counts must read empty in the selection: the list re-score
+  // clears them where it runs (a memset of the whole buffer took ~20 us a screen, 56 MB for a
+  // 3 456-query tile), else they are cleared here.
+  const ScanArgs rescore_args = scan_args(r.exact, dq, nq);
+  if (!rescore_lists_clears(rescore_args))
+    check(cudaMemsetAsync(ws_scand_.get(), 0xff, nq * cap * sizeof(uint64_t), s), "clear candidates");
   check(cudaMemsetAsync(ws_count_.get(), 0, nq * sizeof(uint32_t), s), "clear candidate counts");
   ScreenArgs sa;
   sa.base = r.screened;
@@ -894,7 +924,7 @@ std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std
   // Exact scores of the candidates (the scan's arithmetic), then the k best of them, sorted.
   const int cap_k = select_capacity(k);
   const std::size_t len = std::max<std::size_t>(most, 1);
-  launch_rescore_lists(scan_args(r.exact, dq, nq), ws_scand_.as<uint64_t>(), cap, ws_count_.as<uint32_t>(), len, s);
+  launch_rescore_lists(rescore_args, ws_scand_.as<uint64_t>(), cap, ws_count_.as<uint32_t>(), len, s);
   prof_mark("rescore-kernel");
   const std::size_t scratch = select_scratch_keys(nq, len, cap_k) * sizeof(uint64_t);
   ws_a_.ensure(scratch);
@@ -923,17 +953,21 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   //    among any k live rows is one. Taken from a sample of m rows, so about k n / m rows beat it.
   const std::size_t ratio = env_size("HIVE_GPU_CUDA_SCREEN_SAMPLE", kScreenSampleRatio);  // tuning knob
   // (Larger k: a larger sample, so that about k n / m <= 1024 candidates are expected.)
-  auto sample_size = [&](std::size_t rows) {
-    return std::clamp<std::size_t>(std::max(rows / ratio, std::size_t(k) * (rows / 1024)), 64 * std::size_t(k),
-                                   kScreenMaxSample);
+  auto sample_size = [&](std::size_t rows, std::size_t r = 0) {
+    return std::clamp<std::size_t>(std::max(rows / (r ? r : ratio), std::size_t(k) * (rows / 1024)),
+                                   64 * std::size_t(k), kScreenMaxSample);
   };
-  // The sample (and its sub-sample, its fp16 copy) is gathered once per search: every query
-  // tile of the batch uses the same rows.
-  if (sample_.rows == 0) {
-    const std::vector<uint32_t> idx = sample_rows(sample_size(n));
+  // The sample (and its sub-sample, its fp16 copy) is gathered once and kept while the store
+  // does not change (sample_): every query tile, and every batch, uses the same rows.
+  const std::size_t want = sample_size(n);
+  if (sample_.rows == 0 || sample_.version != version_ || sample_.want != want) {
+    sample_ = SampleState{};
+    const std::vector<uint32_t> idx = sample_rows(want);
     if (idx.size() < std::size_t(k)) return false;
     gather_rows(idx, data_.get(), norms_.as<float>(), pin_idx_, ws_idx_, ws_sample_, ws_sample_norms_);
-    sample_ = SampleState{idx.size(), 0, false};
+    sample_.rows = idx.size();
+    sample_.version = version_;
+    sample_.want = want;
   }
   const std::size_t ms = sample_.rows;
   ws_thr_.ensure(nq * sizeof(float));
@@ -951,15 +985,17 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   // the sample is large enough (two small steps instead of cuBLAS scores of every sampled row
   // and a selection over them), else through gemm_keys.
   bool thresholds = false;
-  const std::size_t ms2 = sample_size(ms);
+  const std::size_t ms2 = sample_size(ms, env_size("HIVE_GPU_CUDA_SUB_SAMPLE", kScreenSubSampleRatio));
   // (HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR, default 16: how many times the sub-sample's size the
-  // sample must be; 1 lets tests take this path on small stores.)
+  // sample must be; 1 lets tests take this path on small stores. HIVE_GPU_CUDA_SUB_SAMPLE: the
+  // sub-sample's ratio, default kScreenSubSampleRatio.)
   if (!env_flag("HIVE_GPU_CUDA_NO_SAMPLE_SCREEN") && ms >= env_size("HIVE_GPU_CUDA_SAMPLE_SCREEN_FACTOR", 16) * ms2) {
-    if (sample_.sub_rows == 0) {
+    if (sample_.sub_rows == 0 || sample_.want_sub != ms2) {
       const std::vector<uint32_t> idx2 = detail::spread_sample(ms, ms2, [](std::size_t) { return false; });
       gather_rows(idx2, ws_sample_.get(), ws_sample_norms_.as<float>(), pin_idx2_, ws_idx2_, ws_sample2_,
                   ws_sample2_norms_);
       sample_.sub_rows = idx2.size();
+      sample_.want_sub = ms2;
     }
     const std::size_t m2 = sample_.sub_rows;
     ws_keys2_.ensure(nq * std::size_t(cap_k) * sizeof(uint64_t));
@@ -968,10 +1004,11 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
     launch_kth_scores(ws_keys2_.as<uint64_t>(), std::size_t(cap_k), nq, k, ws_thr_.as<float>(), s);
     const void* screened = sample.base;
     if (shadow) {  // the sample's rows in the copy's encoding
-      if (!sample_.half) {
+      if (!sample_.half || sample_.half_gen != shadow_gen_) {
         ws_sample_half_.ensure(ms * dim * sizeof(uint16_t));
         launch_gather(shadow_.get(), ws_sample_half_.get(), ws_idx_.as<uint32_t>(), ms, dim * sizeof(uint16_t), s);
         sample_.half = true;
+        sample_.half_gen = shadow_gen_;
       }
       screened = ws_sample_half_.get();
     }
@@ -1042,7 +1079,6 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     }
   } else {
     prof_start();
-    sample_ = SampleState{};
     const std::size_t qbytes = hamming() ? row_bytes_ : cfg_.dim * sizeof(float);
     pin_in_.ensure(nq * qbytes);
     ws_queries_.ensure(nq * qbytes);
@@ -1161,8 +1197,19 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
     else
       stream_->sync("search");
   }
-  std::memcpy(rows, host_rows, nq * kk * sizeof(int64_t));
-  std::memcpy(distances, host_dist, nq * kk * sizeof(float));
+  // Out of pinned memory: one core copied ~5-10 GB/s here, ~0.15 ms for a 10 000-query batch's
+  // 1.2 MB of results, so large results are copied in pieces across the CPU pool.
+  constexpr std::size_t kCopyPiece = std::size_t(1) << 14;  // results a piece
+  const std::size_t results = nq * kk, pieces = ceil_div(results, kCopyPiece);
+  auto copy_out = [&](std::size_t i) {
+    const std::size_t a = i * kCopyPiece, b = std::min(results, a + kCopyPiece);
+    std::memcpy(rows + a, host_rows + a, (b - a) * sizeof(int64_t));
+    std::memcpy(distances + a, host_dist + a, (b - a) * sizeof(float));
+  };
+  if (pieces > 1)
+    cpu::ThreadPool::instance().parallel_for(pieces, copy_out);
+  else
+    copy_out(0);
   if (nq > 1) {
     prof_mark("download");
     prof_print();

@@ -92,10 +92,12 @@ inline constexpr std::size_t kFusedParamDims = 256;  // largest query passed as 
 // (a candidate key, or kEmptyKey) is replaced by the key of the same row with its exact
 // distance, computed exactly as launch_scan computes it.
 void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::size_t ld, cudaStream_t stream);
-// The same for lists of different lengths: query q's first min(counts[q], len) keys hold rows, its
-// slots after them up to len are empty (kEmptyKey; the per-slot kernel, which this falls back to
-// where its own does not apply, reads them). The same scores as launch_rescore, bitwise; faster
-// where the lists are short and of uneven length (the batch screen's candidates).
+// The same for lists of different lengths: query q's first min(counts[q], len) keys hold rows.
+// Where rescore_lists_clears(a), its slots after them up to len may hold anything and are made
+// empty (kEmptyKey); elsewhere they must be empty already (the per-slot kernel, which this falls
+// back to, reads them). The same scores as launch_rescore, bitwise; faster where the lists are
+// short and of uneven length (the batch screen's candidates).
+bool rescore_lists_clears(const ScanArgs& a);
 void launch_rescore_lists(const ScanArgs& a, uint64_t* keys, std::size_t ld, const uint32_t* counts, std::size_t len,
                           cudaStream_t stream);
 

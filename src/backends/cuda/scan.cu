@@ -633,7 +633,8 @@ __global__ void __launch_bounds__(kScanThreads) rescore_kernel(const void* base,
 }
 
 // The screen's candidate lists re-scored (keys[q * ld + j] for j < min(counts[q], cap) hold
-// rows), bitwise as rescore_kernel: a row's 16-byte chunks (at most G of them) go one per lane of
+// rows; the slots after them up to cap are made empty, so the caller need not clear the lists
+// before the screen fills them), bitwise as rescore_kernel: a row's 16-byte chunks (at most G of them) go one per lane of
 // a G-lane group, and the group's butterfly first adds the zeros of the W - G lanes that
 // rescore_kernel's W-lane butterfly would combine with (chunks <= G: those lanes hold none).
 // rescore_kernel spends a wave and two dependent loads per slot up to the longest list; here a
@@ -688,6 +689,7 @@ __global__ void __launch_bounds__(kScanThreads)
             slots[j0 + std::size_t(u * groups + group)] = make_key(finish<M>(v), key_row(key[u]));
         }
       }
+      for (std::size_t j = cnt + threadIdx.x; j < cap; j += kScanThreads) slots[j] = kEmptyKey;
     }
   }
 }
@@ -906,16 +908,26 @@ void launch_rescore(const ScanArgs& a, uint64_t* keys, std::size_t len, std::siz
   check(cudaGetLastError(), "rescore kernel launch");
 }
 
+namespace {
+// The lanes a row takes in rescore_lists_kernel, or 0 where that kernel does not apply.
+int rescore_lists_group(const ScanArgs& a, int w) {
+  const bool add_metric = a.metric == Metric::L2 || a.metric == Metric::InnerProduct || a.metric == Metric::Cosine;
+  const std::size_t chunks = vec_ok(a) ? a.dim / (a.storage == ScalarType::F32 ? 4 : 8) : 0;
+  if (!add_metric || a.storage == ScalarType::Bits || chunks == 0 || chunks > std::size_t(w)) return 0;
+  const int G = chunks <= 16 ? 16 : 32 <= w ? 32 : w;
+  return chunks > std::size_t(G) || G > w ? 0 : G;
+}
+}  // namespace
+
+bool rescore_lists_clears(const ScanArgs& a) { return rescore_lists_group(a, wave_size()) != 0; }
+
 void launch_rescore_lists(const ScanArgs& a, uint64_t* keys, std::size_t ld, const uint32_t* counts, std::size_t len,
                           cudaStream_t stream) {
   if (a.nq == 0 || len == 0) return;
-  const bool add_metric = a.metric == Metric::L2 || a.metric == Metric::InnerProduct || a.metric == Metric::Cosine;
-  const std::size_t chunks = vec_ok(a) ? a.dim / (a.storage == ScalarType::F32 ? 4 : 8) : 0;
   bool done = false;
   with_wave([&]<int W>() {
-    if (!add_metric || a.storage == ScalarType::Bits || chunks == 0 || chunks > std::size_t(W)) return;
-    const int G = chunks <= 16 ? 16 : 32 <= W ? 32 : W;
-    if (chunks > std::size_t(G) || G > W) return;
+    const int G = rescore_lists_group(a, W);
+    if (G == 0) return;
     const unsigned grid = unsigned(std::min<std::size_t>(a.nq, 65535));
     dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
       if constexpr (VEC && (M == Metric::L2 || M == Metric::InnerProduct || M == Metric::Cosine)) {

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
@@ -49,6 +50,31 @@ std::size_t smem_bytes(int kp) {
 }
 
 std::size_t elem_bytes(ScalarType s) { return s == ScalarType::F32 ? 4 : 2; }
+
+// Row tiles per CTA for a grid of qtiles x (row ranges) CTAs. Both kernels run one CTA an SM
+// and their CTAs take about the same time, so a launch lasts about ceil(CTAs / SMs) rounds of
+// (tiles a CTA + its start-up: barriers, the query tile, the pipeline's fill, counted as
+// kStartTiles tiles). The old rule (~8 rounds, at most 64 tiles a CTA) left the last round
+// partly idle: 27 x 123 CTAs on 132 SMs are 25.2 rounds, run as 26. This takes the split with
+// the fewest tile-times among those of at most ~32 rounds: for 27 query tiles x 7 813 row tiles,
+// 44 ranges of 178 tiles, 9 full rounds.
+std::size_t balanced_tiles_per_cta(std::size_t qtiles, std::size_t rtiles, std::size_t sms) {
+  constexpr std::size_t kStartTiles = 2;
+  sms = std::max<std::size_t>(sms, 1);
+  const std::size_t most = std::min<std::size_t>({rtiles, 65535, std::max<std::size_t>(1, (32 * sms + qtiles - 1) / qtiles)});
+  std::size_t best = rtiles, best_cost = std::numeric_limits<std::size_t>::max();
+  for (std::size_t ranges = 1; ranges <= most; ++ranges) {
+    const std::size_t per = (rtiles + ranges - 1) / ranges;
+    if ((rtiles + per - 1) / per != ranges) continue;  // the same split as fewer ranges
+    const std::size_t rounds = (qtiles * ranges + sms - 1) / sms;
+    const std::size_t cost = rounds * (per + kStartTiles);
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = per;
+    }
+  }
+  return best;
+}
 
 // ---- tensor-core operands ----------------------------------------------------------------
 // The same rounding on raw bits: half an ulp added, the 13 low bits cleared (ptxas drops the
@@ -327,10 +353,12 @@ void launch_screen(const ScreenArgs& a, cudaStream_t stream) {
   if (qtiles > 0x7fffffffu) throw Error(ErrorCode::Internal, "CUDA screen: too many queries in one launch");
   std::size_t per = a.tiles_per_cta;
   if (per == 0) {
-    // Long row ranges amortise the query staging and the pipeline fill (~1-2 us a CTA); enough
-    // CTAs for ~8 waves at one CTA per SM keeps the last wave's idle share small.
-    const int sms = sm_count();
-    per = std::clamp<std::size_t>(rtiles * qtiles / (8 * std::size_t(sms)), 1, 8192 / tile_rows);
+    if (detail::env_flag("HIVE_GPU_CUDA_SCREEN_LEGACY_GRID")) {  // (read per launch: A/B timing)
+      const int sms = sm_count();
+      per = std::clamp<std::size_t>(rtiles * qtiles / (8 * std::size_t(sms)), 1, 8192 / tile_rows);
+    } else {
+      per = balanced_tiles_per_cta(qtiles, rtiles, std::size_t(sm_count()));
+    }
   }
   per = std::min(std::max(per, (rtiles + 65534) / 65535), rtiles);
   const dim3 grid{unsigned(qtiles), unsigned((rtiles + per - 1) / per), 1u};

@@ -28,7 +28,7 @@ struct ScreenArgs {
   // rows scaled into fp16's range): the test divides it back out exactly.
   float row_scale = 1.0f;
   const uint32_t* deleted = nullptr;      // bitmap over rows (bit r % 32 of word r / 32), may be null
-  uint64_t* cand = nullptr;               // nq x cap; the caller pre-fills with kEmptyKey
+  uint64_t* cand = nullptr;               // nq x cap; only slots below each query's count are written
   uint32_t* count = nullptr;              // nq; the caller zeroes
   std::size_t cap = 0;
   // Row tiles (256 rows; 128 for the wgmma kernel) each CTA streams; 0 picks one from the
