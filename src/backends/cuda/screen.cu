@@ -55,19 +55,20 @@ std::size_t elem_bytes(ScalarType s) { return s == ScalarType::F32 ? 4 : 2; }
 // and their CTAs take about the same time, so a launch lasts about ceil(CTAs / SMs) rounds of
 // (tiles a CTA + its start-up: barriers, the query tile, the pipeline's fill, counted as
 // kStartTiles tiles). The old rule (~8 rounds, at most 64 tiles a CTA) left the last round
-// partly idle: 27 x 123 CTAs on 132 SMs are 25.2 rounds, run as 26. This takes the split with
-// the fewest tile-times among those of at most ~32 rounds: for 27 query tiles x 7 813 row tiles,
-// 44 ranges of 178 tiles, 9 full rounds.
+// partly idle: 27 x 123 CTAs on 132 SMs are 25.2 rounds, run as 26. This takes, for each number
+// of rounds up to 32, the most row ranges that fit it (the shortest CTAs), and of those splits
+// the one of fewest tile-times: for 27 query tiles x 7 813 row tiles, 44 ranges of 178 tiles,
+// 9 full rounds. (32 candidates: a loop over every range count took ~30 us of host time for a
+// batch of one query tile.)
 std::size_t balanced_tiles_per_cta(std::size_t qtiles, std::size_t rtiles, std::size_t sms) {
-  constexpr std::size_t kStartTiles = 2;
+  constexpr std::size_t kStartTiles = 2, kMostRounds = 32;
   sms = std::max<std::size_t>(sms, 1);
-  const std::size_t most = std::min<std::size_t>({rtiles, 65535, std::max<std::size_t>(1, (32 * sms + qtiles - 1) / qtiles)});
   std::size_t best = rtiles, best_cost = std::numeric_limits<std::size_t>::max();
-  for (std::size_t ranges = 1; ranges <= most; ++ranges) {
-    const std::size_t per = (rtiles + ranges - 1) / ranges;
-    if ((rtiles + per - 1) / per != ranges) continue;  // the same split as fewer ranges
-    const std::size_t rounds = (qtiles * ranges + sms - 1) / sms;
-    const std::size_t cost = rounds * (per + kStartTiles);
+  for (std::size_t rounds = 1; rounds <= kMostRounds; ++rounds) {
+    const std::size_t fit = std::min<std::size_t>({rtiles, 65535, rounds * sms / qtiles});
+    if (fit == 0) continue;
+    const std::size_t per = (rtiles + fit - 1) / fit, ranges = (rtiles + per - 1) / per;
+    const std::size_t cost = (qtiles * ranges + sms - 1) / sms * (per + kStartTiles);
     if (cost < best_cost) {
       best_cost = cost;
       best = per;
