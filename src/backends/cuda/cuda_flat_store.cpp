@@ -93,7 +93,7 @@ constexpr int kScreenMaxK = 256;
 constexpr std::size_t kScreenSampleRatio = 32;
 // The sample's own thresholds come from a sub-sample of 1 / kScreenSubSampleRatio of it (cuBLAS
 // scores and a selection): 1 / 32 let ~330 candidates a query through the sample's screen, whose
-// test and re-score then cost more than the sub-sample saved; 1 / 16 (~80) took the 10 000 x 1M
+// test and re-score then cost more than the sub-sample saved; 1 / 16 (~160) took the 10 000 x 1M
 // fp16 batch from 8.67 to 8.31 ms on an H100 (1 / 8: 8.40, its selection the cost).
 constexpr std::size_t kScreenSubSampleRatio = 16;
 constexpr std::size_t kScreenMaxSample = 65536;
