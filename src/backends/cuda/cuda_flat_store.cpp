@@ -953,13 +953,13 @@ bool CudaFlatStore::screen_tile(const float* dq, std::size_t nq, int k, bool in_
   //    among any k live rows is one. Taken from a sample of m rows, so about k n / m rows beat it.
   const std::size_t ratio = env_size("HIVE_GPU_CUDA_SCREEN_SAMPLE", kScreenSampleRatio);  // tuning knob
   // (Larger k: a larger sample, so that about k n / m <= 1024 candidates are expected.)
-  auto sample_size = [&](std::size_t rows, std::size_t r = 0) {
-    return std::clamp<std::size_t>(std::max(rows / (r ? r : ratio), std::size_t(k) * (rows / 1024)),
+  auto sample_size = [&](std::size_t rows, std::size_t per_sampled) {
+    return std::clamp<std::size_t>(std::max(rows / per_sampled, std::size_t(k) * (rows / 1024)),
                                    64 * std::size_t(k), kScreenMaxSample);
   };
   // The sample (and its sub-sample, its fp16 copy) is gathered once and kept while the store
   // does not change (sample_): every query tile, and every batch, uses the same rows.
-  const std::size_t want = sample_size(n);
+  const std::size_t want = sample_size(n, ratio);
   if (sample_.rows == 0 || sample_.version != version_ || sample_.want != want) {
     sample_ = SampleState{};
     const std::vector<uint32_t> idx = sample_rows(want);

@@ -634,9 +634,10 @@ __global__ void __launch_bounds__(kScanThreads) rescore_kernel(const void* base,
 
 // The screen's candidate lists re-scored (keys[q * ld + j] for j < min(counts[q], cap) hold
 // rows; the slots after them up to cap are made empty, so the caller need not clear the lists
-// before the screen fills them), bitwise as rescore_kernel: a row's 16-byte chunks (at most G of them) go one per lane of
-// a G-lane group, and the group's butterfly first adds the zeros of the W - G lanes that
-// rescore_kernel's W-lane butterfly would combine with (chunks <= G: those lanes hold none).
+// before the screen fills them), bitwise as rescore_kernel: a row's 16-byte chunks (at most G of
+// them) go one per lane of a G-lane group, and the group's butterfly first adds the zeros of the
+// W - G lanes that rescore_kernel's W-lane butterfly would combine with (chunks <= G: those lanes
+// hold none).
 // rescore_kernel spends a wave and two dependent loads per slot up to the longest list; here a
 // block takes a query, skips empty slots and keeps U rows per group in flight. L2, inner product,
 // cosine (combine is an add), 16-byte loads.
