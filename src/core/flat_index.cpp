@@ -76,9 +76,7 @@ struct FlatIndex::State {
 
   void search(std::size_t nq, const void* q, int k, float* distances, int64_t* out_ids) const {
     store->search(nq, q, k, distances, out_ids);
-    // Rows -> user ids (a small nq x k pass; the device never needs the id table).
-    for (std::size_t i = 0; i < nq * std::size_t(k); ++i)
-      if (out_ids[i] >= 0) out_ids[i] = ids.id_at(std::size_t(out_ids[i]));
+    ids.rows_to_ids(out_ids, nq * std::size_t(k));  // (the device never needs the id table)
   }
 };
 

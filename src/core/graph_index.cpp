@@ -124,8 +124,7 @@ struct GraphIndex::State {
     c.search_width = p.search_width;
     c.max_iterations = p.max_iterations;
     store->search(nq, ready, k, c, dist, out);
-    for (std::size_t i = 0; i < nq * std::size_t(k); ++i)
-      if (out[i] != kNoId) out[i] = ids.id_at(std::size_t(out[i]));
+    ids.rows_to_ids(out, nq * std::size_t(k));
   }
 
   // Every stored row (fp32) from the device.

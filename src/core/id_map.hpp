@@ -22,6 +22,13 @@ class IdMap {
   int64_t next_id() const { return next_id_; }
   void set_next_id(int64_t id) { next_id_ = id; }
   int64_t id_at(std::size_t row) const { return row_ids_[row]; }
+  // Whether every stored row's id is its row number (rows added with sequential ids and never
+  // moved or deleted): search results then need no translation.
+  bool identity() const { return misplaced_ == 0; }
+  // Search results: rows -> ids in place (negative entries, empty slots, stay). Nothing to do
+  // for an identity map; otherwise random reads of an 8-byte-per-row table (a 10 000 x 10 batch
+  // over 1M rows took ~0.3 ms on one core), so large result sets are split over the CPU pool.
+  void rows_to_ids(int64_t* out, std::size_t n) const;
   bool contains(int64_t id) const { return id_to_row_.count(id) != 0; }
 
   // The row of a live id, or throws UnknownId.
@@ -65,13 +72,17 @@ class IdMap {
     reserve(row_ids_.size() + n);
     for (std::size_t i = 0; i < n; ++i) {
       id_to_row_.emplace(ids[i], row_ids_.size());
+      misplaced_ += ids[i] != int64_t(row_ids_.size());
       row_ids_.push_back(ids[i]);
       if (ids[i] >= next_id_) next_id_ = ids[i] == std::numeric_limits<int64_t>::max() ? ids[i] : ids[i] + 1;
     }
   }
 
   // Rows whose ids are given later by assign() (kNoId until then).
-  void append_untracked(std::size_t n) { row_ids_.resize(row_ids_.size() + n, kNoId); }
+  void append_untracked(std::size_t n) {
+    row_ids_.resize(row_ids_.size() + n, kNoId);
+    misplaced_ += n;
+  }
   // Gives `row` the id `id`: a live id moves there (upsert by re-insertion); returns the row it
   // left (now without an id), or npos for a new id.
   std::size_t assign(std::size_t row, int64_t id) {
@@ -79,13 +90,13 @@ class IdMap {
     auto it = id_to_row_.find(id);
     if (it != id_to_row_.end()) {
       old = it->second;
-      row_ids_[old] = kNoId;
+      set_row_id(old, kNoId);
       it->second = row;
     } else {
       id_to_row_.emplace(id, row);
       if (id >= next_id_) next_id_ = id == std::numeric_limits<int64_t>::max() ? id : id + 1;
     }
-    row_ids_[row] = id;
+    set_row_id(row, id);
     return old;
   }
 
@@ -94,7 +105,7 @@ class IdMap {
     auto it = id_to_row_.find(id);
     if (it == id_to_row_.end()) return npos;
     const std::size_t row = it->second;
-    row_ids_[row] = kNoId;
+    set_row_id(row, kNoId);
     id_to_row_.erase(it);
     return row;
   }
@@ -137,19 +148,31 @@ class IdMap {
     for (int64_t id : row_ids_)
       if (id != kNoId) kept.push_back(id);
     row_ids_ = std::move(kept);
-    for (std::size_t r = 0; r < row_ids_.size(); ++r) id_to_row_[row_ids_[r]] = r;
+    misplaced_ = 0;
+    for (std::size_t r = 0; r < row_ids_.size(); ++r) {
+      id_to_row_[row_ids_[r]] = r;
+      misplaced_ += row_ids_[r] != int64_t(r);
+    }
   }
 
   // Forgets every row; next_id is kept (ids are never reused).
   void clear() {
     row_ids_.clear();
     id_to_row_.clear();
+    misplaced_ = 0;
   }
 
  private:
   std::vector<int64_t> row_ids_;
   std::unordered_map<int64_t, std::size_t> id_to_row_;
   int64_t next_id_ = 0;
+  std::size_t misplaced_ = 0;  // rows whose id is not their row number
+
+  void set_row_id(std::size_t row, int64_t id) {
+    misplaced_ -= row_ids_[row] != int64_t(row);
+    misplaced_ += id != int64_t(row);
+    row_ids_[row] = id;
+  }
 };
 
 }  // namespace hive::gpu::detail

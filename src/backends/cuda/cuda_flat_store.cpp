@@ -459,16 +459,42 @@ class CudaFlatStore final : public detail::FlatStore {
 
   // HIVE_GPU_CUDA_PROFILE=1 (read per search): batch searches print their phases' times to
   // stderr. Each mark synchronises the stream, so a phase's time is its own, host and GPU.
-  mutable bool prof_on_ = false;
+  // HIVE_GPU_CUDA_PROFILE=2: a timeline instead, nothing synchronised: each mark records an
+  // event, printed as [phase: GPU us since the first mark / host us since the first mark], so
+  // the GPU's idle time (a phase's GPU time longer than its kernels) shows where the host holds
+  // it up.
+  mutable int prof_mode_ = 0;
   mutable std::string prof_line_;
-  mutable std::chrono::steady_clock::time_point prof_t_{};
+  mutable std::chrono::steady_clock::time_point prof_t_{}, prof_t0_{};
+  struct ProfEvent {
+    const char* what;
+    cudaEvent_t e;
+    double host_us;
+  };
+  mutable std::vector<ProfEvent> prof_events_;
+  mutable std::vector<cudaEvent_t> prof_pool_;
   void prof_start() const {
-    prof_on_ = env_flag("HIVE_GPU_CUDA_PROFILE");
+    const char* v = std::getenv("HIVE_GPU_CUDA_PROFILE");
+    prof_mode_ = v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0 ? 0 : std::strcmp(v, "2") == 0 ? 2 : 1;
     prof_line_.clear();
-    prof_t_ = std::chrono::steady_clock::now();
+    prof_events_.clear();
+    prof_t_ = prof_t0_ = std::chrono::steady_clock::now();
+    if (prof_mode_ == 2) prof_mark("start");
   }
   void prof_mark(const char* what) const {
-    if (!prof_on_) return;
+    if (prof_mode_ == 0) return;
+    if (prof_mode_ == 2) {
+      if (prof_events_.size() == prof_pool_.size()) {
+        cudaEvent_t e;
+        check(cudaEventCreate(&e), "cudaEventCreate");
+        prof_pool_.push_back(e);
+      }
+      cudaEvent_t e = prof_pool_[prof_events_.size()];
+      check(cudaEventRecord(e, stream_->get()), "cudaEventRecord");
+      prof_events_.push_back(
+          {what, e, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - prof_t0_).count()});
+      return;
+    }
     stream_->sync("profile");
     const auto now = std::chrono::steady_clock::now();
     char buf[64];
@@ -476,8 +502,24 @@ class CudaFlatStore final : public detail::FlatStore {
     prof_line_ += buf;
     prof_t_ = now;
   }
+  // A mark of the timeline alone (HIVE_GPU_CUDA_PROFILE=2), where a synchronising mark would
+  // change what it measures.
+  void prof_note(const char* what) const {
+    if (prof_mode_ == 2) prof_mark(what);
+  }
   void prof_print() const {
-    if (prof_on_ && !prof_line_.empty()) std::fprintf(stderr, "cuda-profile (us):%s\n", prof_line_.c_str());
+    if (prof_mode_ == 2 && !prof_events_.empty()) {
+      stream_->sync("profile");
+      for (const ProfEvent& p : prof_events_) {
+        float ms = 0.0f;
+        check(cudaEventElapsedTime(&ms, prof_events_.front().e, p.e), "cudaEventElapsedTime");
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " [%s %.0f/%.0f]", p.what, 1e3 * ms, p.host_us);
+        prof_line_ += buf;
+      }
+      prof_events_.clear();
+    }
+    if (prof_mode_ != 0 && !prof_line_.empty()) std::fprintf(stderr, "cuda-profile (us):%s\n", prof_line_.c_str());
   }
 };
 
@@ -907,7 +949,9 @@ std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std
     sa.scratch = ws_row_terms_.get();
   }
   launch_screen(sa, s);
+  prof_note("screen-enqueued");
   if (while_screening) while_screening();
+  prof_note("staged");
   pin_count_.ensure(nq * sizeof(uint32_t));
   check(cudaMemcpyAsync(pin_count_.get(), ws_count_.get(), nq * sizeof(uint32_t), cudaMemcpyDeviceToHost, s),
         "download candidate counts");
@@ -915,7 +959,7 @@ std::size_t CudaFlatStore::screen_rows(const ScreenRows& r, const float* dq, std
   prof_mark("screen");
   const auto* counts = pin_count_.as<const uint32_t>();
   const std::size_t most = *std::max_element(counts, counts + nq);
-  if (prof_on_) {
+  if (prof_mode_ != 0) {
     std::size_t sum = 0;
     for (std::size_t q = 0; q < nq; ++q) sum += counts[q];
     prof_line_ += " [candidates mean " + std::to_string(sum / nq) + " most " + std::to_string(most) + "]";
@@ -1119,7 +1163,7 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
       else
         piece(0);
       staged = upto;
-      if (prof_on_) {
+      if (prof_mode_ != 0) {
         char buf[48];
         std::snprintf(buf, sizeof buf, " [stage %.0f]",
                       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());

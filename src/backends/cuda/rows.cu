@@ -1,6 +1,7 @@
 // CUDA backend: row maintenance kernels (norms, decode to fp32 for the matrix product, gather
 // for compaction).
 #include <algorithm>
+#include <cstdint>
 
 #include "backends/cuda/cuda_common.hpp"
 #include "backends/cuda/device_util.cuh"
@@ -18,7 +19,24 @@ __global__ void norms_kernel(const void* base, std::size_t first, std::size_t n,
        i += std::size_t(gridDim.x) * blockDim.x) {
     const typename E::T* x = static_cast<const typename E::T*>(base) + (first + i) * dim;
     float s = 0.0f;
-    for (std::size_t j = 0; j < dim; ++j) {
+    std::size_t j = 0;
+    if constexpr (S == ScalarType::F32) {
+      // 16-byte loads, several in flight (a thread per row: each element load, waited for in
+      // turn, made 3 456 query norms take ~19 us); the same sums in the same order.
+      if (dim % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+        const float4* x4 = reinterpret_cast<const float4*>(x);
+#pragma unroll 4
+        for (; j < dim / 4; ++j) {
+          const float4 v = x4[j];
+          s = __fmaf_rn(v.x, v.x, s);
+          s = __fmaf_rn(v.y, v.y, s);
+          s = __fmaf_rn(v.z, v.z, s);
+          s = __fmaf_rn(v.w, v.w, s);
+        }
+        j = dim;
+      }
+    }
+    for (; j < dim; ++j) {
       const float v = E::get(x[j]);
       s = __fmaf_rn(v, v, s);
     }
