@@ -52,6 +52,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
@@ -437,11 +438,15 @@ class CudaFlatStore final : public detail::FlatStore {
   };
   mutable std::unique_ptr<Stream> up_stream_;
   mutable OwnedEvent up_done_;
-  // The single-query kernel's completion flag (FusedOutput::done), the value it will write,
-  // and whether the last single_query enqueued such a kernel.
+  // The single-query kernel's tagged results (FusedOutput::tagged), the tag it will write, and
+  // whether the last single_query enqueued such a kernel (then wait_single decodes its k
+  // results into tagged_rows_ / tagged_dist_).
   mutable PinnedBuffer pin_done_;
   mutable unsigned done_seq_ = 0;
   mutable bool signal_pending_ = false;
+  mutable int tagged_k_ = 0;
+  mutable int64_t* tagged_rows_ = nullptr;
+  mutable float* tagged_dist_ = nullptr;
 #if !defined(HIVE_GPU_HIP)
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
@@ -590,13 +595,17 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
     o.tickets = ws_tickets_.as<unsigned>();
     o.rows = rows;
     o.distances = dist;
+    constexpr std::size_t kTaggedBytes = 2 * kFusedMaxK * sizeof(uint64_t);
     if (pin_done_.get() == nullptr) {  // pinned memory may come back from the pool as it was left
-      pin_done_.ensure(64);
-      std::memset(pin_done_.get(), 0, 64);
+      pin_done_.ensure(kTaggedBytes);
+      std::memset(pin_done_.get(), 0, kTaggedBytes);
     }
-    done_seq_ = done_seq_ + 1 == 0 ? 1 : done_seq_ + 1;  // (the flag starts at 0; never 0 again)
-    o.done = pin_done_.as<unsigned>();
+    done_seq_ = done_seq_ + 1 == 0 ? 1 : done_seq_ + 1;  // (the tags start at 0; never 0 again)
+    o.tagged = pin_done_.as<uint64_t>();
     o.seq = done_seq_;
+    tagged_k_ = k;
+    tagged_rows_ = rows;
+    tagged_dist_ = dist;
     launch_scan_select(a, o, s);
     signal_pending_ = true;
     return screened;
@@ -617,32 +626,44 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
   return false;
 }
 
-// Watching the flag in host memory sees the kernel's end ~2.7 us sooner than
+// Watching the tagged results in host memory sees the kernel's end ~2.7 us sooner than
 // cudaStreamSynchronize (an empty kernel's launch-to-return: 8.6 vs 11.3 us on an H100, CUDA
-// 13). The kernel may still be exiting when the flag is seen: the next work on the stream waits
-// for it, and every free of a buffer it uses synchronises. A kernel that failed never writes the
-// flag: after 20 ms the stream's synchronisation reports the error.
-// HIVE_GPU_CUDA_SYNC_WAIT=1 (read per search) synchronises the stream instead, for A/B timing.
+// 13), and without a system-scope fence and a flag behind the results (~0.9 us more in the
+// kernel). The kernel may still be exiting when the results are seen: the next work on the
+// stream waits for it, and every free of a buffer it uses synchronises. A kernel that failed
+// never writes them: after 20 ms the stream's synchronisation reports the error.
+// HIVE_GPU_CUDA_SYNC_WAIT=1 (read per search) synchronises the stream first, for A/B timing.
 void CudaFlatStore::wait_single() const {
-  const bool flagged = signal_pending_;
+  const bool tagged = signal_pending_;
   signal_pending_ = false;
-  if (!flagged || env_flag("HIVE_GPU_CUDA_SYNC_WAIT")) {
+  if (!tagged) {
     stream_->sync("search");
     return;
   }
-  const volatile unsigned* flag = pin_done_.as<volatile unsigned>();
+  if (env_flag("HIVE_GPU_CUDA_SYNC_WAIT")) stream_->sync("search");
+  const volatile uint64_t* words = pin_done_.as<volatile uint64_t>();
+  const std::size_t n = 2 * std::size_t(tagged_k_);
+  auto all_in = [&] {
+    for (std::size_t i = 0; i < n; ++i)
+      if (unsigned(words[i] >> 32) != done_seq_) return false;
+    return true;
+  };
   const auto t0 = std::chrono::steady_clock::now();
-  for (unsigned spins = 1; *flag != done_seq_; ++spins) {
+  for (unsigned spins = 1; !all_in(); ++spins) {
     if (spins % 4096 == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(20)) {
       stream_->sync("search");
-      if (*flag != done_seq_) throw Error(ErrorCode::Internal, "CUDA single query: the kernel did not signal");
+      if (!all_in()) throw Error(ErrorCode::Internal, "CUDA single query: the kernel did not write its results");
       break;
     }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
-  std::atomic_thread_fence(std::memory_order_acquire);  // the results are read after the flag
+  for (int i = 0; i < tagged_k_; ++i) {
+    const uint32_t row = uint32_t(words[2 * i]), dist = uint32_t(words[2 * i + 1]);
+    tagged_rows_[i] = row == uint32_t(-1) ? -1 : row == uint32_t(kScreenInconclusive) ? kScreenInconclusive : int64_t(row);
+    tagged_dist_[i] = std::bit_cast<float>(dist);
+  }
 }
 
 // Large k through the fp16 copy: its scores of every row, their m = 2k best by radix selection,

@@ -33,9 +33,9 @@ void launch_scan(const ScanArgs& a, cudaStream_t stream);
 // Fused scan + selection (float metrics, fp32 / fp16 / bf16 storage): each of `blocks`
 // blocks (scan_select_blocks(n, storage)) scores its share of rows against each query with
 // launch_scan's arithmetic and keeps its W best keys (W the device's wave size), written sorted
-// to lists[q * lists_ld + block * W ...] (lists_ld >= fused_lists_ld(blocks): group lists follow);
-// the last blocks to finish (tickets[q * kTicketsLd ...], zeroed once by the caller and left
-// zeroed by the kernel) merge them and write the query's k <= 32 results like launch_finalize
+// to lists[q * lists_ld + block * W ...] (lists_ld >= fused_lists_ld(blocks)); the last block
+// to finish (tickets[q * kTicketsLd], zeroed once by the caller and left zeroed by the kernel)
+// merges them and writes the query's k <= 32 results like launch_finalize
 // to rows / distances (device or pinned host memory). So a search is one launch. Removed rows
 // (`deleted`, may be null) and NaN never enter. With `scores` set it writes every row's score
 // (scores[q * n + row], no removed-row check) instead, for a selection that follows.
@@ -64,10 +64,12 @@ struct FusedOutput {
   Metric exact_metric = Metric::L2;
   float qscale = 1.0f;
   double score_scale = 1.0, bound_g = 0.0, bound_e = 0.0;
-  // With k <= 32 and `done` set (host memory the device can write): once the results are in
-  // rows / distances (host memory too), the last block writes `seq` to *done after a
-  // system-scope fence, so the host can wait by watching it instead of synchronising the stream.
-  unsigned* done = nullptr;
+  // With k <= 32, one query and `tagged` set (2 k words of host memory the device can write):
+  // result i goes there instead of rows / distances, as two words tagged with `seq` in their high
+  // half, (seq << 32) | row (low 32 bits; -1: none, kScreenInconclusive) and (seq << 32) | the
+  // distance's bits. The host waits by watching for all 2 k tags (each word is written whole)
+  // instead of synchronising the stream, and without a flag behind a system-scope fence.
+  uint64_t* tagged = nullptr;
   unsigned seq = 0;
 };
 inline constexpr int64_t kScreenInconclusive = -2;
@@ -80,7 +82,7 @@ inline constexpr int kFusedScreenMaxK = 16;
 void launch_screen_check(const uint64_t* approx_last, const uint64_t* exact, int k, const FusedOutput& o,
                          Metric scanned, int64_t* rows, cudaStream_t stream);
 bool fused_supported(const ScanArgs& a);
-inline constexpr std::size_t kTicketsLd = 64;  // ticket counters per query (1 + blocks / 16)
+inline constexpr std::size_t kTicketsLd = 64;  // ticket counters per query (one used; 64: a cache line of its own)
 inline constexpr int kFusedMaxK = 32;          // the fused kernel's own results (wave lists)
 // Keys of the lists buffer for `blocks` blocks on the current device (W keys per block list).
 std::size_t fused_lists_ld(std::size_t blocks);

@@ -187,10 +187,10 @@ __device__ __forceinline__ void accumulate_rows(const typename Elem<S>::T* x, in
   }
 }
 
-// The fused kernel's merge of block lists: groups of kMergeGroup blocks, tickets per query
-// (one for the groups, one per group).
-constexpr unsigned kMergeGroup = 16;
 constexpr int kMergeLoads = 8;  // lists each wave loads (and merges as a tree) per round
+// The fused kernel's last block looks at every block list's first key in rounds of a key per
+// thread: at most this many rounds (blocks <= kHeadRounds kScanThreads).
+constexpr int kHeadRounds = 4;
 
 // The merge of the block's wave lists in sh (lane-major, sh[w * W + lane]; waves from `live` on
 // hold empty lists), as a tree whose levels run on parallel waves: log2(kWaves) merges deep, not
@@ -216,12 +216,12 @@ __device__ __forceinline__ uint64_t merge_shared_lists(const HwWave<W>& wv, uint
 }
 
 // The whole block: the merge of `count` sorted W-key lists at src (written by other blocks, so
-// read past the per-SM cache), each wave a share of them, up to kMergeLoads at a time as a tree
-// (merges with lists past `count` skipped), then the waves' lists through sh. The result is in
-// wave 0 (lane i: the i-th best).
+// read past the per-SM cache; list i at src + pick[i] W), each wave a share of them, up to
+// kMergeLoads at a time as a tree (merges with lists past `count` skipped), then the waves'
+// lists through sh. The result is in wave 0 (lane i: the i-th best).
 template <int W>
 __device__ __forceinline__ uint64_t merge_global_lists(const HwWave<W>& wv, const uint64_t* src, unsigned count,
-                                                       uint64_t* sh, int wave_id) {
+                                                       const uint16_t* pick, uint64_t* sh, int wave_id) {
   constexpr int kWaves = kScanThreads / W;
   uint64_t list = kEmptyKey;
   for (unsigned b0 = unsigned(wave_id); b0 < count; b0 += kWaves * kMergeLoads) {
@@ -231,7 +231,7 @@ __device__ __forceinline__ uint64_t merge_global_lists(const HwWave<W>& wv, cons
 #pragma unroll
     for (int u = 0; u < kMergeLoads; ++u) {
       const unsigned b = b0 + unsigned(u * kWaves);
-      l[u] = u < nl ? load_cg(src + std::size_t(b) * W + std::size_t(wv.lane())) : kEmptyKey;
+      l[u] = u < nl ? load_cg(src + std::size_t(pick[b]) * W + std::size_t(wv.lane())) : kEmptyKey;
     }
 #pragma unroll
     for (int span = 1; span < kMergeLoads; span *= 2)
@@ -243,6 +243,52 @@ __device__ __forceinline__ uint64_t merge_global_lists(const HwWave<W>& wv, cons
   __syncthreads();  // sh may still be read by wave 0 of an earlier merge
   sh[threadIdx.x] = list;
   return merge_shared_lists(wv, sh, wave_id, int(min(count, unsigned(kWaves))));
+}
+
+// The whole block, after every block wrote its sorted W-key list to lists (nb of them, list b at
+// lists + b W): the W best keys of all of them, in wave 0 (lane i: the i-th best). The block
+// looks at the lists' first keys only, then merges W lists at most, in two steps of one load
+// round each (a tree of merges through groups of lists took a global round trip, a fence and a
+// ticket more per level, ~2.2 us each):
+//  1. T = the W-th smallest first key. The W lists it comes from hold W keys <= T, so the W best
+//     keys overall are <= T, and each lies in its own block's list (it is among that block's W
+//     best), whose first key is then <= T as well.
+//  2. The lists whose first key is <= T (keys are unique: exactly W of them, or every non-empty
+//     list when fewer) are merged whole.
+// Where a list keeps only its first k keys exact (list_k < W), its first key is exact and the
+// rest are real keys of its block, in order: the k best overall are still <= T and among the
+// merged lists, and the merge keeps the best of their union.
+template <int W>
+__device__ __forceinline__ uint64_t merge_block_lists(const HwWave<W>& wv, const uint64_t* lists, unsigned nb,
+                                                      uint64_t* sh, uint16_t* pick, unsigned& picked, int wave_id) {
+  __shared__ uint64_t bound;
+  uint64_t head[kHeadRounds];
+  uint64_t best = kEmptyKey;
+#pragma unroll
+  for (int r = 0; r < kHeadRounds; ++r) {
+    const unsigned b = threadIdx.x + unsigned(r * kScanThreads);
+    head[r] = b < nb ? load_cg(lists + std::size_t(b) * W) : kEmptyKey;
+  }
+#pragma unroll
+  for (int r = 0; r < kHeadRounds; ++r)
+    if (wv.any(head[r] != kEmptyKey)) best = wave::merge_lists(wv, best, wave::sort_lanes(wv, head[r]));
+  __syncthreads();  // sh may still be read by wave 0 of an earlier merge
+  sh[threadIdx.x] = best;
+  best = merge_shared_lists(wv, sh, wave_id, kScanThreads / W);
+  if (wave_id == 0 && wv.lane() == W - 1) {
+    bound = best;  // the W-th smallest first key (empty: fewer than W non-empty lists)
+    picked = 0;
+  }
+  __syncthreads();
+  const uint64_t t = bound;
+#pragma unroll
+  for (int r = 0; r < kHeadRounds; ++r)
+    if (head[r] != kEmptyKey && head[r] <= t) {
+      const unsigned at = atomicAdd(&picked, 1u);
+      if (at < unsigned(W)) pick[at] = uint16_t(threadIdx.x + unsigned(r * kScanThreads));
+    }
+  __syncthreads();
+  return merge_global_lists(wv, lists, min(picked, unsigned(W)), pick, sh, wave_id);
 }
 
 // Resident blocks per SM the fused kernel is built for: 4 (64 registers) for fp32; the half
@@ -275,19 +321,23 @@ struct FusedArgs {
   int exact_metric;    // int(Metric): L2, or InnerProduct / Cosine (both scanned as InnerProduct)
   float qscale;
   double score_scale, bound_g, bound_e;
-  unsigned* done;  // FusedOutput::done / seq
+  uint64_t* tagged;  // FusedOutput::tagged / seq
   unsigned seq;
   float qv[kParamDims];
 };
 
-// After wave 0's lanes wrote the results: FusedOutput::done. The warp barrier orders the lanes'
-// writes before lane 0's system-scope fence, and that fence before the flag.
-template <int W>
-__device__ __forceinline__ void signal_done(const HwWave<W>& wv, const FusedArgs& a) {
-  wv.sync();
-  if (wv.lane() == 0 && a.done != nullptr) {
-    __threadfence_system();
-    *reinterpret_cast<volatile unsigned*>(a.done) = a.seq;
+// Result i of the launch: to res_rows / res_dist, or as two tagged words (FusedOutput::tagged;
+// each an aligned 8-byte store, so the host never sees one half-written, and no fence is needed:
+// the host waits for the words themselves, not for a flag written after them).
+__device__ __forceinline__ void write_result(const FusedArgs& a, std::size_t i, int64_t row, float dist) {
+  if (a.tagged != nullptr) {
+    const uint64_t tag = uint64_t(a.seq) << 32;
+    volatile unsigned long long* t = reinterpret_cast<volatile unsigned long long*>(a.tagged) + 2 * i;
+    t[0] = tag | uint32_t(row);  // -1 and kScreenInconclusive as their low 32 bits
+    t[1] = tag | __float_as_uint(dist);
+  } else {
+    a.res_rows[i] = row;
+    a.res_dist[i] = dist;
   }
 }
 
@@ -391,17 +441,13 @@ __device__ __forceinline__ void screen_finish(const HwWave<W>& wv, const FusedAr
   if (!sure && kth != kEmptyKey)
     sure = screen_lower(M == Metric::L2, a.exact_metric, double(key_score(last)) * a.score_scale, a.bound_g,
                         a.bound_e) > double(key_score(kth));
-  if (sure && lane < a.k) {
+  if (lane < a.k) {
     const float inf = __int_as_float(0x7f800000);
     const float sc = mine == kEmptyKey ? inf : key_score(mine);
-    a.res_rows[lane] = mine == kEmptyKey ? -1 : int64_t(key_row(mine));
-    a.res_dist[lane] = a.negate ? -sc : sc;
+    const int64_t row = mine == kEmptyKey ? -1 : int64_t(key_row(mine));
+    write_result(a, std::size_t(lane), lane == 0 && !sure ? kScreenInconclusive : row, a.negate ? -sc : sc);
   }
-  if (lane == 0) {
-    if (!sure) a.res_rows[0] = kScreenInconclusive;
-    tk[0] = 0;
-  }
-  signal_done(wv, a);
+  if (lane == 0) tk[0] = 0;
 }
 
 // The fused kernel's body for waves of W lanes (see scan_select_kernel).
@@ -552,34 +598,18 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
     out[std::size_t(blockIdx.x) * W + std::size_t(lane)] = block_best;
     __threadfence();  // the list is visible to every block before this block's ticket is
   }
-  // Two levels of "last one merges" (tickets per query, left at zero for the next launch): the
-  // last block of each group of kMergeGroup merges the group's lists while other blocks still
-  // scan, then the last group merges the group lists and writes the results. A short serial tail.
+  // The last block to finish (a ticket per query, left at zero for the next launch) merges the
+  // block lists and writes the results.
   unsigned* const tk = args.tickets + std::size_t(blockIdx.y) * kTicketsLd;
-  const unsigned group = blockIdx.x / kMergeGroup, merge_groups = (gridDim.x + kMergeGroup - 1) / kMergeGroup;
-  const unsigned in_group = min(unsigned(kMergeGroup), gridDim.x - group * kMergeGroup);
-  uint64_t* const group_lists = out + std::size_t(gridDim.x) * W;
   __syncthreads();
-  if (threadIdx.x == 0) last_block = atomicAdd(tk + 1 + group, 1u) == in_group - 1;
+  if (threadIdx.x == 0) last_block = atomicAdd(tk, 1u) == gridDim.x - 1;
   __syncthreads();
   if (!last_block) return;
-  __threadfence();
-  uint64_t best = merge_global_lists(wv, out + std::size_t(group) * kMergeGroup * W, in_group, lists, wave_id);
-  if (merge_groups > 1) {  // (one group: its list is the answer, no second level)
-    if (wave_id == 0) {
-      group_lists[std::size_t(group) * W + std::size_t(lane)] = best;
-      if (lane == 0) tk[1 + group] = 0;
-      __threadfence();
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) last_block = atomicAdd(tk, 1u) == merge_groups - 1;
-    __syncthreads();
-    if (!last_block) return;
-    __threadfence();
-    best = merge_global_lists(wv, group_lists, merge_groups, lists, wave_id);
-  } else if (wave_id == 0 && lane == 0) {
-    tk[1 + group] = 0;
-  }
+  // (No fence here: every list was fenced before its block's ticket, and this block reads them
+  // past the per-SM cache.)
+  __shared__ uint16_t pick[W];
+  __shared__ unsigned picked;
+  const uint64_t best = merge_block_lists(wv, out, gridDim.x, lists, pick, picked, wave_id);
   if constexpr (S == ScalarType::F16 && VEC && (M == Metric::L2 || M == Metric::InnerProduct)) {
     if (args.exact_rows != nullptr) {
       screen_finish<W, M>(wv, args, best, lists, q + dim, wave_id, tk);
@@ -588,14 +618,12 @@ __device__ __forceinline__ void scan_select_body(const FusedArgs& args) {
   }
   if (wave_id == 0) {
     if (lane < args.k) {
-      const std::size_t i = std::size_t(blockIdx.y) * std::size_t(args.k) + std::size_t(lane);
       const float inf = __int_as_float(0x7f800000);
       const float s = best == kEmptyKey ? inf : key_score(best);
-      args.res_rows[i] = best == kEmptyKey ? -1 : int64_t(key_row(best));
-      args.res_dist[i] = args.negate ? -s : s;
+      write_result(args, std::size_t(blockIdx.y) * std::size_t(args.k) + std::size_t(lane),
+                   best == kEmptyKey ? -1 : int64_t(key_row(best)), args.negate ? -s : s);
     }
     if (lane == 0) tk[0] = 0;
-    signal_done(wv, args);
   }
 }
 
@@ -809,12 +837,10 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
   const std::size_t per_block = std::size_t(kScanThreads / wave_size()) * kFG * steps;
   const std::size_t resident = std::size_t(m) * std::size_t(fused_blocks_per_sm(storage));
   return std::clamp<std::size_t>((n + per_block - 1) / per_block, 1,
-                                 std::min(resident, (kTicketsLd - 1) * kMergeGroup));  // tickets per query
+                                 std::min(resident, std::size_t(kHeadRounds) * kScanThreads));  // merge_block_lists
 }
 
-std::size_t fused_lists_ld(std::size_t blocks) {
-  return (blocks + (blocks + kMergeGroup - 1) / kMergeGroup) * std::size_t(wave_size());
-}
+std::size_t fused_lists_ld(std::size_t blocks) { return blocks * std::size_t(wave_size()); }
 
 bool fused_supported(const ScanArgs& a) {
   return a.metric != Metric::Hamming && a.storage != ScalarType::Bits && a.dim * sizeof(float) <= kFusedMaxQueryBytes;
@@ -856,7 +882,8 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   f.negate = o.negate ? 1 : 0;
   f.res_rows = o.rows;
   f.res_dist = o.distances;
-  f.done = o.scores == nullptr ? o.done : nullptr;
+  f.tagged = o.scores == nullptr ? o.tagged : nullptr;
+  if (f.tagged != nullptr && a.nq != 1) throw Error(ErrorCode::Internal, "CUDA fused scan: tagged results of one query only");
   f.seq = o.seq;
   f.list_k = o.k;
   f.qscale = o.qscale;
