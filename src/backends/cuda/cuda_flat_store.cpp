@@ -444,6 +444,7 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable PinnedBuffer pin_done_;
   mutable unsigned done_seq_ = 0;
   mutable bool signal_pending_ = false;
+  mutable FusedGraph fused_graph_;  // the single query's launch (FusedOutput::graph)
   mutable int tagged_k_ = 0;
   mutable int64_t* tagged_rows_ = nullptr;
   mutable float* tagged_dist_ = nullptr;
@@ -603,6 +604,8 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
     done_seq_ = done_seq_ + 1 == 0 ? 1 : done_seq_ + 1;  // (the tags start at 0; never 0 again)
     o.tagged = pin_done_.as<uint64_t>();
     o.seq = done_seq_;
+    // HIVE_GPU_CUDA_NO_GRAPH=1 (read per search): a plain kernel launch, for A/B timing.
+    o.graph = env_flag("HIVE_GPU_CUDA_NO_GRAPH") ? nullptr : &fused_graph_;
     tagged_k_ = k;
     tagged_rows_ = rows;
     tagged_dist_ = dist;

@@ -842,6 +842,55 @@ std::size_t scan_select_blocks(std::size_t n, ScalarType storage) {
 
 std::size_t fused_lists_ld(std::size_t blocks) { return blocks * std::size_t(wave_size()); }
 
+void FusedGraph::reset() {
+#if !defined(HIVE_GPU_HIP)
+  if (exec != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  if (graph != nullptr) cudaGraphDestroy(static_cast<cudaGraph_t>(graph));
+#endif
+  func = nullptr;
+  grid_x = grid_y = 0;
+  smem = 0;
+  graph = node = exec = nullptr;
+}
+
+namespace {
+#if !defined(HIVE_GPU_HIP)
+// The fused kernel `func` launched through g (see FusedGraph): the graph is made again when the
+// kernel or its shape changed, else only its node's parameters are set.
+void launch_through_graph(FusedGraph& g, const void* func, dim3 grid, std::size_t smem, FusedArgs& f,
+                          cudaStream_t stream) {
+  void* params[] = {&f};
+  cudaKernelNodeParams kp{};
+  kp.func = const_cast<void*>(func);
+  kp.gridDim = grid;
+  kp.blockDim = dim3(kScanThreads, 1, 1);
+  kp.sharedMemBytes = unsigned(smem);
+  kp.kernelParams = params;
+  if (g.exec == nullptr || g.func != func || g.grid_x != grid.x || g.grid_y != grid.y || g.smem != smem) {
+    g.reset();
+    cudaGraph_t graph = nullptr;
+    cudaGraphNode_t node = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    check(cudaGraphCreate(&graph, 0), "cudaGraphCreate");
+    g.graph = graph;
+    check(cudaGraphAddKernelNode(&node, graph, nullptr, 0, &kp), "cudaGraphAddKernelNode");
+    g.node = node;
+    check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    g.exec = exec;
+    g.func = func;
+    g.grid_x = grid.x;
+    g.grid_y = grid.y;
+    g.smem = smem;
+  } else {
+    check(cudaGraphExecKernelNodeSetParams(static_cast<cudaGraphExec_t>(g.exec), static_cast<cudaGraphNode_t>(g.node),
+                                           &kp),
+          "cudaGraphExecKernelNodeSetParams");
+  }
+  check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(g.exec), stream), "cudaGraphLaunch");
+}
+#endif
+}  // namespace
+
 bool fused_supported(const ScanArgs& a) {
   return a.metric != Metric::Hamming && a.storage != ScalarType::Bits && a.dim * sizeof(float) <= kFusedMaxQueryBytes;
 }
@@ -902,6 +951,13 @@ void launch_scan_select(const ScanArgs& a, const FusedOutput& o, cudaStream_t st
   }
   with_wave([&]<int W>() {
     dispatch_float(a, [&]<Metric M, ScalarType S, bool VEC>() {
+#if !defined(HIVE_GPU_HIP)
+      if (o.graph != nullptr && f.tagged != nullptr) {
+        launch_through_graph(*o.graph, reinterpret_cast<const void*>(scan_select_kernel<W, M, S, VEC>), grid, smem, f,
+                             stream);
+        return;
+      }
+#endif
       scan_select_kernel<W, M, S, VEC><<<grid, kScanThreads, smem, stream>>>(f);
     });
   });
