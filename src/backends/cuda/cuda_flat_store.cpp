@@ -335,9 +335,10 @@ class CudaFlatStore final : public detail::FlatStore {
   // rows[0] == kScreenInconclusive asks for the plain scan.
   bool single_fused() const;
   bool single_query(const float* hq, int k, const uint32_t* bitmap, float* dist, int64_t* rows, bool screen) const;
-  // Waits for the work single_query enqueued: where its kernel signals FusedOutput::done
-  // (signal_pending_), by watching that flag, else by synchronising the stream.
-  void wait_single() const;
+  // Waits for the work single_query enqueued: where its kernel writes tagged results
+  // (FusedOutput::tagged; signal_pending_), by watching them, then decodes its k results into
+  // rows / dist (the arrays single_query was given); else by synchronising the stream.
+  void wait_single(int k, float* dist, int64_t* rows) const;
   // Fills the screen's part of `o` (the copy, the scaled query, the error bounds) where it
   // applies (k <= max_k among other conditions).
   bool single_screen(const float* hq, int k, FusedOutput& o, int max_k) const;
@@ -439,15 +440,11 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable std::unique_ptr<Stream> up_stream_;
   mutable OwnedEvent up_done_;
   // The single-query kernel's tagged results (FusedOutput::tagged), the tag it will write, and
-  // whether the last single_query enqueued such a kernel (then wait_single decodes its k
-  // results into tagged_rows_ / tagged_dist_).
+  // whether the last single_query enqueued such a kernel.
   mutable PinnedBuffer pin_done_;
   mutable unsigned done_seq_ = 0;
   mutable bool signal_pending_ = false;
   mutable FusedGraph fused_graph_;  // the single query's launch (FusedOutput::graph)
-  mutable int tagged_k_ = 0;
-  mutable int64_t* tagged_rows_ = nullptr;
-  mutable float* tagged_dist_ = nullptr;
 #if !defined(HIVE_GPU_HIP)
   mutable bool blas_tried_ = false;
   mutable std::unique_ptr<BlasHandle> blas_;
@@ -480,8 +477,7 @@ class CudaFlatStore final : public detail::FlatStore {
   mutable std::vector<ProfEvent> prof_events_;
   mutable std::vector<cudaEvent_t> prof_pool_;
   void prof_start() const {
-    const char* v = std::getenv("HIVE_GPU_CUDA_PROFILE");
-    prof_mode_ = v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0 ? 0 : std::strcmp(v, "2") == 0 ? 2 : 1;
+    prof_mode_ = !env_flag("HIVE_GPU_CUDA_PROFILE") ? 0 : env_size("HIVE_GPU_CUDA_PROFILE", 1) == 2 ? 2 : 1;
     prof_line_.clear();
     prof_events_.clear();
     prof_t_ = prof_t0_ = std::chrono::steady_clock::now();
@@ -606,9 +602,6 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
     o.seq = done_seq_;
     // HIVE_GPU_CUDA_NO_GRAPH=1 (read per search): a plain kernel launch, for A/B timing.
     o.graph = env_flag("HIVE_GPU_CUDA_NO_GRAPH") ? nullptr : &fused_graph_;
-    tagged_k_ = k;
-    tagged_rows_ = rows;
-    tagged_dist_ = dist;
     launch_scan_select(a, o, s);
     signal_pending_ = true;
     return screened;
@@ -636,7 +629,7 @@ bool CudaFlatStore::single_query(const float* hq, int k, const uint32_t* bitmap,
 // stream waits for it, and every free of a buffer it uses synchronises. A kernel that failed
 // never writes them: after 20 ms the stream's synchronisation reports the error.
 // HIVE_GPU_CUDA_SYNC_WAIT=1 (read per search) synchronises the stream first, for A/B timing.
-void CudaFlatStore::wait_single() const {
+void CudaFlatStore::wait_single(int k, float* dist, int64_t* rows) const {
   const bool tagged = signal_pending_;
   signal_pending_ = false;
   if (!tagged) {
@@ -645,7 +638,7 @@ void CudaFlatStore::wait_single() const {
   }
   if (env_flag("HIVE_GPU_CUDA_SYNC_WAIT")) stream_->sync("search");
   const volatile uint64_t* words = pin_done_.as<volatile uint64_t>();
-  const std::size_t n = 2 * std::size_t(tagged_k_);
+  const std::size_t n = 2 * std::size_t(k);
   auto all_in = [&] {
     for (std::size_t i = 0; i < n; ++i)
       if (unsigned(words[i] >> 32) != done_seq_) return false;
@@ -662,10 +655,10 @@ void CudaFlatStore::wait_single() const {
     __builtin_ia32_pause();
 #endif
   }
-  for (int i = 0; i < tagged_k_; ++i) {
-    const uint32_t row = uint32_t(words[2 * i]), dist = uint32_t(words[2 * i + 1]);
-    tagged_rows_[i] = row == uint32_t(-1) ? -1 : row == uint32_t(kScreenInconclusive) ? kScreenInconclusive : int64_t(row);
-    tagged_dist_[i] = std::bit_cast<float>(dist);
+  for (int i = 0; i < k; ++i) {
+    const uint32_t row = uint32_t(words[2 * i]), bits = uint32_t(words[2 * i + 1]);
+    rows[i] = row == uint32_t(-1) ? -1 : row == uint32_t(kScreenInconclusive) ? kScreenInconclusive : int64_t(row);
+    dist[i] = std::bit_cast<float>(bits);
   }
 }
 
@@ -1134,13 +1127,13 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   if (single) {
     const auto* hq = static_cast<const float*>(queries);
     if (single_query(hq, k, bitmap, host_dist, host_rows, true)) {
-      wait_single();
+      wait_single(k, host_dist, host_rows);
       done = true;
       screen_tally_.note(host_rows[0] == kScreenInconclusive);
       if (host_rows[0] == kScreenInconclusive) {  // the fp16 copy could not decide: the fp32 rows
         g_screen_inconclusive.fetch_add(1, std::memory_order_relaxed);
         single_query(hq, k, bitmap, host_dist, host_rows, false);
-        wait_single();
+        wait_single(k, host_dist, host_rows);
       } else {
         g_screen_answered.fetch_add(1, std::memory_order_relaxed);
       }
@@ -1261,7 +1254,7 @@ void CudaFlatStore::search(std::size_t nq, const void* queries, int k, float* di
   }
   if (!done) {
     if (single)
-      wait_single();
+      wait_single(k, host_dist, host_rows);
     else
       stream_->sync("search");
   }
